@@ -1,0 +1,145 @@
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from sgdsmooth.config import ConfigError, RunConfig
+from sgdsmooth.tables import read_metadata, read_table
+from sgdsmooth.train import Interrupted, main, train
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def epochs_cfg(**kw):
+    base = dict(protocol="epochs", optimizer="shb", beta=0.9, lr=0.05, batch_size=64, epochs=3, seed=1)
+    return RunConfig(**(base | kw))
+
+
+def table(path, schema="epochs"):
+    # wall_time is the one column that is not a function of the seed.
+    return read_table(path / "metrics.parquet", schema).drop(columns="wall_time")
+
+
+def test_fixed_epoch_run_records_every_epoch(tmp_path, digits):
+    summary = train(epochs_cfg(full_grad_epochs=[3]), tmp_path, digits)
+    t = table(tmp_path)
+    assert list(t.epoch) == [1, 2, 3] and list(t.step) == [22, 44, 66]
+    assert t.test_accuracy.between(0, 1).all() and t.test_accuracy.iloc[-1] > 0.5
+    assert t.full_grad_norm_sq.isna().tolist() == [True, True, False]
+    assert summary == {"status": "ok", "steps": 66, "sfo": 66 * 64, "epochs": 3, "reached": False}
+    assert (tmp_path / "final.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+    meta = read_metadata(tmp_path / "metrics.parquet")
+    assert meta["seed"] == 1 and meta["device"] == "cpu" and meta["config"]["optimizer"] == "shb"
+
+
+def test_same_seed_same_table(tmp_path, digits):
+    train(epochs_cfg(), tmp_path / "a", digits)
+    train(epochs_cfg(), tmp_path / "b", digits)
+    train(epochs_cfg(seed=2), tmp_path / "c", digits)
+    pd.testing.assert_frame_equal(table(tmp_path / "a"), table(tmp_path / "b"), check_exact=True)
+    assert not table(tmp_path / "a").equals(table(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("protocol, stop_at", [("epochs", 30), ("epochs", 44), ("cbs", 50)])
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, digits, protocol, stop_at):
+    cfg = epochs_cfg(protocol=protocol, epsilon=0.6, max_steps=400, checkpoint_every=1)
+    schema = "cbs_epochs" if protocol == "cbs" else "epochs"
+    train(cfg, tmp_path / "whole", digits)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "parts", digits, interrupt_at_step=stop_at)
+    assert (tmp_path / "parts" / "checkpoint.pt").exists()
+    assert not (tmp_path / "parts" / "metrics.parquet").exists()
+    train(cfg, tmp_path / "parts", digits)
+    pd.testing.assert_frame_equal(table(tmp_path / "whole", schema), table(tmp_path / "parts", schema), check_exact=True)
+    if protocol == "epochs":
+        a = torch.load(tmp_path / "whole" / "final.pt")
+        b = torch.load(tmp_path / "parts" / "final.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cbs_stops_exactly_when_the_running_mean_reaches_epsilon(tmp_path, digits):
+    cfg = RunConfig(protocol="cbs", optimizer="shb", beta=0.9, lr=0.1, batch_size=64, epsilon=0.3, max_steps=2000)
+    summary = train(cfg, tmp_path, digits)
+    t = table(tmp_path, "cbs_epochs")
+    assert summary["status"] == "reached" and summary["reached"]
+    assert summary["sfo"] == summary["steps"] * 64
+    assert t.step.iloc[-1] == summary["steps"]
+    assert t.running_mean.iloc[-1] <= 0.3
+    # One step earlier the running mean was still above ε: rerun to T − 1 and look.
+    earlier = train(RunConfig(**(cfg.to_dict() | {"max_steps": summary["steps"] - 1})), tmp_path / "e", digits)
+    assert earlier["status"] == "censored"
+    assert table(tmp_path / "e", "cbs_epochs").running_mean.iloc[-1] > 0.3
+
+
+def test_cbs_min_epochs_delays_the_stop(tmp_path, digits):
+    cfg = RunConfig(protocol="cbs", optimizer="shb", beta=0.9, lr=0.1, batch_size=64, epsilon=5.0, max_steps=2000)
+    assert train(cfg, tmp_path / "a", digits)["steps"] == 1  # the first norm is already below 5
+    delayed = train(RunConfig(**(cfg.to_dict() | {"min_epochs": 2})), tmp_path / "b", digits)
+    assert delayed["steps"] == 2 * (digits.n_train // 64)
+
+
+def test_cbs_budget_censors(tmp_path, digits):
+    cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.01, batch_size=8, epsilon=1e-3, max_steps=100)
+    summary = train(cfg, tmp_path, digits)
+    assert summary == {"status": "censored", "steps": 100, "sfo": 800, "epochs": 1, "reached": False}
+
+
+def test_divergence_is_recorded_and_not_an_error(tmp_path, digits):
+    summary = train(epochs_cfg(optimizer="sgd", lr=1e20, epochs=5), tmp_path, digits)
+    assert summary["status"] == "diverged"
+    meta = read_metadata(tmp_path / "metrics.parquet")
+    assert meta["summary"]["status"] == "diverged"
+    assert not (tmp_path / "final.pt").exists()
+    assert len(table(tmp_path)) < 5
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (dict(optimizer="adam"), "optimizer"), (dict(model="vgg"), "model"), (dict(dataset="mnist"), "dataset"),
+        (dict(batch_size=5000), "batch_size"), (dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"),
+        (dict(beta=1.0), "beta"), (dict(beta=-0.1), "beta"), (dict(epsilon=0.0), "epsilon"),
+    ],
+)
+def test_bad_arguments_name_the_key(change, key):
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        RunConfig(**change).validate()
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="^learning_rate: unknown key"):
+        RunConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_command_line_runs_one_run_from_yaml_and_flags(tmp_path, capsys):
+    (tmp_path / "run.yaml").write_text("optimizer: nshb\nbeta: 0.9\nbatch_size: 256\nepochs: 1\n")
+    assert main(["--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r"), "--lr", "0.2", "--threads", "1"]) == 0
+    meta = read_metadata(tmp_path / "r" / "metrics.parquet")
+    assert meta["config"]["lr"] == 0.2 and meta["config"]["optimizer"] == "nshb"
+    assert main(["--out", str(tmp_path / "x"), "--beta", "1.5"]) == 2
+    assert "beta:" in capsys.readouterr().err
+
+
+def test_sigterm_checkpoints_and_a_rerun_resumes(tmp_path):
+    """A real signal to a real process: it leaves a checkpoint, exits 75, and resumes."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sgdsmooth.train", "--out", str(out), "--optimizer", "sgd", "--batch-size", "2",
+           "--epochs", "3", "--threads", "1"]
+    env = {"PYTHONPATH": str(ROOT / "workflow"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:  # the epoch-1 checkpoint
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert "checkpoint written" in err and not (out / "metrics.parquet").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stderr
+    assert list(read_table(out / "metrics.parquet", "epochs").epoch) == [1, 2, 3]

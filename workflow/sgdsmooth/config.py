@@ -1,0 +1,83 @@
+"""One run's settings, validated with messages that name the offending key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .data import DATASETS, TRAIN_SIZES
+from .models import MODELS
+from .theory import OPTIMIZERS
+
+PROTOCOLS = ("cbs", "epochs")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message starts with the key."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one training run.
+
+    protocol ``cbs`` trains until the running mean of mini-batch gradient norms reaches
+    ``epsilon`` (not before ``min_epochs``) or ``max_steps`` runs out; protocol ``epochs``
+    trains ``epochs`` epochs and evaluates after each.
+    """
+
+    protocol: str = "epochs"
+    dataset: str = "digits"
+    data_root: str = "resources"
+    model: str = "small_cnn"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    beta: float = 0.0
+    batch_size: int = 32
+    seed: int = 0
+    epochs: int = 10
+    epsilon: float = 0.5
+    min_epochs: int = 0
+    max_steps: int = 100_000
+    full_grad_epochs: list[int] = field(default_factory=list)
+    noise_epochs: list[int] = field(default_factory=list)
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 1
+    augment: bool | None = None
+    device: str = "auto"
+
+    def validate(self) -> "RunConfig":
+        def bad(key, why):
+            raise ConfigError(f"{key}: {why} (got {getattr(self, key)!r})")
+
+        for key, allowed in (("protocol", PROTOCOLS), ("dataset", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, key) not in allowed:
+                bad(key, f"must be one of {allowed}")
+        if not self.lr > 0:
+            bad("lr", "must be > 0")
+        if not 0 <= self.beta < 1:
+            bad("beta", "must be in [0, 1)")
+        if not self.epsilon > 0:
+            bad("epsilon", "must be > 0")
+        if self.batch_size < 1:
+            bad("batch_size", "must be ≥ 1")
+        if self.batch_size > TRAIN_SIZES[self.dataset]:
+            bad("batch_size", f"exceeds the {TRAIN_SIZES[self.dataset]} training examples of {self.dataset}")
+        for key in ("epochs", "max_steps", "checkpoint_every", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                bad(key, "must be ≥ 1")
+        if self.min_epochs < 0:
+            bad("min_epochs", "must be ≥ 0")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            bad("device", "must be auto, cpu, cuda or cuda:N")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown key (known: {sorted(names)})")
+        return cls(**values).validate()

@@ -1,0 +1,77 @@
+"""The networks, chosen by name: the CIFAR ResNet-18 of the article and a small CNN."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MODELS = ("resnet18", "small_cnn")
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm and an identity (or 1×1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18: 3×3 stride-1 stem, no max-pool, BasicBlocks [2,2,2,2], widths 64–512."""
+
+    def __init__(self, num_classes: int = 100, in_channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        layers, cin = [], 64
+        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(cin, width, stride), BasicBlock(width, width, 1)]
+            cin = width
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class SmallCNN(nn.Module):
+    """Three conv–BN–ReLU layers and a linear head: sized for 8×8 digits on a CPU.
+
+    It keeps BatchNorm so that the BatchNorm questions of the article (train vs eval mode
+    for sharpness and full gradients) arise in the default config as they do for ResNet-18.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2), *block(2 * width, 2 * width)
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def make_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    """Build a model by its config name."""
+    if name == "resnet18":
+        return ResNet18(num_classes, in_channels)
+    if name == "small_cnn":
+        return SmallCNN(num_classes, in_channels)
+    raise ValueError(f"model must be one of {MODELS}, got {name!r}")

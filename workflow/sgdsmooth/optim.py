@@ -1,0 +1,80 @@
+"""SGD, SHB and NSHB exactly as METHOD §2.
+
+All three are one recursion on a search direction d:
+
+    d_t = a·g_t + β·d_{t−1},  d_{−1} = 0,   x_{t+1} = x_t − η·d_t
+
+with (a, β) = (1, 0) for SGD, (1, β) for SHB and (1 − β, β) for NSHB. Writing them as one
+rule keeps NSHB's first step right: d_0 = (1 − β)·g_0, which torch's
+``SGD(momentum=β, dampening=β)`` gets wrong (it uses g_0). The direction is kept in the
+optimizer state as ``direction`` so that the noise measurements can read it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .theory import OPTIMIZERS
+
+
+def gradient_scale(name: str, beta: float) -> float:
+    """The factor a in front of g_t for each optimizer."""
+    if name == "nshb":
+        return 1.0 - beta
+    return 1.0
+
+
+class Momentum(torch.optim.Optimizer):
+    """d_t = a·g_t + β·d_{t−1}; x_{t+1} = x_t − η·d_t (no weight decay)."""
+
+    def __init__(self, params, lr: float, beta: float = 0.0, grad_scale: float = 1.0):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        super().__init__(params, dict(lr=lr, beta=beta, grad_scale=grad_scale))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            lr, beta, a = group["lr"], group["beta"], group["grad_scale"]
+            if beta == 0.0 and a == 1.0:
+                # Plain SGD: the direction is the gradient itself; no buffer to keep.
+                torch._foreach_add_(params, grads, alpha=-lr)
+                continue
+            dirs = []
+            for p in params:
+                state = self.state[p]
+                if "direction" not in state:
+                    state["direction"] = torch.zeros_like(p)
+                dirs.append(state["direction"])
+            torch._foreach_mul_(dirs, beta)
+            torch._foreach_add_(dirs, grads, alpha=a)
+            torch._foreach_add_(params, dirs, alpha=-lr)
+        return loss
+
+    def directions(self) -> list[torch.Tensor]:
+        """The current search direction d_t of every parameter (the gradient for SGD)."""
+        out = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                d = self.state[p].get("direction") if p in self.state else None
+                out.append(d if d is not None else p.grad)
+        return out
+
+
+def make_optimizer(name: str, params, lr: float, beta: float = 0.0) -> Momentum:
+    """Build SGD, SHB or NSHB by name. SGD ignores β (it is recorded as 0)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if name == "sgd":
+        beta = 0.0
+    return Momentum(params, lr=lr, beta=beta, grad_scale=gradient_scale(name, beta))

@@ -1,0 +1,158 @@
+"""Parquet tables: every schema defined once here, checked on write and on read.
+
+A table is tidy (one row per observation). Its file metadata holds provenance under the key
+``sgdsmooth`` as JSON: whatever the writer passes (run config, config hash, seed, device…)
+plus the code version and the torch version. Writes go to a temporary file in the same
+folder and are renamed into place, so a killed job never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+
+META_KEY = b"sgdsmooth"
+
+_f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, typ) for name, typ in fields])
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    # One row per epoch of a fixed-epoch run.
+    "epochs": _schema(
+        ("epoch", _i64), ("step", _i64), ("lr", _f64),
+        ("train_loss", _f64), ("train_accuracy", _f64),
+        ("test_loss", _f64), ("test_accuracy", _f64),
+        ("grad_norm_mean", _f64), ("full_grad_norm_sq", _f64), ("wall_time", _f64),
+    ),
+    # One row per epoch of a CBS run: the trace of mini-batch gradient norms.
+    "cbs_epochs": _schema(
+        ("epoch", _i64), ("step", _i64), ("train_loss", _f64),
+        ("grad_norm_mean", _f64), ("grad_norm_min", _f64), ("grad_norm_max", _f64),
+        ("running_mean", _f64), ("wall_time", _f64),
+    ),
+    "cbs_runs": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
+        ("batch_size", _i64), ("seed", _i64), ("steps", _i64), ("sfo", _i64),
+        ("reached", _bool), ("status", _str),
+    ),
+    "critical_batch_size": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
+        ("batch_size", _i64), ("sfo_mean", _f64), ("sfo_min", _f64), ("sfo_max", _f64),
+        ("n_runs", _i64), ("n_reached", _i64), ("n_censored", _i64), ("n_diverged", _i64),
+        ("bootstrap_share", _f64), ("is_critical", _bool), ("critical_batch_size", _i64),
+    ),
+    "variance": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
+        ("critical_batch_size", _i64), ("c2_bound", _f64), ("k2", _f64), ("k2_method", _str),
+    ),
+    "delta": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _f64),
+        ("c2_bound", _f64), ("k2", _f64), ("delta", _f64), ("grid", _str),
+    ),
+    "accuracy": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
+        ("seed", _i64), ("epochs", _i64), ("status", _str), ("train_loss", _f64),
+        ("train_accuracy", _f64), ("test_loss", _f64), ("test_accuracy", _f64),
+    ),
+    "sharpness": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
+        ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64),
+        ("average_sharpness", _f64), ("test_accuracy", _f64), ("delta", _f64),
+    ),
+    "correlations": _schema(
+        ("predictor", _str), ("method", _str), ("coefficient", _f64),
+        ("ci_low", _f64), ("ci_high", _f64), ("n", _i64),
+    ),
+    "noise": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
+        ("seed", _i64), ("epoch", _i64), ("c2", _f64), ("c2_stderr", _f64),
+        ("c2_per_example", _f64), ("k2", _f64), ("direction_noise_sq", _f64),
+        ("delta_empirical", _f64), ("noise_scale", _f64),
+    ),
+}
+
+
+class SchemaError(ValueError):
+    """A table does not have the columns or types its schema promises."""
+
+
+def config_hash(config: dict) -> str:
+    """A short, stable hash of a JSON-serialisable config."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _code_version() -> str:
+    # The hash of the library's own sources: changes whenever the code that made a table does.
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def _conform(df: pd.DataFrame, name: str) -> pa.Table:
+    schema = SCHEMAS[name]
+    missing = [f for f in schema.names if f not in df.columns]
+    extra = [c for c in df.columns if c not in schema.names]
+    if missing or extra:
+        raise SchemaError(f"table {name!r}: missing columns {missing}, unexpected columns {extra}")
+    try:
+        return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise SchemaError(f"table {name!r}: {err}") from err
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, name: str, metadata: dict | None = None) -> None:
+    """Check ``df`` against schema ``name`` and write it atomically with provenance."""
+    import torch  # only for its version; imported here so analysis-only users pay once
+
+    table = _conform(df, name)
+    meta = {"table": name, "code_version": _code_version(), "torch_version": torch.__version__}
+    meta.update(metadata or {})
+    table = table.replace_schema_metadata({META_KEY: json.dumps(meta, default=str).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Read a table and check it against schema ``name``."""
+    table = pq.read_table(path)
+    schema = SCHEMAS[name]
+    if not table.schema.remove_metadata().equals(schema):
+        raise SchemaError(f"{path}: schema differs from {name!r}:\n{table.schema}\nexpected:\n{schema}")
+    return table.to_pandas()
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The provenance dict stored with a table."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(META_KEY, b"{}"))
+
+
+def concat_tables(paths, name: str) -> pd.DataFrame:
+    """Read several tables of one schema into one frame."""
+    frames = [read_table(p, name) for p in paths]
+    if not frames:
+        return pd.DataFrame({f: pd.Series(dtype=t.to_pandas_dtype()) for f, t in zip(SCHEMAS[name].names, SCHEMAS[name].types)})
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,374 @@
+"""The training loop: both run protocols, the CBS stopping rule, checkpoints and resume.
+
+One run writes into its own folder:
+
+    metrics.parquet   per-epoch table ("epochs" or "cbs_epochs" schema) with the run's
+                      config, status and summary in the file metadata
+    final.pt          final weights (fixed-epoch runs)
+    checkpoint.pt     resumable state while the run is in progress (removed at the end)
+
+Determinism: the model is initialised from ``torch.manual_seed(seed)``; shuffling and
+augmentation draw from one generator seeded with ``seed`` that is saved in checkpoints,
+so on CPU a resumed run is bitwise the same as an uninterrupted one.
+
+Stopping rule (CBS protocol, METHOD §4): after step t, stop when
+(1/t)·Σ_{k≤t} ‖g_k‖ ≤ ε and at least ``min_epochs`` epochs have passed; ‖g_k‖ is the L2 norm
+of all parameter gradients of mini-batch k. A run whose budget ``max_steps`` runs out first
+is *censored*. A non-finite loss ends any run with status ``diverged``.
+
+Command line: ``python -m sgdsmooth.train --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+from .config import ConfigError, RunConfig
+from .data import ImageData, load_dataset
+from .models import make_model
+from .noise import full_gradient_norm_sq
+from .optim import make_optimizer
+from .tables import config_hash, write_table
+
+log = logging.getLogger("sgdsmooth.train")
+
+STATUSES = ("ok", "reached", "censored", "diverged")
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after writing its checkpoint; rerun to resume."""
+
+
+class _StopRequest:
+    """Set by SIGTERM/SIGUSR1 (Slurm's warning signal); the loop checkpoints and leaves."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self, signum, _frame):
+        self.signum = signum
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all parameter gradients together, kept on the device (no sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: ImageData, batch_size: int) -> tuple[float, float]:
+    """Mean loss and accuracy on the whole test set, BatchNorm in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.test_x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=data.test_x.device)
+    for start in range(0, data.test_x.shape[0], batch_size):
+        x = data.normalize(data.test_x[start : start + batch_size])
+        y = data.test_y[start : start + batch_size]
+        out = model(x)
+        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    n = data.test_x.shape[0]
+    return float(loss_sum) / n, float(correct) / n
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Run:
+    """One training run's complete state, so that a checkpoint can restore all of it."""
+
+    def __init__(self, cfg: RunConfig, data: ImageData, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        torch.manual_seed(cfg.seed)
+        self.model = make_model(cfg.model, data.num_classes, data.in_channels).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr, cfg.beta)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(cfg.seed)
+        self.steps_per_epoch = data.n_train // cfg.batch_size  # drop the last partial batch
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimizer steps
+        self.pos = 0  # steps done in the current epoch
+        self.perm: torch.Tensor | None = None
+        self.trace: dict[str, list[torch.Tensor]] = {"loss": [], "norm": [], "correct": []}
+        self.norm_sum = 0.0  # Σ‖g_k‖ over all steps, in float64, for the running mean
+        self.rows: list[dict] = []
+        self.status: str | None = None
+        self.stop_step: int | None = None
+        self._checked = 0  # trace entries already seen by ``check``
+        self.wall = 0.0  # seconds spent in earlier sessions of this run
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config_hash": config_hash(self.cfg.to_dict()),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "epoch": self.epoch, "step": self.step,
+            "pos": self.pos, "perm": self.perm,
+            "trace": {k: [t.cpu() for t in v] for k, v in self.trace.items()},
+            "norm_sum": self.norm_sum, "checked": self._checked, "rows": self.rows, "wall": self.wall,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        for key in ("epoch", "step", "pos", "norm_sum", "rows", "wall"):
+            setattr(self, key, state[key])
+        self._checked = state["checked"]  # norm_sum already holds the norms before this index
+        self.perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self.trace = {k: [t.to(self.device) for t in v] for k, v in state["trace"].items()}
+
+    # -- one step ------------------------------------------------------------------------
+    def train_step(self) -> None:
+        b = self.cfg.batch_size
+        idx = self.perm[self.pos * b : (self.pos + 1) * b]
+        x, y = self.data.train_batch(idx, self.generator)
+        out = self.model(x)
+        loss = F.cross_entropy(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.trace["norm"].append(grad_norm(self.params).detach())
+        self.optimizer.step()
+        self.trace["loss"].append(loss.detach())
+        self.trace["correct"].append((out.argmax(1) == y).sum())
+        self.pos += 1
+        self.step += 1
+
+    def check(self) -> None:
+        """Look at the steps since the last check: divergence, then the stopping rule."""
+        new = slice(self._checked, None)
+        losses = torch.stack(self.trace["loss"][new]).cpu()
+        if not torch.isfinite(losses).all():
+            self.status = "diverged"
+            return
+        if self.cfg.protocol != "cbs":
+            self._checked = len(self.trace["loss"])
+            return
+        norms = torch.stack(self.trace["norm"][new]).double().cpu()
+        first = self.step - len(norms) + 1  # global index t of norms[0]
+        sums = self.norm_sum + torch.cumsum(norms, 0)
+        t = torch.arange(first, self.step + 1, dtype=torch.float64)
+        min_steps = self.cfg.min_epochs * self.steps_per_epoch
+        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps)
+        if hit.any():
+            k = int(hit.nonzero()[0])
+            self.stop_step = first + k
+            self.status = "reached"
+        elif self.step >= self.cfg.max_steps:
+            self.stop_step = self.step
+            self.status = "censored"
+        self.norm_sum = float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
+        self._checked = len(self.trace["norm"])
+
+    # -- one epoch's row -----------------------------------------------------------------
+    def close_epoch(self, wall: float) -> None:
+        n = len(self.trace["loss"])
+        if self.stop_step is not None:
+            n -= self.step - self.stop_step  # steps past the stopping step do not count
+        losses = torch.stack(self.trace["loss"][:n]).double()
+        norms = torch.stack(self.trace["norm"][:n]).double()
+        step = self.stop_step if self.stop_step is not None else self.step
+        row = {"epoch": self.epoch + 1, "step": step, "train_loss": float(losses.mean()), "wall_time": wall}
+        if self.cfg.protocol == "cbs":
+            row |= {
+                "grad_norm_mean": float(norms.mean()), "grad_norm_min": float(norms.min()),
+                "grad_norm_max": float(norms.max()), "running_mean": self.norm_sum / max(step, 1),
+            }
+        else:
+            test_loss, test_acc = evaluate(self.model, self.data, self.cfg.eval_batch_size)
+            correct = float(torch.stack(self.trace["correct"][:n]).sum())
+            full = math.nan
+            if self.epoch + 1 in self.cfg.full_grad_epochs:
+                full = full_gradient_norm_sq(self.model, self.data, self.cfg.eval_batch_size)
+            row |= {
+                "lr": self.cfg.lr, "train_accuracy": correct / (n * self.cfg.batch_size),
+                "test_loss": test_loss, "test_accuracy": test_acc,
+                "grad_norm_mean": float(norms.mean()), "full_grad_norm_sq": full,
+            }
+        self.rows.append(row)
+        self.trace = {k: [] for k in self.trace}
+        self._checked = 0
+        self.epoch += 1
+        self.pos = 0
+        self.perm = None
+
+    def finished(self) -> bool:
+        if self.status is not None:
+            return True
+        return self.cfg.protocol == "epochs" and self.epoch >= self.cfg.epochs
+
+    def summary(self) -> dict:
+        steps = self.stop_step if self.stop_step is not None else self.step
+        return {
+            "status": self.status or "ok", "steps": steps, "sfo": steps * self.cfg.batch_size,
+            "epochs": self.epoch, "reached": self.status == "reached",
+        }
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | os.PathLike,
+    data: ImageData | None = None,
+    *,
+    interrupt_at_step: int | None = None,
+    progress_every: float = 10.0,
+) -> dict:
+    """Train one run into ``out_dir``, resuming from its checkpoint if there is one.
+
+    Returns the run summary (status, steps, sfo, epochs, reached). Raises ``Interrupted``
+    after checkpointing when SIGTERM or SIGUSR1 arrives (or at ``interrupt_at_step``, which
+    tests use to stand in for a signal).
+    """
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment)
+    elif cfg.augment is not None:
+        data = dataclasses.replace(data, augment=cfg.augment)
+    data = data.to(device)
+    run = Run(cfg, data, device)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["config_hash"] == config_hash(cfg.to_dict()):
+            run.load_state_dict(state)
+            log.info("resumed from %s at epoch %d, step %d", ckpt, run.epoch, run.step)
+        else:
+            log.warning("ignoring %s: it belongs to another config", ckpt)
+
+    stop = _StopRequest()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
+    # Checking the stopping rule needs the norms on the host; on a GPU batch the checks so
+    # that the device is not synchronised every step (the stopping step stays exact).
+    check_every = 1 if device.type == "cpu" else 25
+    total_steps = cfg.epochs * run.steps_per_epoch if cfg.protocol == "epochs" else cfg.max_steps
+    started = time.perf_counter()
+    last_report, report_step = started, run.step
+    try:
+        while not run.finished():
+            if run.perm is None:
+                run.perm = torch.randperm(data.n_train, device=device, generator=run.generator)
+            while run.pos < run.steps_per_epoch and run.status is None:
+                run.train_step()
+                if len(run.trace["loss"]) - run._checked >= check_every or run.pos == run.steps_per_epoch or run.step >= cfg.max_steps:
+                    run.check()
+                if run.step == interrupt_at_step:
+                    stop.signum = signal.SIGUSR1
+                if stop.signum is not None and run.status is None:
+                    run.wall += time.perf_counter() - started
+                    _atomic_save(run.state_dict(), ckpt)
+                    raise Interrupted(f"signal {stop.signum} at step {run.step}: checkpoint written to {ckpt}")
+                now = time.perf_counter()
+                if now - last_report >= progress_every:
+                    rate = (run.step - report_step) / (now - last_report)
+                    eta = (total_steps - run.step) / rate if rate > 0 else math.inf
+                    log.info("epoch %d step %d/%d  %.1f steps/s  ETA %.0f s", run.epoch + 1, run.step, total_steps, rate, eta)
+                    last_report, report_step = now, run.step
+            if run.status == "diverged":
+                break
+            run.close_epoch(run.wall + time.perf_counter() - started)
+            if run.epoch % cfg.checkpoint_every == 0 and not run.finished():
+                _atomic_save(run.state_dict(), ckpt)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    summary = run.summary()
+    schema = "cbs_epochs" if cfg.protocol == "cbs" else "epochs"
+    frame = pd.DataFrame(run.rows, columns=_columns(schema))
+    if cfg.protocol == "epochs" and summary["status"] == "ok":
+        _atomic_save(run.model.state_dict(), out / "final.pt")
+    meta = {
+        "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "summary": summary,
+    }
+    write_table(frame, out / "metrics.parquet", schema, meta)
+    ckpt.unlink(missing_ok=True)
+    log.info("finished: %s", summary)
+    return summary
+
+
+def _columns(schema: str) -> list[str]:
+    from .tables import SCHEMAS
+
+    return SCHEMAS[schema].names
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# -- command line ------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sgdsmooth.train", description="Train one run (see RunConfig).")
+    p.add_argument("--config", help="YAML file with RunConfig keys; flags override it")
+    p.add_argument("--out", required=True, help="run folder for metrics.parquet, final.pt, checkpoint.pt")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
+    for f in dataclasses.fields(RunConfig):
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        if f.name in ("full_grad_epochs", "noise_epochs"):
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="*", dest=f.name)
+        elif f.name == "augment":
+            p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, dest=f.name)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    values = {}
+    if args.config:
+        values = yaml.safe_load(Path(args.config).read_text()) or {}
+    for f in dataclasses.fields(RunConfig):
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = RunConfig.from_dict(values)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, args.out)
+    except Interrupted as err:
+        log.warning("%s", err)
+        return 75  # EX_TEMPFAIL: try again, the run resumes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
