@@ -57,6 +57,17 @@ def test_digits_split_is_fixed_and_stratified():
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-3
 
 
+def test_digits_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    sk = load_digits()
+    ours = D.load_digits()
+    pixels = torch.cat([ours.train_x, ours.test_x]).double() * 16 / 255
+    labels = torch.cat([ours.train_y, ours.test_y])
+    ref = {(tuple(img.ravel()), int(y)) for img, y in zip(sk.images, sk.target)}
+    assert {(tuple(x.round().ravel().tolist()), int(y)) for x, y in zip(pixels.numpy(), labels)} == ref
+
+
 def test_random_crop_is_a_shifted_window_with_zero_fill():
     x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32) + 1
     g = torch.Generator().manual_seed(0)

@@ -143,3 +143,40 @@ def test_sigterm_checkpoints_and_a_rerun_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "resumed from" in done.stderr
     assert list(read_table(out / "metrics.parquet", "epochs").epoch) == [1, 2, 3]
+
+
+def test_deadline_checkpoints_like_a_signal(tmp_path, digits):
+    cfg = epochs_cfg(epochs=2)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "r", digits, deadline=time.time() - 1)  # already past
+    assert (tmp_path / "r" / "checkpoint.pt").exists()
+    train(cfg, tmp_path / "r", digits)
+    train(cfg, tmp_path / "whole", digits)
+    pd.testing.assert_frame_equal(table(tmp_path / "r"), table(tmp_path / "whole"), check_exact=True)
+
+
+def test_slurm_deadline_only_inside_slurm():
+    from sgdsmooth.train import slurm_deadline
+
+    assert slurm_deadline(60, env={}) is None
+    now = time.time()
+    d = slurm_deadline(60, env={"SLURM_JOB_ID": "7"})
+    assert now + 3600 - 600 - 1 <= d <= time.time() + 3600 - 600  # 25 % capped at 10 min
+    d = slurm_deadline(1, env={"SLURM_JOB_ID": "7"})
+    assert now + 40 - 1 <= d <= time.time() + 40  # 25 % of 60 s is below the 20 s floor
+
+
+def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, digits):
+    measured = epochs_cfg(noise_epochs=[1, 3], noise_per_example=64, noise_big=128)
+    train(epochs_cfg(), tmp_path / "plain", digits)
+    train(measured, tmp_path / "measured", digits)
+    pd.testing.assert_frame_equal(table(tmp_path / "plain"), table(tmp_path / "measured"), check_exact=True)
+    rows = read_table(tmp_path / "measured" / "noise.parquet", "noise")
+    assert list(rows.epoch) == [1, 3]
+    assert (rows.c2 > 0).all() and (rows.k2 > 0).all() and (rows.direction_noise_sq > 0).all()
+    assert (rows.delta_empirical == 0.05 * rows.direction_noise_sq**0.5).all()
+    with pytest.raises(Interrupted):
+        train(measured, tmp_path / "resumed", digits, interrupt_at_step=50)
+    train(measured, tmp_path / "resumed", digits)
+    again = read_table(tmp_path / "resumed" / "noise.parquet", "noise")
+    pd.testing.assert_frame_equal(rows.drop(columns="seconds"), again.drop(columns="seconds"), check_exact=True)

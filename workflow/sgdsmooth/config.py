@@ -5,11 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .data import DATASETS, TRAIN_SIZES
-from .models import MODELS
-from .theory import OPTIMIZERS
-
-PROTOCOLS = ("cbs", "epochs")
+from .names import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, TRAIN_SIZES
 
 
 class ConfigError(ValueError):
@@ -39,7 +35,12 @@ class RunConfig:
     min_epochs: int = 0
     max_steps: int = 100_000
     full_grad_epochs: list[int] = field(default_factory=list)
-    noise_epochs: list[int] = field(default_factory=list)
+    noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs
+    noise_small: int = 16  # the two batch sizes of the two-batch C² estimator
+    noise_big: int = 256
+    noise_batches: int = 4  # batches drawn at each of the two sizes
+    noise_steps: int = 2  # optimizer steps over which ‖d_t − ∇f(x_t)‖² is averaged
+    noise_per_example: int = 256  # examples for the exact per-example C² (0: skip)
     eval_batch_size: int = 1000
     checkpoint_every: int = 1
     augment: bool | None = None

@@ -13,6 +13,7 @@ then normalisation. It runs on the training device on a whole batch at once.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import pickle
 from dataclasses import dataclass
@@ -22,9 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("digits", "cifar100")
-# Training-set sizes, known before loading so that configs can be checked up front.
-TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000}
+from .names import DATASETS, TRAIN_SIZES  # noqa: F401  (re-exported)
 
 CIFAR100_MEAN = (0.5071, 0.4866, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -107,17 +106,25 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None) -> torch.T
     return random_rotation(x, 15.0, generator)
 
 
+def _digits_file() -> Path:
+    """scikit-learn's shipped digits.csv.gz, found without importing scikit-learn (which
+    costs about a second per training job; ``sklearn.datasets.load_digits`` reads the same
+    file)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the digits data set ships with scikit-learn: pip install scikit-learn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
 def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageData:
     """scikit-learn's digits as uint8 images (pixel values 0–16 scaled to 0–255).
 
     The train/test split is a fixed permutation drawn with ``split_seed``, stratified by
     class so that both halves keep the class balance.
     """
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
-    labels = bunch.target.astype(np.int64)
+    table = np.loadtxt(_digits_file(), delimiter=",")  # 64 pixel columns, then the label
+    images = np.rint(table[:, :64] * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 1, 8, 8)
+    labels = table[:, 64].astype(np.int64)
     rng = np.random.default_rng(split_seed)
     test_idx = []
     for cls in np.unique(labels):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("resnet18", "small_cnn")
+from .names import MODELS
 
 
 class BasicBlock(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .theory import OPTIMIZERS
+from .names import OPTIMIZERS
 
 
 def gradient_scale(name: str, beta: float) -> float:

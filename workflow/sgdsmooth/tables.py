@@ -67,6 +67,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("seed", _i64), ("epochs", _i64), ("status", _str), ("train_loss", _f64),
         ("train_accuracy", _f64), ("test_loss", _f64), ("test_accuracy", _f64),
     ),
+    "sharpness_run": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
+        ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64), ("average_sharpness", _f64),
+    ),
     "sharpness": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
         ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64),
@@ -80,7 +84,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
         ("seed", _i64), ("epoch", _i64), ("c2", _f64), ("c2_stderr", _f64),
         ("c2_per_example", _f64), ("k2", _f64), ("direction_noise_sq", _f64),
-        ("delta_empirical", _f64), ("noise_scale", _f64),
+        ("delta_empirical", _f64), ("noise_scale", _f64), ("seconds", _f64),
     ),
 }
 

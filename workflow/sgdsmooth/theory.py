@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "shb", "nshb")
+from .names import OPTIMIZERS
 
 
 def _check_optimizer(optimizer: str) -> None:

@@ -39,9 +39,9 @@ import yaml
 from .config import ConfigError, RunConfig
 from .data import ImageData, load_dataset
 from .models import make_model
-from .noise import full_gradient_norm_sq
+from . import noise
 from .optim import make_optimizer
-from .tables import config_hash, write_table
+from .tables import SCHEMAS, config_hash, write_table
 
 log = logging.getLogger("sgdsmooth.train")
 
@@ -118,6 +118,7 @@ class Run:
         self.trace: dict[str, list[torch.Tensor]] = {"loss": [], "norm": [], "correct": []}
         self.norm_sum = 0.0  # Σ‖g_k‖ over all steps, in float64, for the running mean
         self.rows: list[dict] = []
+        self.noise_rows: list[dict] = []
         self.status: str | None = None
         self.stop_step: int | None = None
         self._checked = 0  # trace entries already seen by ``check``
@@ -132,13 +133,14 @@ class Run:
             "pos": self.pos, "perm": self.perm,
             "trace": {k: [t.cpu() for t in v] for k, v in self.trace.items()},
             "norm_sum": self.norm_sum, "checked": self._checked, "rows": self.rows, "wall": self.wall,
+            "noise_rows": self.noise_rows,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        for key in ("epoch", "step", "pos", "norm_sum", "rows", "wall"):
+        for key in ("epoch", "step", "pos", "norm_sum", "rows", "wall", "noise_rows"):
             setattr(self, key, state[key])
         self._checked = state["checked"]  # norm_sum already holds the norms before this index
         self.perm = None if state["perm"] is None else state["perm"].to(self.device)
@@ -205,18 +207,31 @@ class Run:
             correct = float(torch.stack(self.trace["correct"][:n]).sum())
             full = math.nan
             if self.epoch + 1 in self.cfg.full_grad_epochs:
-                full = full_gradient_norm_sq(self.model, self.data, self.cfg.eval_batch_size)
+                full = noise.full_gradient_norm_sq(self.model, self.data, self.cfg.eval_batch_size)
             row |= {
                 "lr": self.cfg.lr, "train_accuracy": correct / (n * self.cfg.batch_size),
                 "test_loss": test_loss, "test_accuracy": test_acc,
                 "grad_norm_mean": float(norms.mean()), "full_grad_norm_sq": full,
             }
         self.rows.append(row)
+        if self.cfg.protocol == "epochs" and self.epoch + 1 in self.cfg.noise_epochs:
+            self.noise_rows.append(self.measure_noise())
         self.trace = {k: [] for k in self.trace}
         self._checked = 0
         self.epoch += 1
         self.pos = 0
         self.perm = None
+
+    def measure_noise(self) -> dict:
+        """One row of the run's noise table at the current point (the run is not disturbed)."""
+        c = self.cfg
+        start = time.perf_counter()
+        values = noise.measure(self.model, self.optimizer, self.data, c.lr, c.batch_size, c.seed + 1000 * self.epoch,
+                               small=c.noise_small, big=c.noise_big, n_batches=c.noise_batches,
+                               direction_steps=c.noise_steps, per_example=c.noise_per_example, chunk=c.eval_batch_size)
+        beta = 0.0 if c.optimizer == "sgd" else c.beta
+        return {"optimizer": c.optimizer, "lr": c.lr, "beta": beta, "batch_size": c.batch_size, "seed": c.seed,
+                "epoch": self.epoch + 1, **values, "seconds": time.perf_counter() - start}
 
     def finished(self) -> bool:
         if self.status is not None:
@@ -237,13 +252,15 @@ def train(
     data: ImageData | None = None,
     *,
     interrupt_at_step: int | None = None,
+    deadline: float | None = None,
     progress_every: float = 10.0,
 ) -> dict:
     """Train one run into ``out_dir``, resuming from its checkpoint if there is one.
 
     Returns the run summary (status, steps, sfo, epochs, reached). Raises ``Interrupted``
-    after checkpointing when SIGTERM or SIGUSR1 arrives (or at ``interrupt_at_step``, which
-    tests use to stand in for a signal).
+    after checkpointing when SIGTERM or SIGUSR1 arrives, when the clock passes ``deadline``
+    (a ``time.time()`` value: the end of a Slurm allocation less a margin), or at
+    ``interrupt_at_step``, which tests use to stand in for a signal.
     """
     cfg.validate()
     out = Path(out_dir)
@@ -280,7 +297,7 @@ def train(
                 run.train_step()
                 if len(run.trace["loss"]) - run._checked >= check_every or run.pos == run.steps_per_epoch or run.step >= cfg.max_steps:
                     run.check()
-                if run.step == interrupt_at_step:
+                if run.step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
                     stop.signum = signal.SIGUSR1
                 if stop.signum is not None and run.status is None:
                     run.wall += time.perf_counter() - started
@@ -303,7 +320,7 @@ def train(
 
     summary = run.summary()
     schema = "cbs_epochs" if cfg.protocol == "cbs" else "epochs"
-    frame = pd.DataFrame(run.rows, columns=_columns(schema))
+    frame = pd.DataFrame(run.rows, columns=SCHEMAS[schema].names)
     if cfg.protocol == "epochs" and summary["status"] == "ok":
         _atomic_save(run.model.state_dict(), out / "final.pt")
     meta = {
@@ -311,16 +328,46 @@ def train(
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "summary": summary,
     }
+    if cfg.noise_epochs:
+        write_table(pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names), out / "noise.parquet", "noise", meta)
     write_table(frame, out / "metrics.parquet", schema, meta)
     ckpt.unlink(missing_ok=True)
     log.info("finished: %s", summary)
     return summary
 
 
-def _columns(schema: str) -> list[str]:
-    from .tables import SCHEMAS
+def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.environ) -> float | None:
+    """Inside a Slurm job: when to checkpoint and leave, ``margin`` of the time limit (at
+    least 20 s, at most 10 min) before it. Outside Slurm: None (no deadline).
 
-    return SCHEMAS[schema].names
+    The time limit is the job's ``runtime`` resource, which the executor passes as --time.
+    A deadline, not a warning signal: Slurm's --signal would also reach the snakemake
+    process that runs the job, which has no handler and would die before the checkpoint.
+    """
+    if "SLURM_JOB_ID" not in env or not runtime_minutes:
+        return None
+    limit = 60.0 * runtime_minutes
+    return time.time() + limit - min(max(margin * limit, 20.0), 600.0)
+
+
+def train_seeds(run: dict, seeds: list[int], tables: list[str], threads: int | None = None,
+                deadline: float | None = None) -> list[dict]:
+    """Train one cell's seeds in one process (data loaded once); ``tables`` are the
+    ``metrics.parquet`` paths, one per seed, whose folders become the run folders.
+
+    A run interrupted by a signal re-raises after its checkpoint, so the job fails and is
+    retried (Snakemake ``retries``, Slurm requeue) and that run resumes from its checkpoint.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    base = RunConfig.from_dict({**run, "seed": seeds[0]})
+    data = load_dataset(base.dataset, base.data_root, base.augment)
+    summaries = []
+    for seed, path in zip(seeds, tables):
+        cfg = RunConfig.from_dict({**run, "seed": seed})
+        log.info("training %s", cfg)
+        summaries.append(train(cfg, Path(path).parent, data, deadline=deadline))
+    return summaries
 
 
 def _main_thread() -> bool:

@@ -1,0 +1,46 @@
+"""The pieces of the paper build that need no pipeline run."""
+
+from pathlib import Path
+
+import pytest
+
+from sgdsmooth import paper
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_caption_converts_to_tex():
+    for caption in (ROOT / "workflow" / "report").glob("*.rst"):
+        tex = paper.tex_text(caption.read_text())
+        assert tex.isascii(), caption.name
+
+
+def test_tex_text_by_hand():
+    assert paper.tex_text("δ ≥ 0.5 · C² for ``b_max``") == r"$\delta$ $\geq$ 0.5 $\cdot$ C$^2$ for \texttt{b\_max}"
+    assert paper.tex_text("π and Σ") == r"$\pi$ and $\Sigma$"
+    with pytest.raises(ValueError, match="no TeX spelling"):
+        paper.tex_text("☃")
+
+
+def test_numbers_for_the_text():
+    assert paper.pow2(512) == r"\ensuremath{2^{9}}" and paper.pow2(48) == "48" and paper.pow2(-1) == "--"
+    assert paper.fmt(float("nan")) == "--" and paper.fmt(1280.0) == "1280" and paper.fmt(25.3187, 5) == "25.319"
+
+
+def test_build_fails_on_an_undefined_reference(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "paper.tex").write_text("\\documentclass{article}\\begin{document}See \\ref{nowhere}.\\end{document}\n")
+    (tmp_path / "gen").mkdir()
+    with pytest.raises(paper.PaperBuildError, match="undefined"):
+        paper.build_pdf(src, tmp_path / "gen", tmp_path / "out" / "paper.pdf")
+
+
+def test_build_fails_on_a_missing_figure(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "paper.tex").write_text(
+        "\\documentclass{article}\\usepackage{graphicx}\\begin{document}\\includegraphics{missing.pdf}\\end{document}\n")
+    (tmp_path / "gen").mkdir()
+    with pytest.raises(paper.PaperBuildError):
+        paper.build_pdf(src, tmp_path / "gen", tmp_path / "out" / "paper.pdf")

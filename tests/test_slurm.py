@@ -1,0 +1,110 @@
+"""The pipeline on a real Slurm cluster (the single-node one .ci/slurm-up starts).
+
+Skipped where no cluster answers, unless REQUIRE_SLURM=1 (CI), where that is a failure.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sgdsmooth import tables
+from sgdsmooth.config import RunConfig
+from sgdsmooth.train import train
+
+from test_workflow import ROOT, TINY, copy_workflow
+
+SMALL = TINY | {
+    "experiment": "slurm",
+    "optimizers": {"sgd": 0.0, "shb": 0.9},
+    "sharpness": {"lrs": [0.1], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
+}
+
+
+def cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
+
+
+pytestmark = pytest.mark.skipif(
+    not cluster_up() and os.environ.get("REQUIRE_SLURM") != "1", reason="no Slurm cluster (start one with .ci/slurm-up)"
+)
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(sys.executable).parent}:{e['PATH']}"  # jobs inherit the project's environment
+    return e
+
+
+def on_slurm(work: Path, config: dict, *targets, extra=(), timeout=900) -> subprocess.CompletedProcess:
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(config))
+    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", "--profile", str(ROOT / ".ci" / "slurm"),
+           "--configfile", "config/test.yaml", *extra, *targets]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def fresh(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    return copy_workflow(folder)
+
+
+def slurm_states(proc) -> dict[str, str]:
+    ids = set(re.findall(r"SLURM jobid (\d+)", proc.stdout + proc.stderr))
+    assert ids, "no job was submitted to Slurm"
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(sorted(ids))],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+def test_every_job_runs_as_a_slurm_job_and_matches_a_local_run(tmp_path):
+    if os.environ.get("REQUIRE_SLURM") == "1":
+        assert cluster_up(), "REQUIRE_SLURM=1 but no Slurm cluster answers"
+    remote = fresh(tmp_path, "slurm")
+    proc = on_slurm(remote, SMALL)
+    states = slurm_states(proc)
+    # 2 optimizers × 2 batch sizes × 2 protocols + 1 sharpness cell, each its own Slurm job.
+    assert len(states) == 2 * 2 * 2 + 1
+    assert set(states.values()) == {"COMPLETED"}, states
+
+    local = fresh(tmp_path, "local")
+    (local / "config" / "test.yaml").write_text(yaml.safe_dump(SMALL))
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+                   cwd=local, check=True, capture_output=True, env=env())
+    for name in ("cbs_runs", "critical_batch_size", "accuracy", "sharpness"):
+        a = tables.read_table(remote / "results/slurm/tables" / f"{name}.parquet", name)
+        b = tables.read_table(local / "results/slurm/tables" / f"{name}.parquet", name)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (remote / "results/slurm/paper/paper.pdf").exists()
+
+
+def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
+    """A 1-minute Slurm limit on a run of about 70 s: it checkpoints before the limit, the
+    job fails, Snakemake resubmits it, and the new job resumes from the checkpoint."""
+    work = copy_workflow(tmp_path)
+    long = TINY | {"experiment": "limit", "optimizers": {"sgd": 0.0}, "batch_sizes": [8],
+                   "accuracy": {"epochs": 150, "seeds": [0]}, "sharpness": {"lrs": []}}
+    target = "results/limit/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
+    proc = on_slurm(work, long, target, extra=["--set-resources", "train_epochs:runtime=1"])
+    states = slurm_states(proc)
+    assert len(states) >= 2 and list(states.values())[-1] == "COMPLETED", states
+    log = (work / "results/limit/logs/train_epochs/sgd/lr0.1/beta0/b8.log").read_text()
+    assert "resumed from" in log
+
+    meta = tables.read_metadata(work / target)
+    whole = tmp_path / "uninterrupted"
+    train(RunConfig.from_dict(meta["config"]), whole)
+    a = tables.read_table(work / target, "epochs").drop(columns="wall_time")
+    b = tables.read_table(whole / "metrics.parquet", "epochs").drop(columns="wall_time")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)

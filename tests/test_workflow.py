@@ -1,0 +1,160 @@
+"""The Snakemake workflow for real: a tiny config run end to end in a temporary copy, then
+what reruns after each kind of change, the article's plan, and bad configs."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sgdsmooth import tables
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+TINY = {
+    "experiment": "tiny",
+    "dataset": "digits",
+    "model": "small_cnn",
+    "device": "cpu",
+    "lr": 0.1,
+    "optimizers": {"sgd": 0.0, "shb": 0.9, "nshb": 0.9},
+    "batch_sizes": [128, 256],
+    "cbs": {"epsilon": 1.2, "seeds": [0, 1], "max_steps": 40, "bootstrap": 50},
+    "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
+    "sharpness": {"lrs": [0.1, 0.2], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
+    "figures": {"accuracy_bands": [0.3, 0.5]},
+}
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in ("Snakefile", "workflow", "config", "paper", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def smk(workdir: Path, *args, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
+    if config is not None:
+        (workdir / "config" / "test.yaml").write_text(yaml.safe_dump(config))
+    cmd = SNAKEMAKE + ["--cores", "2", "--configfile", "config/test.yaml", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}; {} when nothing is to be done."""
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    block = out.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m[1]] = int(m[2])
+    counts.pop("total", None)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A finished tiny run (shared by the tests below, which only dry-run changes on it)."""
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    smk(work, config=TINY)
+    return work
+
+
+def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
+    r = tiny / "results" / "tiny"
+    for name in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy", "sharpness", "correlations"):
+        assert (r / "tables" / f"{name}.parquet").exists(), name
+    for fig in ("fig3_rastrigin", "fig4_sfo", "fig5_delta", "fig6_accuracy", "fig7_delta_accuracy", "fig8_sharpness"):
+        for ext in ("pdf", "png"):
+            assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
+    assert (r / "paper" / "paper.pdf").exists()
+    runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
+    # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 on its one batch size.
+    assert len(runs) == 3 * 2 * 2 + 1 * 2
+    assert set(runs.status) <= {"reached", "censored", "diverged"}
+    acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
+    assert len(acc) == 3 * 2 + 1 and set(acc.status) == {"ok"}
+
+
+def test_second_run_schedules_nothing(tiny):
+    assert planned(smk(tiny, "-n")) == {}
+
+
+def test_touching_fig4_code_reruns_only_fig4_and_the_paper(tiny):
+    code = tiny / "workflow" / "sgdsmooth" / "figures" / "fig4_sfo.py"
+    os.utime(code, (time.time() + 5, time.time() + 5))
+    try:
+        assert planned(smk(tiny, "-n")) == {"fig4": 1, "paper_generated": 1, "paper": 1, "all": 1}
+    finally:
+        os.utime(code, (time.time() - 3600, time.time() - 3600))
+
+
+def test_editing_the_paper_text_rebuilds_only_the_pdf(tiny):
+    tex = tiny / "paper" / "paper.tex"
+    os.utime(tex, (time.time() + 5, time.time() + 5))
+    try:
+        assert planned(smk(tiny, "-n")) == {"paper": 1, "all": 1}
+    finally:
+        os.utime(tex, (time.time() - 3600, time.time() - 3600))
+
+
+def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
+    bigger = TINY | {"batch_sizes": [64, 128, 256]}
+    plan = planned(smk(tiny, "-n", config=bigger))
+    smk(tiny, "-n", config=TINY)  # leave the shared config as it was
+    assert plan["train_cbs"] == 3 and plan["train_epochs"] == 3  # one new cell per optimizer
+    for rule in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy", "fig4", "fig6", "paper"):
+        assert plan[rule] == 1
+
+
+def test_changing_epsilon_reruns_cbs_runs_only(tiny):
+    plan = planned(smk(tiny, "-n", config=TINY | {"cbs": TINY["cbs"] | {"epsilon": 1.1}}))
+    smk(tiny, "-n", config=TINY)
+    assert plan["train_cbs"] == 3 * 2 + 1
+    assert "train_epochs" not in plan
+
+
+def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
+    work = copy_workflow(tmp_path)
+    shutil.copy(ROOT / "config" / "paper.yaml", work / "config" / "test.yaml")
+    plan = planned(smk(work, "-n"))
+    cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    main = {(o, b) for o in cfg["optimizers"] for b in cfg["batch_sizes"]}
+    extra = {("sgd", lr, b) for lr in cfg["sharpness"]["lrs"] for b in cfg["sharpness"]["batch_sizes"]}
+    extra -= {("sgd", cfg["lr"], b) for b in cfg["batch_sizes"]}
+    cells = len(main) + len(extra)  # 3 × 11 + (4 × 13 − 11) = 74 cells
+    assert plan["train_cbs"] == cells and plan["train_epochs"] == cells
+    assert plan["download_cifar100"] == 1
+    assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
+    assert plan["fig8"] == 1 and plan["paper"] == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"lr": "fast"}, "lr"),
+        ({"batch_sizes": []}, "batch_sizes"),
+        ({"batch_sizes": [64, 4096]}, "batch_sizes"),
+        ({"cbs": {"epsilon": 0, "seeds": [0]}}, "epsilon"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, message):
+    work = copy_workflow(tmp_path)
+    proc = smk(work, "-n", config=TINY | change, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (work / "results").exists()

@@ -1,0 +1,136 @@
+# Config validation, paths and the run grid: the one place that knows where files live.
+import math
+
+from snakemake.utils import validate
+
+from sgdsmooth.names import TRAIN_SIZES
+
+
+validate(config, "../../config/schema.yaml")
+
+
+def _check_config(cfg):
+    """Checks JSON schema cannot express; each message names its key."""
+    n = TRAIN_SIZES[cfg["dataset"]]
+    grids = {"batch_sizes": cfg["batch_sizes"]}
+    grids["sharpness.batch_sizes"] = cfg["sharpness"].get("batch_sizes", [])
+    for key, grid in grids.items():
+        too_big = [b for b in grid if b > n]
+        if too_big:
+            raise ValueError(f"{key}: {too_big} exceed the {n} training examples of {cfg['dataset']}")
+    if cfg["sharpness"]["lrs"] and "sgd" not in cfg["optimizers"]:
+        raise ValueError("sharpness.lrs: Figure 8 studies SGD, so optimizers must include sgd")
+    if cfg["sharpness"]["n_examples"] > n:
+        raise ValueError(f"sharpness.n_examples: exceeds the {n} training examples")
+
+
+_check_config(config)
+
+R = f"results/{config['experiment']}"
+ENV = "../../envs/sgdsmooth.yaml"  # relative to workflow/rules/
+LIB = "workflow/sgdsmooth"
+DEVICE = config.get("device", "auto")
+GPU = 1 if DEVICE.startswith("cuda") else 0
+TRAIN = config["train"]
+
+
+def lib(*modules):
+    """Library sources a rule depends on, so that editing one reruns exactly its rules."""
+    return [f"{LIB}/{m}.py" for m in modules]
+
+
+def num(x):
+    """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0'."""
+    return f"{float(x):g}"
+
+
+wildcard_constraints:
+    opt="sgd|shb|nshb",
+    lr=r"[0-9.e+-]+",
+    beta=r"[0-9.e+-]+",
+    eps=r"[0-9.e+-]+",
+    b=r"\d+",
+    seed=r"\d+",
+
+
+CELL = "{opt}/lr{lr}/beta{beta}/b{b}"
+CBS_RUN = f"{R}/runs/cbs/eps{{eps}}/{CELL}/seed{{seed}}/metrics.parquet"
+EPOCH_RUN = f"{R}/runs/epochs/{CELL}/seed{{seed}}/metrics.parquet"
+EPOCH_WEIGHTS = f"{R}/runs/epochs/{CELL}/seed{{seed}}/final.pt"
+EPOCH_NOISE = f"{R}/runs/epochs/{CELL}/seed{{seed}}/noise.parquet"
+NOISE = config["noise"]
+SHARPNESS_RUN = f"{R}/runs/sharpness/{CELL}/seed{{seed}}/sharpness.parquet"
+TABLE = f"{R}/tables/{{name}}.parquet"
+
+
+def table(name):
+    return TABLE.format(name=name)
+
+
+def cells():
+    """(optimizer, lr, beta, batch size) of every training cell, main study and Fig. 8."""
+    out = {(opt, config["lr"], beta if opt != "sgd" else 0.0, b) for opt, beta in config["optimizers"].items() for b in config["batch_sizes"]}
+    sharp = config["sharpness"]
+    for lr in sharp["lrs"]:
+        for b in sharp.get("batch_sizes", config["batch_sizes"]):
+            out.add(("sgd", lr, 0.0, b))
+    return sorted(out)
+
+
+def sharpness_cells():
+    sharp = config["sharpness"]
+    return [c for c in cells() if c[0] == "sgd" and c[1] in sharp["lrs"] and c[3] in sharp.get("batch_sizes", config["batch_sizes"])]
+
+
+def _paths(pattern, cell_list, seeds, **extra):
+    return [
+        pattern.format(opt=o, lr=num(lr), beta=num(beta), b=b, seed=s, **extra)
+        for o, lr, beta, b in cell_list
+        for s in seeds
+    ]
+
+
+CBS_SEEDS = config["cbs"]["seeds"]
+ACC_SEEDS = config["accuracy"]["seeds"]
+ALL_CBS_RUNS = _paths(CBS_RUN, cells(), CBS_SEEDS, eps=num(config["cbs"]["epsilon"]))
+ALL_EPOCH_RUNS = _paths(EPOCH_RUN, cells(), ACC_SEEDS)
+ALL_SHARPNESS = _paths(SHARPNESS_RUN, sharpness_cells(), ACC_SEEDS)
+ALL_NOISE = _paths(EPOCH_NOISE, cells(), ACC_SEEDS) if NOISE["epochs"] else []
+
+
+def run_config(wildcards, protocol):
+    """The RunConfig keys of one training cell (everything but the seed)."""
+    common = {
+        "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
+        "model": config["model"], "optimizer": wildcards.opt, "lr": float(wildcards.lr),
+        "beta": float(wildcards.beta), "batch_size": int(wildcards.b), "device": DEVICE,
+        "eval_batch_size": TRAIN["eval_batch_size"], "checkpoint_every": TRAIN["checkpoint_every"],
+    }
+    if protocol == "cbs":
+        c = config["cbs"]
+        return common | {"epsilon": float(wildcards.eps), "max_steps": c["max_steps"], "min_epochs": c["min_epochs"]}
+    a = config["accuracy"]
+    measured = {f"noise_{k}": NOISE[k] for k in ("small", "big", "batches", "steps", "per_example")}
+    return common | {"epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": NOISE["epochs"]} | measured
+
+
+def train_runtime(wildcards, attempt, protocol):
+    """Minutes for one cell on the configured device, with headroom growing per attempt."""
+    n = TRAIN_SIZES[config["dataset"]]
+    if protocol == "cbs":
+        seeds, steps = len(CBS_SEEDS), config["cbs"]["max_steps"]
+        images = min(steps * int(wildcards.b), 10**9)
+    else:
+        seeds, images = len(ACC_SEEDS), config["accuracy"]["epochs"] * n
+    # Rough rates (images/s): ResNet-18 on one GPU, the small CNN on one CPU core.
+    rate = 8000 if config["model"] == "resnet18" else 15000
+    # Capped at a day: longer runs continue after a requeue from their checkpoint.
+    return min(int(10 + attempt * seeds * images / rate / 60), 24 * 60)
+
+
+def data_files():
+    """Files a training job reads: CIFAR-100's pickles, or nothing for the shipped digits."""
+    if config["dataset"] == "cifar100":
+        root = f"{config.get('data_root', 'resources')}/cifar100/cifar-100-python"
+        return [f"{root}/{name}" for name in ("train", "test", "meta")]
+    return []

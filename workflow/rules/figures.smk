@@ -1,0 +1,111 @@
+# One rule per figure; `snakemake fig4` rebuilds Figure 4 alone. Each figure depends on its
+# own module and the shared style, so editing one figure's code reruns only that figure.
+
+FIG = f"{R}/figures/{{name}}"
+MAIN_LR = config["lr"]
+FIGURE_NAMES = ["fig3_rastrigin", "fig4_sfo", "fig5_delta", "fig6_accuracy", "fig7_delta_accuracy"]
+
+
+def figure_outputs(name):
+    return {
+        "pdf": f"{R}/figures/{name}.pdf",
+        "png": report(f"{R}/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures"),
+    }
+
+
+def figure_code(name):
+    return [f"{LIB}/figures/{name}.py", f"{LIB}/figures/__init__.py", f"{LIB}/tables.py"]
+
+
+localrules:
+    fig3,
+    fig4,
+    fig5,
+    fig6,
+    fig7,
+
+
+rule fig3:
+    input:
+        code=figure_code("fig3_rastrigin") + lib("theory"),
+    output:
+        **figure_outputs("fig3_rastrigin"),
+    log:
+        f"{R}/logs/figures/fig3_rastrigin.log",
+    params:
+        module="fig3_rastrigin",
+        args={},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"
+
+
+rule fig4:
+    input:
+        cbs_runs=table("cbs_runs"),
+        critical_batch_size=table("critical_batch_size"),
+        code=figure_code("fig4_sfo"),
+    output:
+        **figure_outputs("fig4_sfo"),
+    log:
+        f"{R}/logs/figures/fig4_sfo.log",
+    params:
+        module="fig4_sfo",
+        args={"lr": MAIN_LR},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"
+
+
+rule fig5:
+    input:
+        delta=table("delta"),
+        code=figure_code("fig5_delta"),
+    output:
+        **figure_outputs("fig5_delta"),
+    log:
+        f"{R}/logs/figures/fig5_delta.log",
+    params:
+        module="fig5_delta",
+        args={"lr": MAIN_LR},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"
+
+
+rule fig6:
+    input:
+        accuracy=table("accuracy"),
+        code=figure_code("fig6_accuracy"),
+    output:
+        **figure_outputs("fig6_accuracy"),
+    log:
+        f"{R}/logs/figures/fig6_accuracy.log",
+    params:
+        module="fig6_accuracy",
+        args={"lr": MAIN_LR},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"
+
+
+rule fig7:
+    input:
+        accuracy=table("accuracy"),
+        delta=table("delta"),
+        code=figure_code("fig7_delta_accuracy"),
+    output:
+        **figure_outputs("fig7_delta_accuracy"),
+    log:
+        f"{R}/logs/figures/fig7_delta_accuracy.log",
+    params:
+        module="fig7_delta_accuracy",
+        args={"lr": MAIN_LR, "bands": config["figures"]["accuracy_bands"]},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"

@@ -1,0 +1,40 @@
+# Beyond the article: measured C², K², search-direction noise and gradient noise scale.
+
+
+localrules:
+    noise_table,
+    fig9,
+
+
+rule noise_table:
+    input:
+        runs=ALL_NOISE,
+        code=lib("tables"),
+    output:
+        table("noise"),
+    log:
+        f"{R}/logs/tables/noise.log",
+    conda:
+        ENV
+    script:
+        "../scripts/noise_table.py"
+
+
+rule fig9:
+    input:
+        noise=table("noise"),
+        variance=table("variance"),
+        delta=table("delta"),
+        critical_batch_size=table("critical_batch_size"),
+        code=figure_code("fig9_measured_noise"),
+    output:
+        **figure_outputs("fig9_measured_noise"),
+    log:
+        f"{R}/logs/figures/fig9_measured_noise.log",
+    params:
+        module="fig9_measured_noise",
+        args={"lr": MAIN_LR},
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"

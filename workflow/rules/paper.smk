@@ -1,0 +1,63 @@
+# The reproduction report: tables and figures → generated TeX → paper.pdf (latexmk).
+# Editing paper/*.tex rebuilds only the PDF; a changed figure rebuilds it and the PDF.
+
+PAPER_DIR = f"{R}/paper"
+PAPER_PDF = f"{PAPER_DIR}/paper.pdf"
+GENERATED = [f"{PAPER_DIR}/generated/{n}.tex" for n in ("numbers", "comparison", "cbs", "figures", "sharpness", "noise", "reproducibility")]
+TABLE_NAMES = ["cbs_runs", "critical_batch_size", "variance", "delta", "accuracy"]
+if SHARP["lrs"]:  # Figure 8 and its tables exist only when the config asks for them
+    TABLE_NAMES += ["sharpness", "correlations"]
+    FIGURE_NAMES = FIGURE_NAMES + ["fig8_sharpness"]
+if NOISE["epochs"]:
+    TABLE_NAMES += ["noise"]
+    FIGURE_NAMES = FIGURE_NAMES + ["fig9_measured_noise"]
+ALL_TABLES = [table(n) for n in TABLE_NAMES]
+ALL_FIGURES = [f"{R}/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")]
+BENCHMARKS = [
+    f"{R}/benchmarks/train_cbs/eps{num(config['cbs']['epsilon'])}/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
+    for o, lr, beta, b in cells()
+] + [f"{R}/benchmarks/train_epochs/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv" for o, lr, beta, b in cells()]
+
+
+localrules:
+    paper_generated,
+    paper,
+
+
+rule paper_generated:
+    input:
+        tables=ALL_TABLES,
+        figures=[f"{R}/figures/{n}.pdf" for n in FIGURE_NAMES],
+        captions=[f"workflow/report/{n}.rst" for n in FIGURE_NAMES],
+        benchmarks=BENCHMARKS,
+        example_run=ALL_EPOCH_RUNS[0],
+        code=lib("paper", "tables", "theory"),
+    output:
+        GENERATED,
+    log:
+        f"{R}/logs/paper/generated.log",
+    params:
+        config=config,
+        out_dir=f"{PAPER_DIR}/generated",
+    conda:
+        ENV
+    script:
+        "../scripts/paper_generated.py"
+
+
+rule paper:
+    input:
+        sources=["paper/paper.tex"],
+        generated=GENERATED,
+        figures=[f"{R}/figures/{n}.pdf" for n in FIGURE_NAMES],
+        code=lib("paper"),
+    output:
+        PAPER_PDF,
+    log:
+        f"{R}/logs/paper/latexmk.log",
+    params:
+        generated=f"{PAPER_DIR}/generated",
+    conda:
+        ENV
+    script:
+        "../scripts/paper_build.py"

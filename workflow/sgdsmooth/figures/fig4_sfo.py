@@ -1,0 +1,31 @@
+"""Figure 4: SFO complexity T·b against batch size, b* marked, censored runs shown."""
+
+import pandas as pd
+
+from .. import tables
+from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, mean_band, plt, save, setup
+
+
+def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float) -> None:
+    setup()
+    runs = main_study(tables.read_table(cbs_runs, "cbs_runs"), lr)
+    crit = main_study(tables.read_table(critical_batch_size, "critical_batch_size"), lr)
+    opts = [o for o in ORDER if o in set(runs.optimizer)]
+    fig, axes = plt.subplots(1, len(opts), figsize=(4.2 * len(opts), 3.8), sharey=True, squeeze=False)
+    for ax, opt in zip(axes[0], opts):
+        mine = runs[runs.optimizer == opt]
+        mean_band(ax, mine[mine.reached], "batch_size", "sfo", legend=False)
+        cut = mine[mine.status == "censored"]
+        if len(cut):
+            ax.scatter(cut.batch_size, cut.sfo, marker="^", color="grey", zorder=3, label="censored (SFO ≥)")
+        star = crit[(crit.optimizer == opt) & crit.is_critical]
+        if len(star):
+            ax.scatter(star.batch_size, star.sfo_mean, s=160, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4)
+            ax.scatter(star.batch_size, star.sfo_mean, s=50, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4,
+                       label=f"$b^* = {int(star.batch_size.iloc[0])}$")
+        ax.set_yscale("log")
+        log2_batch_axis(ax)
+        ax.set_title(f"{LABELS[opt]}", color=PALETTE[opt])
+        ax.set_ylabel("SFO complexity $T\\,b$")
+        ax.legend(fontsize=8, loc="upper left")
+    save(fig, pdf, png)

@@ -1,0 +1,40 @@
+"""Figure 7: δ vs b, accuracy vs b and accuracy vs δ, over accuracy bands."""
+
+from .. import tables
+from . import LABELS, ORDER, PALETTE, main_study, mean_band, plt, relabel_legend, save, setup
+
+
+def accuracy_with_delta(accuracy, delta, lr):
+    acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
+    d = main_study(tables.read_table(delta, "delta"), lr)
+    d = d[d.grid == "config"].astype({"batch_size": "int64"})
+    return acc.merge(d[["optimizer", "lr", "beta", "batch_size", "delta"]], on=["optimizer", "lr", "beta", "batch_size"]), d
+
+
+def _bands(ax, low, high):
+    ax.axhspan(0, low, color="tab:red", alpha=0.08, lw=0)
+    ax.axhspan(low, high, color="tab:blue", alpha=0.08, lw=0)
+    ax.axhspan(high, 1, color="tab:green", alpha=0.08, lw=0)
+
+
+def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 0.70)) -> None:
+    setup()
+    acc, d = accuracy_with_delta(accuracy, delta, lr)
+    ok = acc[acc.status == "ok"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    ax = axes[0]
+    for opt in [o for o in ORDER if o in set(d.optimizer)]:
+        mine = d[d.optimizer == opt]
+        ax.plot(mine.batch_size, mine.delta, marker="o", color=PALETTE[opt], label=LABELS[opt])
+    ax.set(xscale="log", yscale="log", xlabel="batch size $b$", ylabel=r"$\delta$")
+    ax.legend()
+    mean_band(axes[1], ok, "batch_size", "test_accuracy")
+    axes[1].set(xscale="log", xlabel="batch size $b$", ylabel="test accuracy")
+    mean_band(axes[2], ok, "delta", "test_accuracy")
+    axes[2].set(xscale="log", xlabel=r"degree of smoothing $\delta$", ylabel="test accuracy")
+    lo = min(ok.test_accuracy.min() - 0.02, bands[0] - 0.02) if len(ok) else 0
+    for ax in axes[1:]:
+        ax.set_ylim(max(lo, 0), min(1, max(ok.test_accuracy.max() + 0.01, bands[1] + 0.02)) if len(ok) else 1)
+        _bands(ax, *bands)
+        relabel_legend(ax, fontsize=8)
+    save(fig, pdf, png)

@@ -1,0 +1,9 @@
+"""The names a config may use and the data set sizes: torch-free, so that the Snakefile
+(which imports this to check configs) starts fast."""
+
+OPTIMIZERS = ("sgd", "shb", "nshb")
+PROTOCOLS = ("cbs", "epochs")
+DATASETS = ("digits", "cifar100")
+MODELS = ("resnet18", "small_cnn")
+# Training-set sizes, known before loading so that configs can be checked up front.
+TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000}
