@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config, unless one is given with --configfile: then that one alone counts
+# (Snakemake would otherwise merge the two, so a map like `optimizers` could only grow).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -19,8 +23,8 @@ include: "workflow/rules/paper.smk"
 
 
 rule all:
+    default_target: True
     input:
         ALL_TABLES,
         ALL_FIGURES,
         PAPER_PDF,
-    default_target: True

@@ -92,3 +92,15 @@ def test_batchnorm_statistics_are_restored(digits):
     noise.two_batch_variance(model, x, y, 8, 128, 2, torch.Generator().manual_seed(0))
     assert all(torch.equal(before[k], v) for k, v in model.named_buffers())
     assert model.training
+
+
+def test_a_given_first_full_gradient_is_used_as_is():
+    model, a, y = problem()
+    opt = make_optimizer("sgd", model.parameters(), lr=1e-12)
+    full = noise.full_gradient(model, a, y, lsq)
+    zero = [torch.zeros_like(t) for t in full]
+    args = (model, opt, a, y, 6, 1)
+    with_true = noise.direction_noise(*args, torch.Generator().manual_seed(7), lsq, first_full=full)
+    recomputed = noise.direction_noise(*args, torch.Generator().manual_seed(7), lsq)
+    with_zero = noise.direction_noise(*args, torch.Generator().manual_seed(7), lsq, first_full=zero)
+    assert with_true == pytest.approx(recomputed, rel=1e-12) and with_zero != pytest.approx(recomputed)

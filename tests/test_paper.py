@@ -44,3 +44,19 @@ def test_build_fails_on_a_missing_figure(tmp_path):
     (tmp_path / "gen").mkdir()
     with pytest.raises(paper.PaperBuildError):
         paper.build_pdf(src, tmp_path / "gen", tmp_path / "out" / "paper.pdf")
+
+
+def test_every_optimizer_macro_is_defined_even_when_not_configured(tmp_path):
+    import pandas as pd
+
+    from sgdsmooth.tables import SCHEMAS
+
+    empty = {n: pd.DataFrame({c: pd.Series(dtype=t.to_pandas_dtype()) for c, t in zip(SCHEMAS[n].names, SCHEMAS[n].types)})
+             for n in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy")}
+    cfg = {"experiment": "x", "dataset": "digits", "model": "small_cnn", "lr": 0.1, "optimizers": {"sgd": 0.0},
+           "batch_sizes": [8], "cbs": {"epsilon": 0.5, "seeds": [0], "max_steps": 10, "min_epochs": 0},
+           "accuracy": {"epochs": 1, "seeds": [0]}}
+    paper.write_generated(tmp_path, cfg, empty, [], [], "cpu")
+    numbers = (tmp_path / "numbers.tex").read_text()
+    for name in ("SGD", "SHB", "NSHB"):
+        assert f"\\newcommand{{\\Bstar{name}Value}}{{--}}" in numbers

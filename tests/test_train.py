@@ -159,20 +159,28 @@ def test_slurm_deadline_only_inside_slurm():
     from sgdsmooth.train import slurm_deadline
 
     assert slurm_deadline(60, env={}) is None
+    job = {"SLURM_JOB_ID": "7"}
+    unknown = lambda job_id: None  # noqa: E731  (squeue gives no answer)
     now = time.time()
-    d = slurm_deadline(60, env={"SLURM_JOB_ID": "7"})
+    d = slurm_deadline(60, env=job, end_time=unknown)
     assert now + 3600 - 600 - 1 <= d <= time.time() + 3600 - 600  # 25 % capped at 10 min
-    d = slurm_deadline(1, env={"SLURM_JOB_ID": "7"})
+    d = slurm_deadline(1, env=job, end_time=unknown)
     assert now + 40 - 1 <= d <= time.time() + 40  # 25 % of 60 s is below the 20 s floor
+    # A retry late in an allocation: the allocation's end counts, not a fresh time limit.
+    assert slurm_deadline(1, env=job, end_time=lambda job_id: 1000.0) == 1000.0 - 20
 
 
 def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, digits):
     measured = epochs_cfg(noise_epochs=[1, 3], noise_per_example=64, noise_big=128)
     train(epochs_cfg(), tmp_path / "plain", digits)
     train(measured, tmp_path / "measured", digits)
-    pd.testing.assert_frame_equal(table(tmp_path / "plain"), table(tmp_path / "measured"), check_exact=True)
+    plain, with_noise = table(tmp_path / "plain"), table(tmp_path / "measured")
+    pd.testing.assert_frame_equal(plain.drop(columns="full_grad_norm_sq"), with_noise.drop(columns="full_grad_norm_sq"),
+                                  check_exact=True)
     rows = read_table(tmp_path / "measured" / "noise.parquet", "noise")
     assert list(rows.epoch) == [1, 3]
+    # A noise epoch records ‖∇f‖² in the epoch table too: the same number as the noise row's K².
+    assert list(with_noise.full_grad_norm_sq.iloc[[0, 2]]) == list(rows.k2) and pd.isna(with_noise.full_grad_norm_sq.iloc[1])
     assert (rows.c2 > 0).all() and (rows.k2 > 0).all() and (rows.direction_noise_sq > 0).all()
     assert (rows.delta_empirical == 0.05 * rows.direction_noise_sq**0.5).all()
     with pytest.raises(Interrupted):

@@ -32,10 +32,10 @@ rule critical_batch_size:
         table("critical_batch_size"),
     log:
         f"{R}/logs/tables/critical_batch_size.log",
-    params:
-        n_boot=config["cbs"]["bootstrap"],
     conda:
         ENV
+    params:
+        n_boot=config["cbs"]["bootstrap"],
     script:
         "../scripts/critical_batch_size.py"
 
@@ -63,10 +63,13 @@ rule delta:
         table("delta"),
     log:
         f"{R}/logs/tables/delta.log",
-    params:
-        batch_sizes=sorted(set(config["batch_sizes"]) | set(config["sharpness"].get("batch_sizes", []))),
     conda:
         ENV
+    params:
+        batch_sizes=sorted(
+            set(config["batch_sizes"])
+            | set(config["sharpness"].get("batch_sizes", []))
+        ),
     script:
         "../scripts/delta.py"
 

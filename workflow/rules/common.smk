@@ -1,10 +1,8 @@
 # Config validation, paths and the run grid: the one place that knows where files live.
-import math
 
 from snakemake.utils import validate
 
 from sgdsmooth.names import TRAIN_SIZES
-
 
 validate(config, "../../config/schema.yaml")
 
@@ -17,9 +15,13 @@ def _check_config(cfg):
     for key, grid in grids.items():
         too_big = [b for b in grid if b > n]
         if too_big:
-            raise ValueError(f"{key}: {too_big} exceed the {n} training examples of {cfg['dataset']}")
+            raise ValueError(
+                f"{key}: {too_big} exceed the {n} training examples of {cfg['dataset']}"
+            )
     if cfg["sharpness"]["lrs"] and "sgd" not in cfg["optimizers"]:
-        raise ValueError("sharpness.lrs: Figure 8 studies SGD, so optimizers must include sgd")
+        raise ValueError(
+            "sharpness.lrs: Figure 8 studies SGD, so optimizers must include sgd"
+        )
     if cfg["sharpness"]["n_examples"] > n:
         raise ValueError(f"sharpness.n_examples: exceeds the {n} training examples")
 
@@ -69,7 +71,11 @@ def table(name):
 
 def cells():
     """(optimizer, lr, beta, batch size) of every training cell, main study and Fig. 8."""
-    out = {(opt, config["lr"], beta if opt != "sgd" else 0.0, b) for opt, beta in config["optimizers"].items() for b in config["batch_sizes"]}
+    out = {
+        (opt, config["lr"], beta if opt != "sgd" else 0.0, b)
+        for opt, beta in config["optimizers"].items()
+        for b in config["batch_sizes"]
+    }
     sharp = config["sharpness"]
     for lr in sharp["lrs"]:
         for b in sharp.get("batch_sizes", config["batch_sizes"]):
@@ -79,7 +85,13 @@ def cells():
 
 def sharpness_cells():
     sharp = config["sharpness"]
-    return [c for c in cells() if c[0] == "sgd" and c[1] in sharp["lrs"] and c[3] in sharp.get("batch_sizes", config["batch_sizes"])]
+    return [
+        c
+        for c in cells()
+        if c[0] == "sgd"
+        and c[1] in sharp["lrs"]
+        and c[3] in sharp.get("batch_sizes", config["batch_sizes"])
+    ]
 
 
 def _paths(pattern, cell_list, seeds, **extra):
@@ -101,17 +113,39 @@ ALL_NOISE = _paths(EPOCH_NOISE, cells(), ACC_SEEDS) if NOISE["epochs"] else []
 def run_config(wildcards, protocol):
     """The RunConfig keys of one training cell (everything but the seed)."""
     common = {
-        "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
-        "model": config["model"], "optimizer": wildcards.opt, "lr": float(wildcards.lr),
-        "beta": float(wildcards.beta), "batch_size": int(wildcards.b), "device": DEVICE,
-        "eval_batch_size": TRAIN["eval_batch_size"], "checkpoint_every": TRAIN["checkpoint_every"],
+        "protocol": protocol,
+        "dataset": config["dataset"],
+        "data_root": config.get("data_root", "resources"),
+        "model": config["model"],
+        "optimizer": wildcards.opt,
+        "lr": float(wildcards.lr),
+        "beta": float(wildcards.beta),
+        "batch_size": int(wildcards.b),
+        "device": DEVICE,
+        "eval_batch_size": TRAIN["eval_batch_size"],
+        "checkpoint_every": TRAIN["checkpoint_every"],
     }
     if protocol == "cbs":
         c = config["cbs"]
-        return common | {"epsilon": float(wildcards.eps), "max_steps": c["max_steps"], "min_epochs": c["min_epochs"]}
+        return common | {
+            "epsilon": float(wildcards.eps),
+            "max_steps": c["max_steps"],
+            "min_epochs": c["min_epochs"],
+        }
     a = config["accuracy"]
-    measured = {f"noise_{k}": NOISE[k] for k in ("small", "big", "batches", "steps", "per_example")}
-    return common | {"epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": NOISE["epochs"]} | measured
+    measured = {
+        f"noise_{k}": NOISE[k]
+        for k in ("small", "big", "batches", "steps", "per_example")
+    }
+    return (
+        common
+        | {
+            "epochs": a["epochs"],
+            "full_grad_epochs": a["full_grad_epochs"],
+            "noise_epochs": NOISE["epochs"],
+        }
+        | measured
+    )
 
 
 def train_runtime(wildcards, attempt, protocol):
@@ -134,3 +168,22 @@ def data_files():
         root = f"{config.get('data_root', 'resources')}/cifar100/cifar-100-python"
         return [f"{root}/{name}" for name in ("train", "test", "meta")]
     return []
+
+
+def figure_outputs(name):
+    return {
+        "pdf": f"{R}/figures/{name}.pdf",
+        "png": report(
+            f"{R}/figures/{name}.png",
+            caption=f"../report/{name}.rst",
+            category="Figures",
+        ),
+    }
+
+
+def figure_code(name):
+    return [
+        f"{LIB}/figures/{name}.py",
+        f"{LIB}/figures/__init__.py",
+        f"{LIB}/tables.py",
+    ]

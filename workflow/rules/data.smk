@@ -11,10 +11,10 @@ rule download_cifar100:
         ),
     log:
         f"{R}/logs/download_cifar100.log",
-    params:
-        root=lambda wildcards: f"{config.get('data_root', 'resources')}/cifar100",
     retries: 2
     conda:
         ENV
+    params:
+        root=lambda wildcards: f"{config.get('data_root', 'resources')}/cifar100",
     script:
         "../scripts/download_cifar100.py"

@@ -3,18 +3,13 @@
 
 FIG = f"{R}/figures/{{name}}"
 MAIN_LR = config["lr"]
-FIGURE_NAMES = ["fig3_rastrigin", "fig4_sfo", "fig5_delta", "fig6_accuracy", "fig7_delta_accuracy"]
-
-
-def figure_outputs(name):
-    return {
-        "pdf": f"{R}/figures/{name}.pdf",
-        "png": report(f"{R}/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures"),
-    }
-
-
-def figure_code(name):
-    return [f"{LIB}/figures/{name}.py", f"{LIB}/figures/__init__.py", f"{LIB}/tables.py"]
+FIGURE_NAMES = [
+    "fig3_rastrigin",
+    "fig4_sfo",
+    "fig5_delta",
+    "fig6_accuracy",
+    "fig7_delta_accuracy",
+]
 
 
 localrules:
@@ -32,11 +27,11 @@ rule fig3:
         **figure_outputs("fig3_rastrigin"),
     log:
         f"{R}/logs/figures/fig3_rastrigin.log",
+    conda:
+        ENV
     params:
         module="fig3_rastrigin",
         args={},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"
 
@@ -50,11 +45,11 @@ rule fig4:
         **figure_outputs("fig4_sfo"),
     log:
         f"{R}/logs/figures/fig4_sfo.log",
+    conda:
+        ENV
     params:
         module="fig4_sfo",
         args={"lr": MAIN_LR},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"
 
@@ -67,11 +62,11 @@ rule fig5:
         **figure_outputs("fig5_delta"),
     log:
         f"{R}/logs/figures/fig5_delta.log",
+    conda:
+        ENV
     params:
         module="fig5_delta",
         args={"lr": MAIN_LR},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"
 
@@ -84,11 +79,11 @@ rule fig6:
         **figure_outputs("fig6_accuracy"),
     log:
         f"{R}/logs/figures/fig6_accuracy.log",
+    conda:
+        ENV
     params:
         module="fig6_accuracy",
         args={"lr": MAIN_LR},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"
 
@@ -102,10 +97,10 @@ rule fig7:
         **figure_outputs("fig7_delta_accuracy"),
     log:
         f"{R}/logs/figures/fig7_delta_accuracy.log",
+    conda:
+        ENV
     params:
         module="fig7_delta_accuracy",
         args={"lr": MAIN_LR, "bands": config["figures"]["accuracy_bands"]},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"

@@ -31,10 +31,10 @@ rule fig9:
         **figure_outputs("fig9_measured_noise"),
     log:
         f"{R}/logs/figures/fig9_measured_noise.log",
+    conda:
+        ENV
     params:
         module="fig9_measured_noise",
         args={"lr": MAIN_LR},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"

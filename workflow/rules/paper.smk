@@ -3,7 +3,18 @@
 
 PAPER_DIR = f"{R}/paper"
 PAPER_PDF = f"{PAPER_DIR}/paper.pdf"
-GENERATED = [f"{PAPER_DIR}/generated/{n}.tex" for n in ("numbers", "comparison", "cbs", "figures", "sharpness", "noise", "reproducibility")]
+GENERATED = [
+    f"{PAPER_DIR}/generated/{n}.tex"
+    for n in (
+        "numbers",
+        "comparison",
+        "cbs",
+        "figures",
+        "sharpness",
+        "noise",
+        "reproducibility",
+    )
+]
 TABLE_NAMES = ["cbs_runs", "critical_batch_size", "variance", "delta", "accuracy"]
 if SHARP["lrs"]:  # Figure 8 and its tables exist only when the config asks for them
     TABLE_NAMES += ["sharpness", "correlations"]
@@ -16,7 +27,10 @@ ALL_FIGURES = [f"{R}/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf",
 BENCHMARKS = [
     f"{R}/benchmarks/train_cbs/eps{num(config['cbs']['epsilon'])}/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
     for o, lr, beta, b in cells()
-] + [f"{R}/benchmarks/train_epochs/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv" for o, lr, beta, b in cells()]
+] + [
+    f"{R}/benchmarks/train_epochs/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
+    for o, lr, beta, b in cells()
+]
 
 
 localrules:
@@ -36,11 +50,10 @@ rule paper_generated:
         GENERATED,
     log:
         f"{R}/logs/paper/generated.log",
-    params:
-        config=config,
-        out_dir=f"{PAPER_DIR}/generated",
     conda:
         ENV
+    params:
+        config=config,
     script:
         "../scripts/paper_generated.py"
 
@@ -55,8 +68,6 @@ rule paper:
         PAPER_PDF,
     log:
         f"{R}/logs/paper/latexmk.log",
-    params:
-        generated=f"{PAPER_DIR}/generated",
     conda:
         ENV
     script:

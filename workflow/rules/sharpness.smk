@@ -15,15 +15,25 @@ rule sharpness:
         f"{R}/logs/sharpness/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/sharpness/{CELL}.tsv"
-    params:
-        settings={k: SHARP[k] for k in ("rho", "p", "iterations", "n_examples", "batch_size", "random_start")},
+    conda:
+        ENV
     threads: TRAIN["threads"]
     resources:
         mem_mb=4000 if GPU else 2000,
         runtime=30,
         gpu=GPU,
-    conda:
-        ENV
+    params:
+        settings={
+            k: SHARP[k]
+            for k in (
+                "rho",
+                "p",
+                "iterations",
+                "n_examples",
+                "batch_size",
+                "random_start",
+            )
+        },
     script:
         "../scripts/sharpness.py"
 
@@ -72,10 +82,10 @@ rule fig8:
         **figure_outputs("fig8_sharpness"),
     log:
         f"{R}/logs/figures/fig8_sharpness.log",
+    conda:
+        ENV
     params:
         module="fig8_sharpness",
         args={},
-    conda:
-        ENV
     script:
         "../scripts/figure.py"

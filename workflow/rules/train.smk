@@ -13,17 +13,17 @@ rule train_cbs:
         f"{R}/logs/train_cbs/eps{{eps}}/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_cbs/eps{{eps}}/{CELL}.tsv"
-    params:
-        run=lambda wildcards: run_config(wildcards, "cbs"),
-        seeds=CBS_SEEDS,
+    retries: 2
+    conda:
+        ENV
     threads: TRAIN["threads"]
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
         runtime=lambda wildcards, attempt: train_runtime(wildcards, attempt, "cbs"),
         gpu=GPU,
-    retries: 2
-    conda:
-        ENV
+    params:
+        run=lambda wildcards: run_config(wildcards, "cbs"),
+        seeds=CBS_SEEDS,
     script:
         "../scripts/train_runs.py"
 
@@ -36,21 +36,25 @@ rule train_epochs:
     output:
         tables=expand(EPOCH_RUN, seed=ACC_SEEDS, allow_missing=True),
         weights=expand(EPOCH_WEIGHTS, seed=ACC_SEEDS, allow_missing=True),
-        noise=expand(EPOCH_NOISE, seed=ACC_SEEDS, allow_missing=True) if NOISE["epochs"] else [],
+        noise=(
+            expand(EPOCH_NOISE, seed=ACC_SEEDS, allow_missing=True)
+            if NOISE["epochs"]
+            else []
+        ),
     log:
         f"{R}/logs/train_epochs/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_epochs/{CELL}.tsv"
-    params:
-        run=lambda wildcards: run_config(wildcards, "epochs"),
-        seeds=ACC_SEEDS,
+    retries: 2
+    conda:
+        ENV
     threads: TRAIN["threads"]
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
         runtime=lambda wildcards, attempt: train_runtime(wildcards, attempt, "epochs"),
         gpu=GPU,
-    retries: 2
-    conda:
-        ENV
+    params:
+        run=lambda wildcards: run_config(wildcards, "epochs"),
+        seeds=ACC_SEEDS,
     script:
         "../scripts/train_runs.py"

@@ -2,4 +2,6 @@ from pathlib import Path
 
 from sgdsmooth import paper
 
-paper.build_pdf(Path(snakemake.input.sources[0]).parent, snakemake.params.generated, snakemake.output[0], snakemake.log[0])
+source = Path(snakemake.input.sources[0]).parent
+generated = Path(snakemake.input.generated[0]).parent
+paper.build_pdf(source, generated, snakemake.output[0], snakemake.log[0])

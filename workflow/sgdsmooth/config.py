@@ -35,7 +35,7 @@ class RunConfig:
     min_epochs: int = 0
     max_steps: int = 100_000
     full_grad_epochs: list[int] = field(default_factory=list)
-    noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs
+    noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs (K² too)
     noise_small: int = 16  # the two batch sizes of the two-batch C² estimator
     noise_big: int = 256
     noise_batches: int = 4  # batches drawn at each of the two sizes

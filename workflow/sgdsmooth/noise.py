@@ -142,17 +142,18 @@ def per_example_variance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, los
 
 
 def direction_noise(model: nn.Module, optimizer, x, y, batch_size: int, steps: int, generator: torch.Generator,
-                    loss: LossFn = F.cross_entropy, chunk: int = 1000) -> float:
+                    loss: LossFn = F.cross_entropy, chunk: int = 1000, first_full: list | None = None) -> float:
     """Mean over ``steps`` steps of ‖d_t − ∇f(x_t)‖², d_t the optimizer's search direction
-    after its update at x_t, taken on copies of the model and optimizer."""
+    after its update at x_t, taken on copies of the model and optimizer. ``first_full`` is
+    ∇f at the starting point when the caller has it already (it is the costly part)."""
     twin = copy.deepcopy(model)
     group = optimizer.param_groups[0]
     twin_opt = type(optimizer)(_params(twin), lr=group["lr"], beta=group["beta"], grad_scale=group["grad_scale"])
     # load_state_dict keeps same-device tensors as they are: copy, or the twin steps the run.
     twin_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     total = 0.0
-    for _ in range(steps):
-        full = full_gradient(twin, x, y, loss, chunk)
+    for step in range(steps):
+        full = first_full if step == 0 and first_full is not None else full_gradient(twin, x, y, loss, chunk)
         idx = torch.randperm(x.shape[0], generator=generator, device=x.device)[:batch_size]
         with frozen_buffers(twin, train_mode=True):  # the run's BN statistics are not advanced
             twin_opt.zero_grad(set_to_none=True)
@@ -170,8 +171,9 @@ def measure(model: nn.Module, optimizer, data, lr: float, batch_size: int, seed:
     gen = torch.Generator(device=data.train_x.device).manual_seed(10_000 + seed)
     x, y = data.normalize(data.train_x), data.train_y
     two = two_batch_variance(model, x, y, min(small, x.shape[0] - 1), min(big, x.shape[0]), n_batches, gen)
-    k2 = float(squared_norm(full_gradient(model, x, y, chunk=chunk)))
-    omega = direction_noise(model, optimizer, x, y, batch_size, direction_steps, gen, chunk=chunk)
+    full = full_gradient(model, x, y, chunk=chunk)
+    k2 = float(squared_norm(full))
+    omega = direction_noise(model, optimizer, x, y, batch_size, direction_steps, gen, chunk=chunk, first_full=full)
     exact = per_example_variance(model, x[:per_example], y[:per_example]) if per_example else math.nan
     return {
         "c2": two["trace"], "c2_stderr": two["trace_stderr"], "c2_per_example": exact, "k2": k2,

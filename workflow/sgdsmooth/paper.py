@@ -165,10 +165,11 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
         _macro("BestDeltaLow", fmt(lo, 2)), _macro("BestDeltaHigh", fmt(hi, 2)),
         _macro("Device", device.replace("_", r"\_")), _macro("ComputeHours", fmt(benchmark_hours(benchmarks), 2)),
     ]
-    for opt in opts:
+    for opt in ORDER:  # every optimizer's macros exist, "--" where the config has none
         rows = crit[crit.optimizer == opt]
         b = float(rows.critical_batch_size.iloc[0]) if len(rows) else math.nan
         m.append(_macro(f"Bstar{names[opt]}", pow2(b)))
+        m.append(_macro(f"Bstar{names[opt]}Value", fmt(b)))  # plain digits, for the text
         m.append(_macro(f"Ctwo{names[opt]}", fmt(var.c2_bound.get(opt, math.nan))))
         m.append(_macro(f"Ktwo{names[opt]}", fmt(var.k2.get(opt, math.nan))))
     (out / "numbers.tex").write_text("".join(m))

@@ -206,7 +206,10 @@ class Run:
             test_loss, test_acc = evaluate(self.model, self.data, self.cfg.eval_batch_size)
             correct = float(torch.stack(self.trace["correct"][:n]).sum())
             full = math.nan
-            if self.epoch + 1 in self.cfg.full_grad_epochs:
+            if self.epoch + 1 in self.cfg.noise_epochs:
+                self.noise_rows.append(self.measure_noise())
+                full = self.noise_rows[-1]["k2"]  # the same ‖∇f(x)‖²: not computed twice
+            elif self.epoch + 1 in self.cfg.full_grad_epochs:
                 full = noise.full_gradient_norm_sq(self.model, self.data, self.cfg.eval_batch_size)
             row |= {
                 "lr": self.cfg.lr, "train_accuracy": correct / (n * self.cfg.batch_size),
@@ -214,8 +217,6 @@ class Run:
                 "grad_norm_mean": float(norms.mean()), "full_grad_norm_sq": full,
             }
         self.rows.append(row)
-        if self.cfg.protocol == "epochs" and self.epoch + 1 in self.cfg.noise_epochs:
-            self.noise_rows.append(self.measure_noise())
         self.trace = {k: [] for k in self.trace}
         self._checked = 0
         self.epoch += 1
@@ -336,18 +337,33 @@ def train(
     return summary
 
 
-def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.environ) -> float | None:
-    """Inside a Slurm job: when to checkpoint and leave, ``margin`` of the time limit (at
-    least 20 s, at most 10 min) before it. Outside Slurm: None (no deadline).
+def slurm_end_time(job_id: str) -> float | None:
+    """The end of a Slurm job's allocation (``squeue -o %e``) as a time.time() value."""
+    import datetime
+    import subprocess
 
-    The time limit is the job's ``runtime`` resource, which the executor passes as --time.
-    A deadline, not a warning signal: Slurm's --signal would also reach the snakemake
-    process that runs the job, which has no handler and would die before the checkpoint.
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=30)
+        return datetime.datetime.fromisoformat(out.stdout.strip()).timestamp()
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.environ, end_time=slurm_end_time) -> float | None:
+    """Inside a Slurm job: when to checkpoint and leave, ``margin`` of the time limit (at
+    least 20 s, at most 10 min) before the allocation ends. Outside Slurm: None.
+
+    The end is asked of Slurm, so that an attempt retried inside the same allocation still
+    leaves in time; if Slurm does not say, it is now + the ``runtime`` resource (the
+    executor's --time). A deadline, not a warning signal: Slurm's --signal would also reach
+    the snakemake process that runs the job, which has no handler and dies before the
+    checkpoint is written.
     """
     if "SLURM_JOB_ID" not in env or not runtime_minutes:
         return None
     limit = 60.0 * runtime_minutes
-    return time.time() + limit - min(max(margin * limit, 20.0), 600.0)
+    end = end_time(env["SLURM_JOB_ID"]) or time.time() + limit
+    return end - min(max(margin * limit, 20.0), 600.0)
 
 
 def train_seeds(run: dict, seeds: list[int], tables: list[str], threads: int | None = None,
