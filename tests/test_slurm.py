@@ -91,11 +91,11 @@ def test_every_job_runs_as_a_slurm_job_and_matches_a_local_run(tmp_path):
 
 
 def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
-    """A 1-minute Slurm limit on a run of about 2 minutes: it checkpoints before the limit,
+    """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it): it checkpoints before the limit,
     the job fails, Snakemake resubmits it, and the new job resumes from the checkpoint."""
     work = copy_workflow(tmp_path)
     long = TINY | {"experiment": "limit", "optimizers": {"sgd": 0.0}, "batch_sizes": [8],
-                   "accuracy": {"epochs": 400, "seeds": [0]}, "sharpness": {"lrs": []}}
+                   "accuracy": {"epochs": 180, "seeds": [0]}, "sharpness": {"lrs": []}}
     target = "results/limit/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
     proc = on_slurm(work, long, target, extra=["--set-resources", "train_epochs:runtime=1"])
     states = list(slurm_states(proc).values())  # in job-id order

@@ -1,5 +1,7 @@
 # Config validation, paths and the run grid: the one place that knows where files live.
 
+import os
+
 from snakemake.utils import validate
 
 from sgdsmooth.names import TRAIN_SIZES
@@ -34,6 +36,10 @@ LIB = "workflow/sgdsmooth"
 DEVICE = config.get("device", "auto")
 GPU = 1 if DEVICE.startswith("cuda") else 0
 TRAIN = config["train"]
+# Under SLURM: the account from the user's environment (sbatch's own variable). The
+# executor plugin would otherwise guess it from the user's last job; the partition needs
+# nothing, since sbatch reads SBATCH_PARTITION itself when no -p is given.
+SLURM_ACCOUNT = os.environ.get("SBATCH_ACCOUNT", "")
 
 
 def lib(*modules):

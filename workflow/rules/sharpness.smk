@@ -22,6 +22,7 @@ rule sharpness:
         mem_mb=4000 if GPU else 2000,
         runtime=30,
         gpu=GPU,
+        slurm_account=SLURM_ACCOUNT,
     params:
         settings={
             k: SHARP[k]

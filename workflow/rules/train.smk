@@ -21,6 +21,7 @@ rule train_cbs:
         mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
         runtime=lambda wildcards, attempt: train_runtime(wildcards, attempt, "cbs"),
         gpu=GPU,
+        slurm_account=SLURM_ACCOUNT,
     params:
         run=lambda wildcards: run_config(wildcards, "cbs"),
         seeds=CBS_SEEDS,
@@ -53,6 +54,7 @@ rule train_epochs:
         mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
         runtime=lambda wildcards, attempt: train_runtime(wildcards, attempt, "epochs"),
         gpu=GPU,
+        slurm_account=SLURM_ACCOUNT,
     params:
         run=lambda wildcards: run_config(wildcards, "epochs"),
         seeds=ACC_SEEDS,
