@@ -45,25 +45,22 @@ def test_training_steps_match_separate_runs(digits):
     rounding differences of 1e-7 grow through training (to 1e-3 after 20 steps here)."""
     b, steps = 64, digits.n_train // 64
     models = [m.double() for m in members("small_cnn", 10, 1)]
-    packed = E.pack(models)
-    params = list(packed.parameters())
-    opt = make_optimizer("shb", params, 0.05, 0.9)
+    fused = E.FusedTrainer(models, "shb", 0.05, 0.9)
     singles = [make_optimizer("shb", list(m.parameters()), 0.05, 0.9) for m in models]
     perms = [torch.randperm(digits.n_train, generator=torch.Generator().manual_seed(s)) for s in SEEDS]
     for step in range(steps):
         batches = [digits.train_batch(p[step * b : (step + 1) * b], None) for p in perms]
         xs, ys = [x.double() for x, _ in batches], [y for _, y in batches]
-        opt.zero_grad(set_to_none=True)
-        E.fused_loss(packed(E.fused_input(xs)), ys).backward()
-        norms = E.member_grad_norms(params, len(SEEDS))
-        opt.step()
+        losses, norms = fused.step(xs, ys)
         separate = []
         for m, o, x, y in zip(models, singles, xs, ys):
             o.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(m(x), y).backward()
-            separate.append(grad_norm(list(m.parameters())))
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            separate.append((loss.detach(), grad_norm(list(m.parameters()))))
             o.step()
-        torch.testing.assert_close(norms, torch.stack(separate), rtol=1e-10, atol=0)
-    for m, member in zip(models, E.unpack(packed, models[0], len(SEEDS))):
+        torch.testing.assert_close(losses, torch.stack([l for l, _ in separate]), rtol=1e-10, atol=0)
+        torch.testing.assert_close(norms, torch.stack([n for _, n in separate]), rtol=1e-10, atol=0)
+    for m, member in zip(models, E.unpack(fused.model, models[0], len(SEEDS))):
         for (k, a), c in zip(m.state_dict().items(), member.state_dict().values()):
             torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12, msg=k)

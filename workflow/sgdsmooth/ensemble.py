@@ -105,6 +105,23 @@ def fused_input(batches: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(batches, dim=1)
 
 
-def fused_loss(out: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
-    """Σ_k mean cross-entropy of member k: out is (b, K, classes)."""
-    return sum(F.cross_entropy(out[:, i], y) for i, y in enumerate(targets))
+class FusedTrainer:
+    """One optimizer step for K runs at once: the members' batches in, per-member loss and
+    gradient norm out (the quantities a run records each step)."""
+
+    def __init__(self, models: list[nn.Module], optimizer: str, lr: float, beta: float = 0.0):
+        from .optim import make_optimizer
+
+        self.k = len(models)
+        self.model = pack(models)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
+
+    def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(fused_input(xs))
+        losses = torch.stack([F.cross_entropy(out[:, i], y) for i, y in enumerate(ys)])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        norms = member_grad_norms(self.params, self.k)
+        self.optimizer.step()
+        return losses.detach(), norms.detach()

@@ -1,0 +1,160 @@
+"""Training throughput: the usual way, our single-run path, and K runs fused into one network.
+
+    python bench/train_throughput.py                                   # ResNet-18, CIFAR-shaped data
+    python bench/train_throughput.py --model small_cnn --batch-sizes 8 64 --steps 10   # CPU-sized
+
+(a) baseline: torchvision transforms per image (crop, flip, rotation, normalise) in a
+    DataLoader with 2 workers, fp32, one model, torch.optim.SGD(momentum);
+(b) ours, one run: the training engine's own step (data on the device as uint8, the
+    augmentation on whole batches there, the gradient-norm trace);
+(c) ours, fused: ``--members`` runs as one grouped network (sgdsmooth.ensemble), images/s
+    counted over all members and divided by K for the per-model rate.
+Images are random uint8 in CIFAR's shape (the cost does not depend on them), so nothing is
+downloaded. Prints images/s, ratios to (a), and the fraction of the FLOP floor (3.33 GFLOP
+per ResNet-18 training image at --peak-tflops), and appends the table with the hardware,
+versions and date to bench/results/train_throughput.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from sgdsmooth.config import RunConfig
+from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
+from sgdsmooth.ensemble import FusedTrainer
+from sgdsmooth.models import make_model
+from sgdsmooth.train import Run, pick_device
+
+GFLOP_PER_IMAGE = {"resnet18": 3.33, "small_cnn": 0.0014}
+
+
+def synthetic(n: int, model: str) -> ImageData:
+    g = torch.Generator().manual_seed(0)
+    shape, classes = ((3, 32, 32), 100) if model == "resnet18" else ((1, 8, 8), 10)
+    x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, classes, (n,), generator=g)
+    mean, std = (CIFAR100_MEAN, CIFAR100_STD) if shape[0] == 3 else ((0.3,), (0.37,))
+    return ImageData("synthetic", x, y, x[:100], y[:100], mean, std, classes, augment=shape[0] == 3)
+
+
+class PerImage(Dataset):
+    def __init__(self, data: ImageData):
+        self.data = data
+        aug = [v2.RandomCrop(data.train_x.shape[-1], padding=4), v2.RandomHorizontalFlip(), v2.RandomRotation(15)]
+        self.tf = v2.Compose((aug if data.augment else []) + [v2.ToDtype(torch.float32, scale=True),
+                                                              v2.Normalize(data.mean, data.std)])
+
+    def __len__(self):
+        return self.data.n_train
+
+    def __getitem__(self, i):
+        return self.tf(self.data.train_x[i]), self.data.train_y[i]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def baseline(data, model_name, b, steps, device) -> float:
+    loader = DataLoader(PerImage(data), batch_size=b, shuffle=True, drop_last=True, num_workers=2,
+                        persistent_workers=True)
+    model = make_model(model_name, data.num_classes, data.in_channels).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    it = iter(loader)
+    start = None
+    for i in range(steps + 2):  # two warm-up steps
+        if i == 2:
+            sync(device)
+            start = time.perf_counter()
+        x, y = next(it)
+        loss = F.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sync(device)
+    return steps * b / (time.perf_counter() - start)
+
+
+def single(data, model_name, b, steps, device) -> float:
+    run = Run(RunConfig(model=model_name, optimizer="shb", beta=0.9, batch_size=b), data, device)
+    run.perm = torch.randperm(data.n_train, device=device, generator=run.generator)
+    start = None
+    for i in range(steps + 2):
+        if i == 2:
+            sync(device)
+            start = time.perf_counter()
+        run.pos %= run.steps_per_epoch
+        run.train_step()
+    sync(device)
+    return steps * b / (time.perf_counter() - start)
+
+
+def fused(data, model_name, b, steps, device, k) -> float:
+    models = []
+    for s in range(k):
+        torch.manual_seed(s)
+        models.append(make_model(model_name, data.num_classes, data.in_channels).to(device))
+    trainer = FusedTrainer(models, "shb", 0.1, 0.9)
+    gens = [torch.Generator(device=device).manual_seed(s) for s in range(k)]
+    perms = [torch.randperm(data.n_train, device=device, generator=g) for g in gens]
+    per_epoch = data.n_train // b
+    start = None
+    for i in range(steps + 2):
+        if i == 2:
+            sync(device)
+            start = time.perf_counter()
+        j = i % per_epoch
+        batches = [data.train_batch(p[j * b : (j + 1) * b], g) for p, g in zip(perms, gens)]
+        trainer.step([x for x, _ in batches], [y for _, y in batches])
+    sync(device)
+    return steps * b * k / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet18", choices=sorted(GFLOP_PER_IMAGE))
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64, 512, 4096])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--members", type=int, default=7)
+    ap.add_argument("--images", type=int, default=50_000)
+    ap.add_argument("--peak-tflops", type=float, default=790.0)
+    ap.add_argument("--results", default="bench/results/train_throughput.jsonl")
+    args = ap.parse_args()
+    device = pick_device()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = synthetic(args.images, args.model).to(device)
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"{args.model} on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members")
+    print(f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}")
+    rows = []
+    for b in args.batch_sizes:
+        a = baseline(data, args.model, b, args.steps, device)
+        s = single(data, args.model, b, args.steps, device)
+        f = fused(data, args.model, b, args.steps, device, args.members)
+        # Share of the FLOP floor's rate reached by the faster path, counting every image trained.
+        floor = 100 * max(s, f) * GFLOP_PER_IMAGE[args.model] * 1e9 / (args.peak_tflops * 1e12)
+        rows.append({"batch_size": b, "baseline": a, "single": s, "fused_total": f, "fused_per_model": f / args.members,
+                     "floor_percent": floor})
+        print(f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}")
+    record = {"date": datetime.date.today().isoformat(), "hardware": hw, "torch": torch.__version__,
+              "model": args.model, "steps": args.steps, "members": args.members, "rows": rows}
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    print(f"appended to {args.results}")
+
+
+if __name__ == "__main__":
+    main()
