@@ -26,7 +26,8 @@ TINY = {
     "batch_sizes": [128, 256],
     "cbs": {"epsilon": 1.2, "seeds": [0, 1], "max_steps": 40, "bootstrap": 50},
     "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
-    "sharpness": {"lrs": [0.1, 0.2], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
+    # η = 1e20 diverges within two steps: the tables must carry it as diverged, not drop it.
+    "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
     "noise": {"epochs": [2], "big": 64, "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
 }
@@ -83,11 +84,16 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
             assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
     assert (r / "paper" / "paper.pdf").exists()
     runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
-    # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 on its one batch size.
-    assert len(runs) == 3 * 2 * 2 + 1 * 2
+    # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 and 1e20 on one batch size.
+    assert len(runs) == 3 * 2 * 2 + 2 * 2
+    # (At η = 1e20 the CBS runs stop at step 1, before the first update: ε = 1.2 is loose.)
     assert set(runs.status) <= {"reached", "censored", "diverged"}
     acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
-    assert len(acc) == 3 * 2 + 1 and set(acc.status) == {"ok"}
+    assert len(acc) == 3 * 2 + 2
+    assert set(acc[acc.lr == 1e20].status) == {"diverged"} and acc[acc.lr == 1e20].test_accuracy.isna().all()
+    assert set(acc[acc.lr < 1].status) == {"ok"}
+    sharp = tables.read_table(r / "tables" / "sharpness.parquet", "sharpness")
+    assert sharp[sharp.lr == 1e20].sharpness.isna().all() and sharp[sharp.lr < 1].sharpness.notna().all()
 
 
 def test_second_run_schedules_nothing(tiny):
@@ -124,7 +130,7 @@ def test_a_config_on_the_command_line_replaces_the_default(tiny):
     only_two = TINY | {"optimizers": {"sgd": 0.0, "shb": 0.9}}
     plan = planned(smk(tiny, "-n", "--forceall", config=only_two))
     smk(tiny, "-n", config=TINY)
-    assert plan["train_cbs"] == 2 * 2 + 1  # no NSHB cells from config/config.yaml
+    assert plan["train_cbs"] == 2 * 2 + 2  # no NSHB cells from config/config.yaml
 
 
 def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
@@ -139,7 +145,7 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
 def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     plan = planned(smk(tiny, "-n", config=TINY | {"cbs": TINY["cbs"] | {"epsilon": 1.1}}))
     smk(tiny, "-n", config=TINY)
-    assert plan["train_cbs"] == 3 * 2 + 1
+    assert plan["train_cbs"] == 3 * 2 + 2
     assert "train_epochs" not in plan
 
 

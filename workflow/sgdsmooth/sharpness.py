@@ -223,6 +223,10 @@ def measure_runs(run_tables: list[str], weights: list[str], out_tables: list[str
     for table, weight_file, out in zip(run_tables, weights, out_tables):
         meta = read_metadata(table)
         cfg = meta["config"]
+        if meta["summary"]["status"] != "ok":  # a diverged network has no sharpness to speak of
+            row = run_identity(meta) | {"rho": rho, "p": p, "sharpness": math.nan, "average_sharpness": math.nan}
+            write_table(pd.DataFrame([row]), out, "sharpness_run", {"config": cfg, "status": meta["summary"]["status"]})
+            continue
         device = pick_device(cfg["device"])
         if data is None:
             data = load_dataset(cfg["dataset"], cfg["data_root"]).to(device)

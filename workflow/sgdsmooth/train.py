@@ -4,7 +4,7 @@ One run writes into its own folder:
 
     metrics.parquet   per-epoch table ("epochs" or "cbs_epochs" schema) with the run's
                       config, status and summary in the file metadata
-    final.pt          final weights (fixed-epoch runs)
+    final.pt          final weights (fixed-epoch runs; written also for a diverged run)
     checkpoint.pt     resumable state while the run is in progress (removed at the end)
 
 Determinism: the model is initialised from ``torch.manual_seed(seed)``; shuffling and
@@ -322,7 +322,7 @@ def train(
     summary = run.summary()
     schema = "cbs_epochs" if cfg.protocol == "cbs" else "epochs"
     frame = pd.DataFrame(run.rows, columns=SCHEMAS[schema].names)
-    if cfg.protocol == "epochs" and summary["status"] == "ok":
+    if cfg.protocol == "epochs":  # also when diverged: the table's status says what they are
         _atomic_save(run.model.state_dict(), out / "final.pt")
     meta = {
         "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
