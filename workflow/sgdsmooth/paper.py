@@ -18,7 +18,6 @@ import unicodedata
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import theory
@@ -331,14 +330,3 @@ def build_pdf(source: str | Path, generated: str | Path, pdf: str | Path, log: s
         raise PaperBuildError(f"{source / 'paper.tex'} built with problems:\n" + "\n".join(problems))
     shutil.copy(build / "paper.pdf", pdf)
 
-
-def check_tex_available() -> str | None:
-    """None when latexmk and pdflatex are on PATH, else a message saying what to install."""
-    missing = [t for t in ("latexmk", "pdflatex") if shutil.which(t) is None]
-    if not missing:
-        return None
-    return (f"{' and '.join(missing)} not found. On Debian/Ubuntu: apt-get install latexmk texlive-latex-base "
-            "texlive-latex-recommended texlive-fonts-recommended lmodern")
-
-
-__all__ = ["write_generated", "build_pdf", "tex_text", "check_tex_available", "np"]

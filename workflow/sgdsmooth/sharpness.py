@@ -33,7 +33,7 @@ LossFn = Callable[[], torch.Tensor]
 class SharpnessResult:
     worst: float  # the loss increase at the best perturbation found
     average: float  # the mean loss increase under random δ = ρ·c ⊙ N(0, I)
-    u: list[torch.Tensor]  # the best perturbation, in the rescaled variable
+    u: list[torch.Tensor]  # the best perturbation of the last batch, in the rescaled variable
 
 
 @contextlib.contextmanager
