@@ -195,3 +195,11 @@ def test_paper_reports_what_was_measured(tiny):
     figures = sorted((r / "figures").glob("*.pdf"))
     captions = re.findall(r"^Figure \d+:", text, flags=re.M)
     assert len(captions) == len(figures) == 7
+
+
+def test_html_report_has_every_figure_with_its_caption(tiny):
+    smk(tiny, "--report", "report.html")
+    html = (tiny / "report.html").read_text(errors="replace")
+    for caption in (ROOT / "workflow" / "report").glob("*.rst"):
+        assert caption.stem in html, caption.stem
+    assert "critical batch size" in html  # a phrase from fig4's caption
