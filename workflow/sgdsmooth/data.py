@@ -56,8 +56,9 @@ class ImageData:
         return ImageData(**{**self.__dict__, **move})
 
     def normalize(self, x_uint8_or_float: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 255]) → float32 normalised with the set's mean and std."""
-        x = x_uint8_or_float.float().div_(255.0)
+        """uint8 (or float in [0, 255]) → floats (torch's default dtype, float32 unless a test
+        asks for float64) normalised with the set's mean and std."""
+        x = x_uint8_or_float.to(torch.get_default_dtype()).div_(255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
@@ -66,7 +67,7 @@ class ImageData:
         """The training examples at ``idx``, augmented if the set asks for it, normalised."""
         x = self.train_x[idx]
         if self.augment:
-            x = augment_batch(x.float(), generator)
+            x = augment_batch(x.to(torch.get_default_dtype()), generator)
         return self.normalize(x), self.train_y[idx]
 
 

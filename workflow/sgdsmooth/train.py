@@ -22,6 +22,7 @@ Command line: ``python -m sgdsmooth.train --help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -148,17 +149,25 @@ class Run:
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self) -> None:
-        b = self.cfg.batch_size
-        idx = self.perm[self.pos * b : (self.pos + 1) * b]
-        x, y = self.data.train_batch(idx, self.generator)
+        x, y = self.next_batch()
         out = self.model(x)
         loss = F.cross_entropy(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.trace["norm"].append(grad_norm(self.params).detach())
+        norm = grad_norm(self.params).detach()
         self.optimizer.step()
-        self.trace["loss"].append(loss.detach())
-        self.trace["correct"].append((out.argmax(1) == y).sum())
+        self.record_step(loss.detach(), norm, (out.argmax(1) == y).sum())
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current step's mini-batch: the next slice of this epoch's shuffle, augmented."""
+        b = self.cfg.batch_size
+        return self.data.train_batch(self.perm[self.pos * b : (self.pos + 1) * b], self.generator)
+
+    def record_step(self, loss: torch.Tensor, norm: torch.Tensor, correct: torch.Tensor) -> None:
+        """Keep one step's loss, gradient norm and correct count (on the device) and advance."""
+        self.trace["loss"].append(loss)
+        self.trace["norm"].append(norm)
+        self.trace["correct"].append(correct)
         self.pos += 1
         self.step += 1
 
@@ -247,6 +256,80 @@ class Run:
         }
 
 
+def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None = None) -> Run:
+    """A run ready to train into ``out_dir``: data on its device, resumed from the folder's
+    checkpoint if there is one for this config."""
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment)
+    elif cfg.augment is not None:
+        data = dataclasses.replace(data, augment=cfg.augment)
+    run = Run(cfg, data.to(device), device)
+    run.out = out
+    run.ckpt = out / "checkpoint.pt"
+    if run.ckpt.exists():
+        state = torch.load(run.ckpt, map_location=device, weights_only=False)
+        if state["config_hash"] == config_hash(cfg.to_dict()):
+            run.load_state_dict(state)
+            log.info("resumed from %s at epoch %d, step %d", run.ckpt, run.epoch, run.step)
+        else:
+            log.warning("ignoring %s: it belongs to another config", run.ckpt)
+    return run
+
+
+def check_due(run: Run, check_every: int) -> bool:
+    """Whether to look at the stopping rule now: every ``check_every`` steps, at the end of
+    an epoch and at the step budget."""
+    return (len(run.trace["loss"]) - run._checked >= check_every or run.pos == run.steps_per_epoch
+            or run.step >= run.cfg.max_steps)
+
+
+def checks_every(device: torch.device) -> int:
+    # Checking the stopping rule needs the norms on the host; on a GPU batch the checks so
+    # that the device is not synchronised every step (the stopping step stays exact).
+    return 1 if device.type == "cpu" else 25
+
+
+def save_checkpoint(run: Run) -> None:
+    _atomic_save(run.state_dict(), run.ckpt)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """SIGTERM and SIGUSR1 set the yielded request instead of killing the process."""
+    stop = _StopRequest()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def finish_run(run: Run) -> dict:
+    """Write the run's tables (and final weights), remove its checkpoint; the summary."""
+    cfg, out, device = run.cfg, run.out, run.device
+    summary = run.summary()
+    schema = "cbs_epochs" if cfg.protocol == "cbs" else "epochs"
+    frame = pd.DataFrame(run.rows, columns=SCHEMAS[schema].names)
+    if cfg.protocol == "epochs":  # also when diverged: the table's status says what they are
+        _atomic_save(run.model.state_dict(), out / "final.pt")
+    meta = {
+        "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "summary": summary,
+    }
+    if cfg.noise_epochs:
+        write_table(pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names), out / "noise.parquet", "noise", meta)
+    write_table(frame, out / "metrics.parquet", schema, meta)
+    run.ckpt.unlink(missing_ok=True)
+    log.info("finished %s: %s", out, summary)
+    return summary
+
+
 def train(
     cfg: RunConfig,
     out_dir: str | os.PathLike,
@@ -263,47 +346,25 @@ def train(
     (a ``time.time()`` value: the end of a Slurm allocation less a margin), or at
     ``interrupt_at_step``, which tests use to stand in for a signal.
     """
-    cfg.validate()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
-    if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment)
-    elif cfg.augment is not None:
-        data = dataclasses.replace(data, augment=cfg.augment)
-    data = data.to(device)
-    run = Run(cfg, data, device)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config_hash"] == config_hash(cfg.to_dict()):
-            run.load_state_dict(state)
-            log.info("resumed from %s at epoch %d, step %d", ckpt, run.epoch, run.step)
-        else:
-            log.warning("ignoring %s: it belongs to another config", ckpt)
-
-    stop = _StopRequest()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
-    # Checking the stopping rule needs the norms on the host; on a GPU batch the checks so
-    # that the device is not synchronised every step (the stopping step stays exact).
-    check_every = 1 if device.type == "cpu" else 25
+    run = open_run(cfg, out_dir, data)
+    check_every = checks_every(run.device)
     total_steps = cfg.epochs * run.steps_per_epoch if cfg.protocol == "epochs" else cfg.max_steps
     started = time.perf_counter()
     last_report, report_step = started, run.step
-    try:
+    with stop_requests() as stop:
         while not run.finished():
             if run.perm is None:
-                run.perm = torch.randperm(data.n_train, device=device, generator=run.generator)
+                run.perm = torch.randperm(run.data.n_train, device=run.device, generator=run.generator)
             while run.pos < run.steps_per_epoch and run.status is None:
                 run.train_step()
-                if len(run.trace["loss"]) - run._checked >= check_every or run.pos == run.steps_per_epoch or run.step >= cfg.max_steps:
+                if check_due(run, check_every):
                     run.check()
                 if run.step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
                     stop.signum = signal.SIGUSR1
                 if stop.signum is not None and run.status is None:
                     run.wall += time.perf_counter() - started
-                    _atomic_save(run.state_dict(), ckpt)
-                    raise Interrupted(f"signal {stop.signum} at step {run.step}: checkpoint written to {ckpt}")
+                    save_checkpoint(run)
+                    raise Interrupted(f"signal {stop.signum} at step {run.step}: checkpoint written to {run.ckpt}")
                 now = time.perf_counter()
                 if now - last_report >= progress_every:
                     rate = (run.step - report_step) / (now - last_report)
@@ -314,27 +375,8 @@ def train(
                 break
             run.close_epoch(run.wall + time.perf_counter() - started)
             if run.epoch % cfg.checkpoint_every == 0 and not run.finished():
-                _atomic_save(run.state_dict(), ckpt)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-    summary = run.summary()
-    schema = "cbs_epochs" if cfg.protocol == "cbs" else "epochs"
-    frame = pd.DataFrame(run.rows, columns=SCHEMAS[schema].names)
-    if cfg.protocol == "epochs":  # also when diverged: the table's status says what they are
-        _atomic_save(run.model.state_dict(), out / "final.pt")
-    meta = {
-        "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "summary": summary,
-    }
-    if cfg.noise_epochs:
-        write_table(pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names), out / "noise.parquet", "noise", meta)
-    write_table(frame, out / "metrics.parquet", schema, meta)
-    ckpt.unlink(missing_ok=True)
-    log.info("finished: %s", summary)
-    return summary
+                save_checkpoint(run)
+    return finish_run(run)
 
 
 def slurm_end_time(job_id: str) -> float | None:
@@ -367,22 +409,29 @@ def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.e
 
 
 def train_seeds(run: dict, seeds: list[int], tables: list[str], threads: int | None = None,
-                deadline: float | None = None) -> list[dict]:
+                deadline: float | None = None, fuse: bool = False) -> list[dict]:
     """Train one cell's seeds in one process (data loaded once); ``tables`` are the
     ``metrics.parquet`` paths, one per seed, whose folders become the run folders.
 
+    ``fuse`` trains the seeds together as one fused network (``ensemble.train_fused``),
+    which pays on a GPU at small batch sizes; otherwise one after another.
     A run interrupted by a signal re-raises after its checkpoint, so the job fails and is
     retried (Snakemake ``retries``, Slurm requeue) and that run resumes from its checkpoint.
     """
     if threads:
         torch.set_num_threads(threads)
-    base = RunConfig.from_dict({**run, "seed": seeds[0]})
-    data = load_dataset(base.dataset, base.data_root, base.augment)
+    cfgs = [RunConfig.from_dict({**run, "seed": seed}) for seed in seeds]
+    data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment)
+    folders = [Path(path).parent for path in tables]
+    if fuse and len(cfgs) > 1:
+        from .ensemble import train_fused
+
+        log.info("training seeds %s together: %s", seeds, cfgs[0])
+        return train_fused(cfgs, folders, data, deadline=deadline)
     summaries = []
-    for seed, path in zip(seeds, tables):
-        cfg = RunConfig.from_dict({**run, "seed": seed})
+    for cfg, folder in zip(cfgs, folders):
         log.info("training %s", cfg)
-        summaries.append(train(cfg, Path(path).parent, data, deadline=deadline))
+        summaries.append(train(cfg, folder, data, deadline=deadline))
     return summaries
 
 
