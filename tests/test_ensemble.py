@@ -1,11 +1,15 @@
 """The fused ensemble is the same computation as its members trained separately."""
 
+import pandas as pd
+import pytest
 import torch
 
 from sgdsmooth import ensemble as E
+from sgdsmooth.config import RunConfig
 from sgdsmooth.models import make_model
 from sgdsmooth.optim import make_optimizer
-from sgdsmooth.train import grad_norm
+from sgdsmooth.tables import read_table
+from sgdsmooth.train import Interrupted, grad_norm, train
 
 SEEDS = [0, 1, 2]
 
@@ -51,7 +55,7 @@ def test_training_steps_match_separate_runs(digits):
     for step in range(steps):
         batches = [digits.train_batch(p[step * b : (step + 1) * b], None) for p in perms]
         xs, ys = [x.double() for x, _ in batches], [y for _, y in batches]
-        losses, norms = fused.step(xs, ys)
+        losses, norms, _ = fused.step(xs, ys)
         separate = []
         for m, o, x, y in zip(models, singles, xs, ys):
             o.zero_grad(set_to_none=True)
@@ -64,3 +68,82 @@ def test_training_steps_match_separate_runs(digits):
     for m, member in zip(models, E.unpack(fused.model, models[0], len(SEEDS))):
         for (k, a), c in zip(m.state_dict().items(), member.state_dict().values()):
             torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-12, msg=k)
+
+
+# -- the fused driver: whole runs, as the pipeline trains them --------------------------
+
+@pytest.fixture
+def float64():
+    """Whole runs in float64: in float32 the members' rounding differs from the separate
+    runs' by 1e-7 and training amplifies it (a CBS stop moves by a step within 100 steps)."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def cell(protocol, **kw):
+    if protocol == "epochs":
+        base = dict(optimizer="nshb", lr=0.02, epochs=2, full_grad_epochs=[2], noise_epochs=[2])
+    else:  # the three seeds reach ε at steps 97, 84 and 92
+        base = dict(optimizer="shb", lr=0.05, epsilon=0.5, max_steps=400)
+    base |= dict(protocol=protocol, beta=0.9, batch_size=128)
+    return [RunConfig(**(base | kw | {"seed": s})) for s in SEEDS]
+
+
+def assert_same_tables(fused_dir, separate_dir, name, schema, skip):
+    for s in SEEDS:
+        a = read_table(fused_dir / f"seed{s}" / name, schema).drop(columns=skip)
+        b = read_table(separate_dir / f"seed{s}" / name, schema).drop(columns=skip)
+        pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12, obj=f"seed {s}: {name}")
+
+
+@pytest.mark.parametrize("protocol", ["epochs", "cbs"])
+def test_fused_runs_write_the_tables_of_separate_runs(tmp_path, digits, protocol, float64):
+    """Each member of a fused cell is its separate run: the same stopping step (the CBS
+    members stop at different steps and leave the pack), the same per-epoch numbers, noise
+    table and final weights, up to rounding."""
+    cfgs = cell(protocol)
+    summaries = E.train_fused(cfgs, [tmp_path / "fused" / f"seed{s}" for s in SEEDS], digits)
+    separate = [train(c, tmp_path / "separate" / f"seed{c.seed}", digits) for c in cfgs]
+    assert summaries == separate
+    fused, apart = tmp_path / "fused", tmp_path / "separate"
+    if protocol == "cbs":
+        assert len({s["steps"] for s in summaries}) == len(SEEDS), "members should stop at different steps"
+        assert_same_tables(fused, apart, "metrics.parquet", "cbs_epochs", ["wall_time"])
+        return
+    assert_same_tables(fused, apart, "metrics.parquet", "epochs", ["wall_time"])
+    assert_same_tables(fused, apart, "noise.parquet", "noise", ["seconds"])
+    for s in SEEDS:
+        wa = torch.load(fused / f"seed{s}" / "final.pt")
+        wb = torch.load(apart / f"seed{s}" / "final.pt")
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_a_diverging_cell_ends_every_member_as_diverged(tmp_path, digits):
+    summaries = E.train_fused(cell("epochs", lr=1e20), [tmp_path / f"seed{s}" for s in SEEDS], digits)
+    assert [s["status"] for s in summaries] == ["diverged"] * len(SEEDS)
+    assert all((tmp_path / f"seed{s}" / "final.pt").exists() for s in SEEDS)
+
+
+def test_an_interrupted_fused_cell_resumes_to_the_same_tables(tmp_path, digits):
+    """Bitwise on CPU, like a separate run: per-member checkpoints hold the whole state."""
+    cfgs = cell("cbs")
+    whole = [tmp_path / "whole" / f"seed{s}" for s in SEEDS]
+    parts = [tmp_path / "parts" / f"seed{s}" for s in SEEDS]
+    E.train_fused(cfgs, whole, digits)
+    with pytest.raises(Interrupted):
+        E.train_fused(cfgs, parts, digits, interrupt_at_step=15)
+    assert all((p / "checkpoint.pt").exists() for p in parts)
+    E.train_fused(cfgs, parts, digits)
+    for a, b in zip(whole, parts):
+        ta = read_table(a / "metrics.parquet", "cbs_epochs").drop(columns="wall_time")
+        tb = read_table(b / "metrics.parquet", "cbs_epochs").drop(columns="wall_time")
+        pd.testing.assert_frame_equal(ta, tb, check_exact=True)
+
+
+def test_fused_cells_take_only_one_cells_seeds(tmp_path, digits):
+    cfgs = cell("epochs")
+    cfgs[1] = RunConfig(**(cfgs[1].to_dict() | {"lr": 0.05}))
+    with pytest.raises(ValueError, match="only in their seed"):
+        E.train_fused(cfgs, [tmp_path / f"seed{s}" for s in SEEDS], digits)

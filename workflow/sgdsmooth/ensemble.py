@@ -18,6 +18,8 @@ packed parameters is K separate steps. Every packed parameter is member-major: v
 from __future__ import annotations
 
 import copy
+import signal
+import time
 
 import torch
 import torch.nn.functional as F
@@ -117,11 +119,108 @@ class FusedTrainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
 
-    def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Losses (K,), gradient norms (K,) and the logits (b, K, classes) of one step."""
         out = self.model(fused_input(xs))
         losses = torch.stack([F.cross_entropy(out[:, i], y) for i, y in enumerate(ys)])
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         norms = member_grad_norms(self.params, self.k)
         self.optimizer.step()
-        return losses.detach(), norms.detach()
+        return losses.detach(), norms.detach(), out.detach()
+
+    # -- moving state between the members' runs and the packed network -------------------
+    @classmethod
+    def from_runs(cls, runs: list) -> "FusedTrainer":
+        """Pack the runs' current weights, BatchNorm statistics and search directions."""
+        cfg = runs[0].cfg
+        fused = cls([r.model for r in runs], cfg.optimizer, cfg.lr, cfg.beta)
+        members = [dict(r.model.named_parameters()) for r in runs]
+        for name, p in fused.model.named_parameters():
+            dirs = [r.optimizer.state[m[name]].get("direction") if m[name] in r.optimizer.state else None
+                    for r, m in zip(runs, members)]
+            if all(d is not None for d in dirs):  # SHB/NSHB after their first step
+                fused.optimizer.state[p]["direction"] = torch.stack([d.reshape(-1) for d in dirs]).reshape(p.shape)
+        return fused
+
+    @torch.no_grad()
+    def store(self, runs: list) -> None:
+        """Write member i's weights, statistics and direction back into ``runs[i]``."""
+        for i, r in enumerate(runs):
+            params, buffers = dict(r.model.named_parameters()), dict(r.model.named_buffers())
+            for name, p in self.model.named_parameters():
+                mine = params[name]
+                mine.copy_(member_view(p, self.k)[i].view_as(mine))
+                d = self.optimizer.state[p].get("direction") if p in self.optimizer.state else None
+                if d is not None:
+                    r.optimizer.state[mine]["direction"] = member_view(d, self.k)[i].view_as(mine).clone()
+            for name, buf in self.model.named_buffers():
+                mine = buffers[name]
+                mine.copy_(buf if buf.dim() == 0 else member_view(buf, self.k)[i].view_as(mine))
+
+    def train_step(self, runs: list) -> None:
+        """One step of every run, each on its own next mini-batch, recorded in its trace."""
+        xs, ys = zip(*(r.next_batch() for r in runs))
+        losses, norms, out = self.step(list(xs), list(ys))
+        for i, (r, y) in enumerate(zip(runs, ys)):
+            r.record_step(losses[i], norms[i], (out[:, i].argmax(1) == y).sum())
+
+
+def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None = None,
+                interrupt_at_step: int | None = None, progress_every: float = 10.0) -> list[dict]:
+    """Train the runs of one cell (configs equal but for the seed) together, each into its
+    own folder with the same tables, weights and checkpoints as ``train.train`` writes.
+
+    Each member keeps its own initialisation, shuffles, augmentation and stopping rule, so
+    it is the same computation as its separate run up to float rounding. A member that
+    stops (ε reached, censored, diverged) leaves the pack and the rest go on without it;
+    its NaNs, if it diverged, never share a kernel with the others again. Rows' wall times
+    are the fused job's clock. Checkpoints are per member and interchangeable with those of
+    separate runs; members whose checkpoints disagree on where they are train separately.
+    """
+    from . import train as T
+
+    keys = [{k: v for k, v in c.to_dict().items() if k != "seed"} for c in cfgs]
+    if any(k != keys[0] for k in keys):
+        raise ValueError("train_fused: the configs must differ only in their seed")
+    runs = [T.open_run(c, f, data) for c, f in zip(cfgs, folders)]
+    if len({(r.epoch, r.pos, r.step) for r in runs}) > 1:
+        T.log.warning("checkpoints at different points: training the seeds one after another")
+        return [T.train(c, f, data, deadline=deadline) for c, f in zip(cfgs, folders)]
+    check_every = T.checks_every(runs[0].device)
+    started = last_report = time.perf_counter()
+    summaries: dict[int, dict] = {}
+    active = list(runs)
+    with T.stop_requests() as stop:
+        while active:
+            for r in active:
+                if r.perm is None:
+                    r.perm = torch.randperm(r.data.n_train, device=r.device, generator=r.generator)
+            fused = FusedTrainer.from_runs(active)
+            while all(r.pos < r.steps_per_epoch and r.status is None for r in active):
+                fused.train_step(active)
+                for r in active:
+                    if T.check_due(r, check_every):
+                        r.check()
+                if active[0].step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
+                    stop.signum = signal.SIGUSR1
+                if stop.signum is not None:
+                    break
+                if time.perf_counter() - last_report >= progress_every:
+                    T.log.info("%d runs together: epoch %d step %d", len(active), active[0].epoch + 1, active[0].step)
+                    last_report = time.perf_counter()
+            fused.store(active)
+            for r in active:
+                if r.status != "diverged" and (r.status is not None or r.pos == r.steps_per_epoch):
+                    r.close_epoch(r.wall + time.perf_counter() - started)
+                    if r.epoch % r.cfg.checkpoint_every == 0 and not r.finished():
+                        T.save_checkpoint(r)
+                if r.finished():
+                    summaries[id(r)] = T.finish_run(r)
+            active = [r for r in active if not r.finished()]
+            if stop.signum is not None and active:
+                for r in active:
+                    r.wall += time.perf_counter() - started
+                    T.save_checkpoint(r)
+                raise T.Interrupted(f"signal {stop.signum} at step {active[0].step}: {len(active)} checkpoints written")
+    return [summaries[id(r)] for r in runs]
