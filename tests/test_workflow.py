@@ -30,6 +30,7 @@ TINY = {
     "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
     "noise": {"epochs": [2], "big": 64, "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
+    "train": {"fuse_max_batch": 128},  # the two CBS seeds at b = 128 train fused
 }
 
 
@@ -83,6 +84,9 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
         for ext in ("pdf", "png"):
             assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
     assert (r / "paper" / "paper.pdf").exists()
+    fused = r / "logs" / "train_cbs" / "eps1.2" / "sgd" / "lr0.1" / "beta0"
+    assert "training seeds [0, 1] together" in (fused / "b128.log").read_text()  # b ≤ train.fuse_max_batch
+    assert "together" not in (fused / "b256.log").read_text()
     runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
     # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 and 1e20 on one batch size.
     assert len(runs) == 3 * 2 * 2 + 2 * 2
@@ -152,7 +156,8 @@ def test_changing_epsilon_reruns_cbs_runs_only(tiny):
 def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     work = copy_workflow(tmp_path)
     shutil.copy(ROOT / "config" / "paper.yaml", work / "config" / "test.yaml")
-    plan = planned(smk(work, "-n"))
+    proc = smk(work, "-n")
+    plan = planned(proc)
     cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     main = {(o, b) for o in cfg["optimizers"] for b in cfg["batch_sizes"]}
     extra = {("sgd", lr, b) for lr in cfg["sharpness"]["lrs"] for b in cfg["sharpness"]["batch_sizes"]}
@@ -162,6 +167,8 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     assert plan["download_cifar100"] == 1
     assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
     assert plan["fig8"] == 1 and plan["paper"] == 1
+    # Every training and sharpness job asks for one GPU; nothing else does.
+    assert proc.stdout.count("gpu=1") == 2 * cells + plan["sharpness"]
 
 
 @pytest.mark.parametrize(

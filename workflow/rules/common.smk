@@ -154,6 +154,11 @@ def run_config(wildcards, protocol):
     )
 
 
+def fuse_seeds(wildcards):
+    """Whether a cell's seeds train together as one fused network."""
+    return int(wildcards.b) <= TRAIN["fuse_max_batch"]
+
+
 def train_runtime(wildcards, attempt, protocol):
     """Minutes for one cell on the configured device, with headroom growing per attempt."""
     n = TRAIN_SIZES[config["dataset"]]

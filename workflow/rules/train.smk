@@ -1,12 +1,14 @@
 # Training: one job per cell (optimizer × lr × beta × batch size) trains every seed of the
-# cell in one process, so a small model pays Python and torch start-up once per cell.
+# cell in one process, so a small model pays Python and torch start-up once per cell, and
+# the scheduler sees one job per cell, not per run. At b ≤ train.fuse_max_batch the seeds
+# train together as one fused network (sgdsmooth.ensemble).
 
 
 rule train_cbs:
     """CBS runs: train until the running mean of gradient norms reaches ε, per seed."""
     input:
         data_files(),
-        lib("train", "optim", "models", "data", "config", "noise"),
+        lib("train", "ensemble", "optim", "models", "data", "config", "noise"),
     output:
         expand(CBS_RUN, seed=CBS_SEEDS, allow_missing=True),
     log:
@@ -25,6 +27,7 @@ rule train_cbs:
     params:
         run=lambda wildcards: run_config(wildcards, "cbs"),
         seeds=CBS_SEEDS,
+        fuse=fuse_seeds,
     script:
         "../scripts/train_runs.py"
 
@@ -33,7 +36,7 @@ rule train_epochs:
     """Fixed-epoch runs: train E epochs, evaluate after each, save the final weights."""
     input:
         data_files(),
-        lib("train", "optim", "models", "data", "config", "noise"),
+        lib("train", "ensemble", "optim", "models", "data", "config", "noise"),
     output:
         tables=expand(EPOCH_RUN, seed=ACC_SEEDS, allow_missing=True),
         weights=expand(EPOCH_WEIGHTS, seed=ACC_SEEDS, allow_missing=True),
@@ -58,5 +61,6 @@ rule train_epochs:
     params:
         run=lambda wildcards: run_config(wildcards, "epochs"),
         seeds=ACC_SEEDS,
+        fuse=fuse_seeds,
     script:
         "../scripts/train_runs.py"
