@@ -31,3 +31,10 @@ def test_workload_of_the_article_grid():
     # 518 fixed-epoch and 222 CBS runs: (3 × 11 + 4 × 13 − 11) cells × 7 and × 3 seeds.
     assert any(line.split()[:3] == ["all", "518", "222"] for line in last)
     assert "GPU-hours" in last[-1]
+
+
+def test_noise_overhead_compares_runs_with_and_without_measurements():
+    out = run("bench/noise_overhead.py", "--batch-sizes", "256", "--repeats", "1")
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert {"sgd", "shb", "nshb", "all"} <= rows.keys()
+    assert rows["all"][-1].endswith("%") and "per-example C²" in out
