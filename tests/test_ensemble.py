@@ -72,15 +72,6 @@ def test_training_steps_match_separate_runs(digits):
 
 # -- the fused driver: whole runs, as the pipeline trains them --------------------------
 
-@pytest.fixture
-def float64():
-    """Whole runs in float64: in float32 the members' rounding differs from the separate
-    runs' by 1e-7 and training amplifies it (a CBS stop moves by a step within 100 steps)."""
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 def cell(protocol, **kw):
     if protocol == "epochs":
         base = dict(optimizer="nshb", lr=0.02, epochs=2, full_grad_epochs=[2], noise_epochs=[2])
@@ -118,6 +109,14 @@ def test_fused_runs_write_the_tables_of_separate_runs(tmp_path, digits, protocol
         wb = torch.load(apart / f"seed{s}" / "final.pt")
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_fused_runs_in_channels_last_are_the_same_runs(tmp_path, digits, float64):
+    cfgs = cell("epochs", channels_last=True, noise_epochs=[])
+    E.train_fused(cfgs, [tmp_path / "fused" / f"seed{s}" for s in SEEDS], digits)
+    for c in cfgs:
+        train(RunConfig(**(c.to_dict() | {"channels_last": False})), tmp_path / "separate" / f"seed{c.seed}", digits)
+    assert_same_tables(tmp_path / "fused", tmp_path / "separate", "metrics.parquet", "epochs", ["wall_time"])
 
 
 def test_a_diverging_cell_ends_every_member_as_diverged(tmp_path, digits):

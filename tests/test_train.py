@@ -10,7 +10,7 @@ import torch
 
 from sgdsmooth.config import ConfigError, RunConfig
 from sgdsmooth.tables import read_metadata, read_table
-from sgdsmooth.train import Interrupted, main, train
+from sgdsmooth.train import Interrupted, Run, main, train
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -188,3 +188,35 @@ def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, 
     train(measured, tmp_path / "resumed", digits)
     again = read_table(tmp_path / "resumed" / "noise.parquet", "noise")
     pd.testing.assert_frame_equal(rows.drop(columns="seconds"), again.drop(columns="seconds"), check_exact=True)
+
+
+# -- speed options (models.Executor) ---------------------------------------------------
+def first_losses(digits, steps=4, **options):
+    run = Run(epochs_cfg(**options), digits, torch.device("cpu"))
+    run.perm = torch.randperm(digits.n_train, generator=run.generator)
+    for _ in range(steps):
+        run.train_step()
+    return torch.stack(run.trace["loss"])
+
+
+def test_channels_last_trains_the_same_run(tmp_path, digits, float64):
+    train(epochs_cfg(epochs=1), tmp_path / "nchw", digits)
+    train(epochs_cfg(epochs=1, channels_last=True), tmp_path / "nhwc", digits)
+    pd.testing.assert_frame_equal(table(tmp_path / "nchw"), table(tmp_path / "nhwc"), rtol=1e-9)
+    run = Run(epochs_cfg(channels_last=True), digits, torch.device("cpu"))
+    kernels = [p for p in run.model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    assert any(not p.is_contiguous() for p in kernels)  # (with one input channel the layouts coincide)
+
+
+def test_compiled_forward_computes_the_same_steps(digits):
+    assert isinstance(Run(epochs_cfg(compile=True), digits, torch.device("cpu")).forward, torch._dynamo.OptimizedModule)
+    torch.testing.assert_close(first_losses(digits, compile=True), first_losses(digits), rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_autocast_rounds_differently_but_trains_the_same_problem(digits):
+    fp32, bf16 = first_losses(digits), first_losses(digits, precision="bf16")
+    assert not torch.equal(fp32, bf16)  # the option does something
+    torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=0)
+    with pytest.raises(ConfigError, match="precision"):
+        epochs_cfg(precision="fp16").validate()

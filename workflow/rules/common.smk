@@ -130,6 +130,9 @@ def run_config(wildcards, protocol):
         "device": DEVICE,
         "eval_batch_size": TRAIN["eval_batch_size"],
         "checkpoint_every": TRAIN["checkpoint_every"],
+        "precision": TRAIN["precision"],
+        "channels_last": TRAIN["channels_last"],
+        "compile": TRAIN["compile"],
     }
     if protocol == "cbs":
         c = config["cbs"]

@@ -45,6 +45,9 @@ class RunConfig:
     checkpoint_every: int = 1
     augment: bool | None = None
     device: str = "auto"
+    precision: str = "fp32"  # training forward pass: fp32, or bf16 autocast (models.Executor)
+    channels_last: bool = False
+    compile: bool = False
 
     def validate(self) -> "RunConfig":
         def bad(key, why):
@@ -68,6 +71,8 @@ class RunConfig:
                 bad(key, "must be ≥ 1")
         if self.min_epochs < 0:
             bad("min_epochs", "must be ≥ 0")
+        if self.precision not in ("fp32", "bf16"):
+            bad("precision", "must be fp32 or bf16")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad("device", "must be auto, cpu, cuda or cuda:N")
         return self

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import Executor
+
 
 class GroupedLinear(nn.Module):
     """K independent linear maps: input (b, K·in) → output (b, K, out)."""
@@ -111,18 +113,23 @@ class FusedTrainer:
     """One optimizer step for K runs at once: the members' batches in, per-member loss and
     gradient norm out (the quantities a run records each step)."""
 
-    def __init__(self, models: list[nn.Module], optimizer: str, lr: float, beta: float = 0.0):
+    def __init__(self, models: list[nn.Module], optimizer: str, lr: float, beta: float = 0.0,
+                 executor: Executor | None = None):
         from .optim import make_optimizer
 
         self.k = len(models)
         self.model = pack(models)
+        self.executor = executor or Executor()
+        self.forward = self.executor.prepare(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
 
     def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses (K,), gradient norms (K,) and the logits (b, K, classes) of one step."""
-        out = self.model(fused_input(xs))
-        losses = torch.stack([F.cross_entropy(out[:, i], y) for i, y in enumerate(ys)])
+        x = self.executor.input(fused_input(xs))
+        with self.executor.autocast(x.device):
+            out = self.forward(x)
+            losses = torch.stack([F.cross_entropy(out[:, i], y) for i, y in enumerate(ys)])
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         norms = member_grad_norms(self.params, self.k)
@@ -134,7 +141,7 @@ class FusedTrainer:
     def from_runs(cls, runs: list) -> "FusedTrainer":
         """Pack the runs' current weights, BatchNorm statistics and search directions."""
         cfg = runs[0].cfg
-        fused = cls([r.model for r in runs], cfg.optimizer, cfg.lr, cfg.beta)
+        fused = cls([r.model for r in runs], cfg.optimizer, cfg.lr, cfg.beta, runs[0].executor)
         members = [dict(r.model.named_parameters()) for r in runs]
         for name, p in fused.model.named_parameters():
             dirs = [r.optimizer.state[m[name]].get("direction") if m[name] in r.optimizer.state else None
@@ -190,13 +197,14 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
     check_every = T.checks_every(runs[0].device)
     started = last_report = time.perf_counter()
     summaries: dict[int, dict] = {}
-    active = list(runs)
+    active, packed = list(runs), []
     with T.stop_requests() as stop:
         while active:
             for r in active:
                 if r.perm is None:
                     r.perm = torch.randperm(r.data.n_train, device=r.device, generator=r.generator)
-            fused = FusedTrainer.from_runs(active)
+            if packed != active:  # (re)pack only when a member has left: a compiled forward stays warm
+                fused, packed = FusedTrainer.from_runs(active), list(active)
             while all(r.pos < r.steps_per_epoch and r.status is None for r in active):
                 fused.train_step(active)
                 for r in active:

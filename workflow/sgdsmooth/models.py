@@ -75,3 +75,31 @@ def make_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
     if name == "small_cnn":
         return SmallCNN(num_classes, in_channels)
     raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+
+
+class Executor:
+    """How a network runs its training steps: the speed options of a run.
+
+    ``channels_last`` (NHWC memory, the layout GPU convolution kernels prefer) and
+    ``compile`` (``torch.compile`` of the training forward pass) compute the same function;
+    ``bf16`` autocasts the forward pass and loss to bfloat16, which rounds differently and
+    stays off until a measurement shows that it leaves the results alone. Evaluation, full
+    gradients, noise and sharpness always use the plain fp32 network.
+    """
+
+    def __init__(self, precision: str = "fp32", channels_last: bool = False, compile: bool = False):
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.precision, self.channels_last, self.compile = precision, channels_last, compile
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Put ``model`` in the chosen memory layout (in place); the module to call for training."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.compile else model
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
