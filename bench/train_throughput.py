@@ -9,10 +9,13 @@
     augmentation on whole batches there, the gradient-norm trace);
 (c) ours, fused: ``--members`` runs as one grouped network (sgdsmooth.ensemble), images/s
     counted over all members and divided by K for the per-model rate.
+``--bf16``, ``--channels-last`` and ``--compile`` switch on the speed options of (b) and (c)
+(sgdsmooth.models.Executor); the baseline stays plain fp32.
 Images are random uint8 in CIFAR's shape (the cost does not depend on them), so nothing is
 downloaded. Prints images/s, ratios to (a), and the fraction of the FLOP floor (3.33 GFLOP
 per ResNet-18 training image at --peak-tflops), and appends the table with the hardware,
-versions and date to bench/results/train_throughput.jsonl.
+versions and date to bench/results/train_throughput.jsonl, with the projected time of the
+whole ``--config`` grid at the measured rates (for a config of the benchmarked model).
 """
 
 from __future__ import annotations
@@ -20,19 +23,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from sgdsmooth.config import RunConfig
 from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
 from sgdsmooth.ensemble import FusedTrainer
-from sgdsmooth.models import make_model
+from sgdsmooth.models import Executor, make_model
 from sgdsmooth.train import Run, pick_device
 
 GFLOP_PER_IMAGE = {"resnet18": 3.33, "small_cnn": 0.0014}
@@ -86,8 +91,8 @@ def baseline(data, model_name, b, steps, device) -> float:
     return steps * b / (time.perf_counter() - start)
 
 
-def single(data, model_name, b, steps, device) -> float:
-    run = Run(RunConfig(model=model_name, optimizer="shb", beta=0.9, batch_size=b), data, device)
+def single(data, model_name, b, steps, device, options) -> float:
+    run = Run(RunConfig(model=model_name, optimizer="shb", beta=0.9, batch_size=b, **options), data, device)
     run.perm = torch.randperm(data.n_train, device=device, generator=run.generator)
     start = None
     for i in range(steps + 2):
@@ -100,12 +105,12 @@ def single(data, model_name, b, steps, device) -> float:
     return steps * b / (time.perf_counter() - start)
 
 
-def fused(data, model_name, b, steps, device, k) -> float:
+def fused(data, model_name, b, steps, device, k, options) -> float:
     models = []
     for s in range(k):
         torch.manual_seed(s)
         models.append(make_model(model_name, data.num_classes, data.in_channels).to(device))
-    trainer = FusedTrainer(models, "shb", 0.1, 0.9)
+    trainer = FusedTrainer(models, "shb", 0.1, 0.9, Executor(**options))
     gens = [torch.Generator(device=device).manual_seed(s) for s in range(k)]
     perms = [torch.randperm(data.n_train, device=device, generator=g) for g in gens]
     per_epoch = data.n_train // b
@@ -121,6 +126,30 @@ def fused(data, model_name, b, steps, device, k) -> float:
     return steps * b * k / (time.perf_counter() - start)
 
 
+def projected_hours(cfg: dict, rows: list[dict]) -> float:
+    """GPU hours of ``cfg``'s whole workload (bench/workload.py) at the measured rates: the
+    fused path's total rate at b ≤ train.fuse_max_batch, the single run's above; rates
+    interpolated linearly in log b–log rate between measured batch sizes, flat above them,
+    and proportional to b below them (there a step's time no longer shrinks with b)."""
+    from workload import workload
+
+    fuse = cfg.get("train", {}).get("fuse_max_batch", 0)
+    measured = sorted((r["batch_size"], r) for r in rows)
+
+    def rate(b: int) -> float:
+        key = "fused_total" if b <= fuse else "single"
+        pts = [(math.log(bb), math.log(r[key])) for bb, r in measured]
+        x = math.log(b)
+        if x <= pts[0][0]:
+            return math.exp(pts[0][1]) * b / measured[0][0]
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x <= x1:
+                return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+        return math.exp(pts[-1][1])
+
+    return sum(w["images"] / rate(b) for b, w in workload(cfg).items()) / 3600
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18", choices=sorted(GFLOP_PER_IMAGE))
@@ -130,26 +159,37 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=50_000)
     ap.add_argument("--peak-tflops", type=float, default=790.0)
     ap.add_argument("--results", default="bench/results/train_throughput.jsonl")
+    ap.add_argument("--bf16", action="store_true", help="(b) and (c) autocast to bfloat16")
+    ap.add_argument("--channels-last", action="store_true", help="(b) and (c) in NHWC layout")
+    ap.add_argument("--compile", action="store_true", help="(b) and (c) with torch.compile")
+    ap.add_argument("--config", default="config/paper.yaml", help="the grid whose GPU time is projected")
     args = ap.parse_args()
+    options = {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last, "compile": args.compile}
     device = pick_device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = synthetic(args.images, args.model).to(device)
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"{args.model} on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members")
+    print(f"{args.model} on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
+          f" (b), (c): {options}")
     print(f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}")
     rows = []
     for b in args.batch_sizes:
         a = baseline(data, args.model, b, args.steps, device)
-        s = single(data, args.model, b, args.steps, device)
-        f = fused(data, args.model, b, args.steps, device, args.members)
+        s = single(data, args.model, b, args.steps, device, options)
+        f = fused(data, args.model, b, args.steps, device, args.members, options)
         # Share of the FLOP floor's rate reached by the faster path, counting every image trained.
         floor = 100 * max(s, f) * GFLOP_PER_IMAGE[args.model] * 1e9 / (args.peak_tflops * 1e12)
         rows.append({"batch_size": b, "baseline": a, "single": s, "fused_total": f, "fused_per_model": f / args.members,
                      "floor_percent": floor})
         print(f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}")
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    hours = projected_hours(cfg, rows) if cfg["model"] == args.model else None
+    if hours is not None:
+        print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
     record = {"date": datetime.date.today().isoformat(), "hardware": hw, "torch": torch.__version__,
-              "model": args.model, "steps": args.steps, "members": args.members, "rows": rows}
+              "model": args.model, "steps": args.steps, "members": args.members, "options": options, "rows": rows,
+              "projected_hours": {args.config: hours}}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as fh:
         fh.write(json.dumps(record) + "\n")

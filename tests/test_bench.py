@@ -17,11 +17,15 @@ def run(*args):
 def test_train_throughput_appends_a_record(tmp_path):
     results = tmp_path / "tt.jsonl"
     out = run("bench/train_throughput.py", "--model", "small_cnn", "--batch-sizes", "8", "--steps", "2",
-              "--members", "2", "--images", "512", "--results", str(results))
+              "--members", "2", "--images", "512", "--channels-last", "--config", "config/config.yaml",
+              "--results", str(results))
     assert "fused" in out
     (record,) = [json.loads(line) for line in results.read_text().splitlines()]
     (row,) = record["rows"]
     assert row["batch_size"] == 8 and row["fused_per_model"] == row["fused_total"] / 2
+    assert record["options"] == {"precision": "fp32", "channels_last": True, "compile": False}
+    (hours,) = record["projected_hours"].values()
+    assert hours > 0 and "projected time of config/config.yaml" in out
     assert all(row[k] > 0 for k in ("baseline", "single", "fused_total"))
 
 
