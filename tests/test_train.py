@@ -121,6 +121,9 @@ def test_command_line_runs_one_run_from_yaml_and_flags(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r"), "--lr", "0.2", "--threads", "1"]) == 0
     meta = read_metadata(tmp_path / "r" / "metrics.parquet")
     assert meta["config"]["lr"] == 0.2 and meta["config"]["optimizer"] == "nshb"
+    assert meta["config"]["channels_last"] is False
+    assert main(["--out", str(tmp_path / "cl"), "--epochs", "1", "--batch-size", "256", "--channels-last"]) == 0
+    assert read_metadata(tmp_path / "cl" / "metrics.parquet")["config"]["channels_last"] is True
     assert main(["--out", str(tmp_path / "x"), "--beta", "1.5"]) == 2
     assert "beta:" in capsys.readouterr().err
 

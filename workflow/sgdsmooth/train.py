@@ -456,8 +456,9 @@ def _parser() -> argparse.ArgumentParser:
         kind = {"int": int, "float": float}.get(str(f.type), str)
         if f.name in ("full_grad_epochs", "noise_epochs"):
             p.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="*", dest=f.name)
-        elif f.name == "augment":
-            p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+        elif str(f.type).startswith("bool"):  # --augment / --no-augment, --compile, ...
+            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
+                           dest=f.name)
         else:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, dest=f.name)
     return p
