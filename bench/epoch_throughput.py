@@ -53,8 +53,9 @@ def baseline_epoch(data, b, seed) -> float:
     return time.perf_counter() - start
 
 
-def our_epoch(data, b, seed) -> float:
-    run = Run(RunConfig(optimizer="shb", beta=0.9, batch_size=b, seed=seed), data, torch.device("cpu"))
+def our_epoch(data, b, seed, channels_last=False) -> float:
+    cfg = RunConfig(optimizer="shb", beta=0.9, batch_size=b, seed=seed, channels_last=channels_last)
+    run = Run(cfg, data, torch.device("cpu"))
     run.perm = torch.randperm(data.n_train, generator=run.generator)
     start = time.perf_counter()
     while run.pos < run.steps_per_epoch:
@@ -67,15 +68,17 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--channels-last", action="store_true", help="our engine with train.channels_last")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_digits()
-    print(f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; best of {args.repeats} epochs")
+    print(f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; best of {args.repeats} epochs"
+          + ("; ours in channels_last" if args.channels_last else ""))
     print(f"{'b':>5} {'baseline img/s':>15} {'ours img/s':>11} {'ratio':>6}")
     for b in args.batch_sizes:
         images = (data.n_train // b) * b
         base = min(baseline_epoch(data, b, s) for s in range(args.repeats))
-        ours = min(our_epoch(data, b, s) for s in range(args.repeats))
+        ours = min(our_epoch(data, b, s, args.channels_last) for s in range(args.repeats))
         print(f"{b:>5} {images / base:>15.0f} {images / ours:>11.0f} {base / ours:>6.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak:.0f} MiB")

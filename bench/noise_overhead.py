@@ -31,7 +31,8 @@ def run_config(cfg: dict, optimizer: str, batch_size: int, measured: bool) -> Ru
     return RunConfig(protocol="epochs", dataset=cfg["dataset"], model=cfg["model"], optimizer=optimizer,
                      lr=cfg["lr"], beta=cfg["optimizers"][optimizer], batch_size=batch_size, seed=0,
                      epochs=cfg["accuracy"]["epochs"], full_grad_epochs=cfg["accuracy"]["full_grad_epochs"],
-                     noise_epochs=n["epochs"] if measured else [], device="cpu", **keys)
+                     noise_epochs=n["epochs"] if measured else [], device="cpu",
+                     channels_last=cfg.get("train", {}).get("channels_last", False), **keys)
 
 
 def seconds(cfg: RunConfig, data, repeats: int) -> float:
