@@ -18,21 +18,18 @@ from pathlib import Path
 
 import torch
 import yaml
+from snakemake.utils import validate
 
 from sgdsmooth import noise
-from sgdsmooth.config import RunConfig
+from sgdsmooth.config import RunConfig, cell_settings
 from sgdsmooth.data import load_dataset
 from sgdsmooth.train import Run, train
 
 
 def run_config(cfg: dict, optimizer: str, batch_size: int, measured: bool) -> RunConfig:
-    n = cfg["noise"]
-    keys = {f"noise_{k}": n[k] for k in ("small", "big", "batches", "steps", "per_example")}
-    return RunConfig(protocol="epochs", dataset=cfg["dataset"], model=cfg["model"], optimizer=optimizer,
-                     lr=cfg["lr"], beta=cfg["optimizers"][optimizer], batch_size=batch_size, seed=0,
-                     epochs=cfg["accuracy"]["epochs"], full_grad_epochs=cfg["accuracy"]["full_grad_epochs"],
-                     noise_epochs=n["epochs"] if measured else [], device="cpu",
-                     channels_last=cfg.get("train", {}).get("channels_last", False), **keys)
+    """One of the config's fixed-epoch runs on the CPU, with or without its measurements."""
+    keys = cell_settings(cfg, "epochs", optimizer, cfg["lr"], cfg["optimizers"][optimizer], batch_size)
+    return RunConfig(**keys | {"seed": 0, "device": "cpu", "noise_epochs": keys["noise_epochs"] if measured else []})
 
 
 def seconds(cfg: RunConfig, data, repeats: int) -> float:
@@ -76,6 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
+    validate(cfg, "config/schema.yaml")  # fills in the defaults, as the workflow does
     data = load_dataset(cfg["dataset"], cfg.get("data_root", "resources"))
     sizes = args.batch_sizes or [min(cfg["batch_sizes"]), max(cfg["batch_sizes"])]
     print(f"{cfg['dataset']}, {cfg['model']}, {cfg['accuracy']['epochs']} epochs, noise at epochs "

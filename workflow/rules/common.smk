@@ -4,6 +4,7 @@ import os
 
 from snakemake.utils import validate
 
+from sgdsmooth.config import cell_settings
 from sgdsmooth.names import TRAIN_SIZES
 
 validate(config, "../../config/schema.yaml")
@@ -118,42 +119,9 @@ ALL_NOISE = _paths(EPOCH_NOISE, cells(), ACC_SEEDS) if NOISE["epochs"] else []
 
 def run_config(wildcards, protocol):
     """The RunConfig keys of one training cell (everything but the seed)."""
-    common = {
-        "protocol": protocol,
-        "dataset": config["dataset"],
-        "data_root": config.get("data_root", "resources"),
-        "model": config["model"],
-        "optimizer": wildcards.opt,
-        "lr": float(wildcards.lr),
-        "beta": float(wildcards.beta),
-        "batch_size": int(wildcards.b),
-        "device": DEVICE,
-        "eval_batch_size": TRAIN["eval_batch_size"],
-        "checkpoint_every": TRAIN["checkpoint_every"],
-        "precision": TRAIN["precision"],
-        "channels_last": TRAIN["channels_last"],
-        "compile": TRAIN["compile"],
-    }
-    if protocol == "cbs":
-        c = config["cbs"]
-        return common | {
-            "epsilon": float(wildcards.eps),
-            "max_steps": c["max_steps"],
-            "min_epochs": c["min_epochs"],
-        }
-    a = config["accuracy"]
-    measured = {
-        f"noise_{k}": NOISE[k]
-        for k in ("small", "big", "batches", "steps", "per_example")
-    }
-    return (
-        common
-        | {
-            "epochs": a["epochs"],
-            "full_grad_epochs": a["full_grad_epochs"],
-            "noise_epochs": NOISE["epochs"],
-        }
-        | measured
+    eps = wildcards.eps if protocol == "cbs" else None
+    return cell_settings(
+        config, protocol, wildcards.opt, wildcards.lr, wildcards.beta, wildcards.b, eps
     )
 
 

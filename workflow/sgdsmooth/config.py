@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .names import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, TRAIN_SIZES
+from .names import DATASETS, MODELS, OPTIMIZERS, PRECISIONS, PROTOCOLS, TRAIN_SIZES
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,8 @@ class RunConfig:
         def bad(key, why):
             raise ConfigError(f"{key}: {why} (got {getattr(self, key)!r})")
 
-        for key, allowed in (("protocol", PROTOCOLS), ("dataset", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS)):
+        for key, allowed in (("protocol", PROTOCOLS), ("dataset", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS),
+                             ("precision", PRECISIONS)):
             if getattr(self, key) not in allowed:
                 bad(key, f"must be one of {allowed}")
         if not self.lr > 0:
@@ -71,8 +72,6 @@ class RunConfig:
                 bad(key, "must be ≥ 1")
         if self.min_epochs < 0:
             bad("min_epochs", "must be ≥ 0")
-        if self.precision not in ("fp32", "bf16"):
-            bad("precision", "must be fp32 or bf16")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad("device", "must be auto, cpu, cuda or cuda:N")
         return self
@@ -87,3 +86,25 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown key (known: {sorted(names)})")
         return cls(**values).validate()
+
+
+def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: float, batch_size: int,
+                  epsilon: float | None = None) -> dict:
+    """The RunConfig keys (all but the seed) of one training cell of a workflow config that
+    ``config/schema.yaml`` has validated and filled with defaults."""
+    train = config["train"]
+    common = {
+        "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
+        "model": config["model"], "optimizer": optimizer, "lr": float(lr), "beta": float(beta),
+        "batch_size": int(batch_size), "device": config.get("device", "auto"),
+        **{k: train[k] for k in ("eval_batch_size", "checkpoint_every", "precision", "channels_last", "compile")},
+    }
+    if protocol == "cbs":
+        c = config["cbs"]
+        eps = c["epsilon"] if epsilon is None else epsilon
+        return common | {"epsilon": float(eps), "max_steps": c["max_steps"], "min_epochs": c["min_epochs"]}
+    a, n = config["accuracy"], config["noise"]
+    return common | {
+        "epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": n["epochs"],
+        **{f"noise_{k}": n[k] for k in ("small", "big", "batches", "steps", "per_example")},
+    }

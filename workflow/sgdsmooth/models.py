@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .names import MODELS
+from .names import MODELS, PRECISIONS
 
 
 class BasicBlock(nn.Module):
@@ -88,8 +88,8 @@ class Executor:
     """
 
     def __init__(self, precision: str = "fp32", channels_last: bool = False, compile: bool = False):
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision, self.channels_last, self.compile = precision, channels_last, compile
 
     def prepare(self, model: nn.Module) -> nn.Module:

@@ -103,8 +103,9 @@ def _atomic_save(obj, path: Path) -> None:
 class Run:
     """One training run's complete state, so that a checkpoint can restore all of it."""
 
-    def __init__(self, cfg: RunConfig, data: ImageData, device: torch.device):
+    def __init__(self, cfg: RunConfig, data: ImageData, device: torch.device, out: Path | None = None):
         self.cfg, self.data, self.device = cfg, data, device
+        self.out = out  # the run folder (None: a run that writes nothing, as in benchmarks)
         torch.manual_seed(cfg.seed)
         self.model = make_model(cfg.model, data.num_classes, data.in_channels).to(device)
         self.executor = Executor(cfg.precision, cfg.channels_last, cfg.compile)
@@ -128,6 +129,10 @@ class Run:
         self.wall = 0.0  # seconds spent in earlier sessions of this run
 
     # -- checkpoints ---------------------------------------------------------------------
+    @property
+    def ckpt(self) -> Path:
+        return self.out / "checkpoint.pt"
+
     def state_dict(self) -> dict:
         return {
             "config_hash": config_hash(self.cfg.to_dict()),
@@ -272,9 +277,7 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
         data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment)
     elif cfg.augment is not None:
         data = dataclasses.replace(data, augment=cfg.augment)
-    run = Run(cfg, data.to(device), device)
-    run.out = out
-    run.ckpt = out / "checkpoint.pt"
+    run = Run(cfg, data.to(device), device, out)
     if run.ckpt.exists():
         state = torch.load(run.ckpt, map_location=device, weights_only=False)
         if state["config_hash"] == config_hash(cfg.to_dict()):
