@@ -13,6 +13,7 @@ then normalisation. It runs on the training device on a whole batch at once.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import pickle
@@ -59,8 +60,7 @@ class ImageData:
         """uint8 (or float in [0, 255]) → floats (torch's default dtype, float32 unless a test
         asks for float64) normalised with the set's mean and std."""
         x = x_uint8_or_float.to(torch.get_default_dtype()).div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = _moments(self.mean, self.std, x.device, x.dtype)
         return (x - mean) / std
 
     def train_batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +69,15 @@ class ImageData:
         if self.augment:
             x = augment_batch(x.to(torch.get_default_dtype()), generator)
         return self.normalize(x), self.train_y[idx]
+
+
+@functools.lru_cache(maxsize=16)
+def _moments(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std as (1, C, 1, 1) tensors, made once per device and dtype: on a
+    GPU a fresh host-to-device copy every batch would sit on the training step's path."""
+    shape = (1, -1, 1, 1)
+    return (torch.tensor(mean, device=device, dtype=dtype).view(shape),
+            torch.tensor(std, device=device, dtype=dtype).view(shape))
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
