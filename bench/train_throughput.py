@@ -9,8 +9,8 @@
     augmentation on whole batches there, the gradient-norm trace);
 (c) ours, fused: ``--members`` runs as one grouped network (sgdsmooth.ensemble), images/s
     counted over all members and divided by K for the per-model rate.
-``--bf16``, ``--channels-last`` and ``--compile`` switch on the speed options of (b) and (c)
-(sgdsmooth.models.Executor); the baseline stays plain fp32.
+``--bf16``, ``--channels-last``, ``--compile`` and ``--cuda-graph`` switch on the speed options
+of (b) and (c) (sgdsmooth.models.Executor); the baseline stays plain fp32.
 Images are random uint8 in CIFAR's shape (the cost does not depend on them), so nothing is
 downloaded. Prints images/s, ratios to (a), and the fraction of the FLOP floor (3.33 GFLOP
 per ResNet-18 training image at --peak-tflops), and appends the table with the hardware,
@@ -162,9 +162,11 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="(b) and (c) autocast to bfloat16")
     ap.add_argument("--channels-last", action="store_true", help="(b) and (c) in NHWC layout")
     ap.add_argument("--compile", action="store_true", help="(b) and (c) with torch.compile")
+    ap.add_argument("--cuda-graph", action="store_true", help="(b) and (c) replay each step as a CUDA graph")
     ap.add_argument("--config", default="config/paper.yaml", help="the grid whose GPU time is projected")
     args = ap.parse_args()
-    options = {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last, "compile": args.compile}
+    options = {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last, "compile": args.compile,
+               "cuda_graph": args.cuda_graph}
     device = pick_device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -23,7 +23,7 @@ def test_train_throughput_appends_a_record(tmp_path):
     (record,) = [json.loads(line) for line in results.read_text().splitlines()]
     (row,) = record["rows"]
     assert row["batch_size"] == 8 and row["fused_per_model"] == row["fused_total"] / 2
-    assert record["options"] == {"precision": "fp32", "channels_last": True, "compile": False}
+    assert record["options"] == {"precision": "fp32", "channels_last": True, "compile": False, "cuda_graph": False}
     (hours,) = record["projected_hours"].values()
     assert hours > 0 and "projected time of config/config.yaml" in out
     assert all(row[k] > 0 for k in ("baseline", "single", "fused_total"))

@@ -179,6 +179,7 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
         ({"batch_sizes": []}, "batch_sizes"),
         ({"batch_sizes": [64, 4096]}, "batch_sizes"),
         ({"cbs": {"epsilon": 0, "seeds": [0]}}, "epsilon"),
+        ({"train": {"compile": True, "cuda_graph_max_batch": 64}}, "cuda_graph_max_batch"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):

@@ -27,6 +27,10 @@ def _check_config(cfg):
         )
     if cfg["sharpness"]["n_examples"] > n:
         raise ValueError(f"sharpness.n_examples: exceeds the {n} training examples")
+    if cfg["train"]["compile"] and cfg["train"]["cuda_graph_max_batch"]:
+        raise ValueError(
+            "train.cuda_graph_max_batch: choose it or train.compile, not both"
+        )
 
 
 _check_config(config)

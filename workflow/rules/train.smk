@@ -8,7 +8,7 @@ rule train_cbs:
     """CBS runs: train until the running mean of gradient norms reaches ε, per seed."""
     input:
         data_files(),
-        lib("train", "ensemble", "optim", "models", "data", "config", "noise"),
+        lib("train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"),
     output:
         expand(CBS_RUN, seed=CBS_SEEDS, allow_missing=True),
     log:
@@ -36,7 +36,7 @@ rule train_epochs:
     """Fixed-epoch runs: train E epochs, evaluate after each, save the final weights."""
     input:
         data_files(),
-        lib("train", "ensemble", "optim", "models", "data", "config", "noise"),
+        lib("train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"),
     output:
         tables=expand(EPOCH_RUN, seed=ACC_SEEDS, allow_missing=True),
         weights=expand(EPOCH_WEIGHTS, seed=ACC_SEEDS, allow_missing=True),

@@ -48,6 +48,7 @@ class RunConfig:
     precision: str = "fp32"  # training forward pass: fp32, or bf16 autocast (models.Executor)
     channels_last: bool = False
     compile: bool = False
+    cuda_graph: bool = False  # replay the training step as one CUDA graph (on CUDA; ignored on a CPU)
 
     def validate(self) -> "RunConfig":
         def bad(key, why):
@@ -72,6 +73,8 @@ class RunConfig:
                 bad(key, "must be ≥ 1")
         if self.min_epochs < 0:
             bad("min_epochs", "must be ≥ 0")
+        if self.compile and self.cuda_graph:
+            bad("cuda_graph", "choose compile or cuda_graph, not both")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad("device", "must be auto, cpu, cuda or cuda:N")
         return self
@@ -93,11 +96,13 @@ def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: 
     """The RunConfig keys (all but the seed) of one training cell of a workflow config that
     ``config/schema.yaml`` has validated and filled with defaults."""
     train = config["train"]
+    graph = int(batch_size) <= train["cuda_graph_max_batch"]
     common = {
         "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
         "model": config["model"], "optimizer": optimizer, "lr": float(lr), "beta": float(beta),
         "batch_size": int(batch_size), "device": config.get("device", "auto"),
         **{k: train[k] for k in ("eval_batch_size", "checkpoint_every", "precision", "channels_last", "compile")},
+        "cuda_graph": graph,
     }
     if protocol == "cbs":
         c = config["cbs"]

@@ -123,18 +123,25 @@ class FusedTrainer:
         self.forward = self.executor.prepare(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
+        self._step = None  # made at the first step (Executor.capture), after from_runs has set the state
 
     def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Losses (K,), gradient norms (K,) and the logits (b, K, classes) of one step."""
-        x = self.executor.input(fused_input(xs))
+        """Losses (K,), gradient norms (K,) and correct counts (K,) of one step."""
+        x, y = self.executor.input(fused_input(xs)), torch.stack(ys, 1)
+        if self._step is None:
+            self._step = self.executor.capture(self.eager_step, (x, y), self.model, self.optimizer)
+        return self._step(x, y)
+
+    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step on the fused input x (b, K·C, H, W) with labels y (b, K)."""
         with self.executor.autocast(x.device):
             out = self.forward(x)
-            losses = torch.stack([F.cross_entropy(out[:, i], y) for i, y in enumerate(ys)])
+            losses = torch.stack([F.cross_entropy(out[:, i], y[:, i]) for i in range(self.k)])
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         norms = member_grad_norms(self.params, self.k)
         self.optimizer.step()
-        return losses.detach(), norms.detach(), out.detach()
+        return losses.detach(), norms.detach(), (out.argmax(2) == y).sum(0)
 
     # -- moving state between the members' runs and the packed network -------------------
     @classmethod
@@ -168,9 +175,9 @@ class FusedTrainer:
     def train_step(self, runs: list) -> None:
         """One step of every run, each on its own next mini-batch, recorded in its trace."""
         xs, ys = zip(*(r.next_batch() for r in runs))
-        losses, norms, out = self.step(list(xs), list(ys))
-        for i, (r, y) in enumerate(zip(runs, ys)):
-            r.record_step(losses[i], norms[i], (out[:, i].argmax(1) == y).sum())
+        losses, norms, correct = self.step(list(xs), list(ys))
+        for i, r in enumerate(runs):
+            r.record_step(losses[i], norms[i], correct[i])
 
 
 def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None = None,

@@ -82,15 +82,19 @@ class Executor:
 
     ``channels_last`` (NHWC memory, the layout GPU convolution kernels prefer) and
     ``compile`` (``torch.compile`` of the training forward pass) compute the same function;
-    ``bf16`` autocasts the forward pass and loss to bfloat16, which rounds differently and
-    stays off until a measurement shows that it leaves the results alone. Evaluation, full
-    gradients, noise and sharpness always use the plain fp32 network.
+    ``cuda_graph`` records the whole step once and replays it (``graphs.CapturedStep``; on a
+    CPU it does nothing); ``bf16`` autocasts the forward pass and loss to bfloat16, which
+    rounds differently and stays off until a measurement shows that it leaves the results
+    alone. Evaluation, full gradients, noise and sharpness always use the plain fp32 network.
     """
 
-    def __init__(self, precision: str = "fp32", channels_last: bool = False, compile: bool = False):
+    def __init__(self, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                 cuda_graph: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision, self.channels_last, self.compile = precision, channels_last, compile
+        if compile and cuda_graph:  # torch.compile(mode="reduce-overhead") makes its own graphs
+            raise ValueError("compile and cuda_graph: choose one")
+        self.precision, self.channels_last, self.compile, self.cuda_graph = precision, channels_last, compile, cuda_graph
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Put ``model`` in the chosen memory layout (in place); the module to call for training."""
@@ -102,4 +106,14 @@ class Executor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        # No cast cache: each weight is cast once per step anyway, and a CUDA graph must not keep one.
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False)
+
+    def capture(self, step, inputs: tuple[torch.Tensor, ...], model: nn.Module, optimizer):
+        """The training step ``step(*inputs)`` as it will run: recorded as a CUDA graph when
+        ``cuda_graph`` is set and the inputs live on a GPU, else ``step`` itself."""
+        if self.cuda_graph and inputs[0].is_cuda:
+            from .graphs import CapturedStep
+
+            return CapturedStep(step, inputs, model, optimizer)
+        return step

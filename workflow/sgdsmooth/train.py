@@ -108,7 +108,7 @@ class Run:
         self.out = out  # the run folder (None: a run that writes nothing, as in benchmarks)
         torch.manual_seed(cfg.seed)
         self.model = make_model(cfg.model, data.num_classes, data.in_channels).to(device)
-        self.executor = Executor(cfg.precision, cfg.channels_last, cfg.compile)
+        self.executor = Executor(cfg.precision, cfg.channels_last, cfg.compile, cfg.cuda_graph)
         self.forward = self.executor.prepare(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(cfg.optimizer, self.params, cfg.lr, cfg.beta)
@@ -127,6 +127,7 @@ class Run:
         self.stop_step: int | None = None
         self._checked = 0  # trace entries already seen by ``check``
         self.wall = 0.0  # seconds spent in earlier sessions of this run
+        self._step = None  # the step as it runs (Executor.capture), made at the first train_step
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -157,14 +158,21 @@ class Run:
     # -- one step ------------------------------------------------------------------------
     def train_step(self) -> None:
         x, y = self.next_batch()
+        x = self.executor.input(x)
+        if self._step is None:
+            self._step = self.executor.capture(self.eager_step, (x, y), self.model, self.optimizer)
+        self.record_step(*self._step(x, y))
+
+    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward, backward, update; the step's loss, gradient norm and correct count."""
         with self.executor.autocast(self.device):
-            out = self.forward(self.executor.input(x))
+            out = self.forward(x)
             loss = F.cross_entropy(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = grad_norm(self.params).detach()
+        norm = grad_norm(self.params)
         self.optimizer.step()
-        self.record_step(loss.detach(), norm, (out.argmax(1) == y).sum())
+        return loss.detach(), norm.detach(), (out.argmax(1) == y).sum()
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The current step's mini-batch: the next slice of this epoch's shuffle, augmented."""
