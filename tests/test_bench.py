@@ -42,3 +42,25 @@ def test_noise_overhead_compares_runs_with_and_without_measurements():
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     assert {"sgd", "shb", "nshb", "all"} <= rows.keys()
     assert rows["all"][-1].endswith("%") and "per-example C²" in out
+
+
+def test_seed_noise_z_by_hand():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from precision_check import seed_noise_z
+
+    # means 2 and 3, both variances 1, n = 3: z = 1 / sqrt(1/3 + 1/3)
+    assert abs(seed_noise_z([1, 2, 3], [2, 3, 4]) - 1 / (2 / 3) ** 0.5) < 1e-12
+    assert seed_noise_z([4, 4], [4, 4]) == 0.0
+    assert seed_noise_z([4, 4], [5, 5]) == float("inf")
+
+
+def test_precision_check_compares_both_precisions(tmp_path):
+    results = tmp_path / "pc.jsonl"
+    out = run("bench/precision_check.py", "--optimizers", "nshb", "--batch-sizes", "128", "--seeds", "0", "1",
+              "--set", "accuracy.epochs", "1", "--results", str(results))
+    (record,) = [json.loads(line) for line in results.read_text().splitlines()]
+    (row,) = record["rows"]
+    assert (row["optimizer"], row["batch_size"]) == ("nshb", 128) and record["overrides"] == {"accuracy.epochs": "1"}
+    assert row["stop_fp32"] > 0 and row["stop_bf16"] > 0 and 0 < row["acc_bf16"] <= 1
+    assert row["stop_fp32"] != row["stop_bf16"] or row["norm_fp32"] != row["norm_bf16"]  # bf16 did round differently
+    assert set(record["cells_beyond_2"]) == {"stop_z", "norm_z", "acc_z"} and "cells with |z| > 2" in out
