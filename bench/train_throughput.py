@@ -130,7 +130,9 @@ def projected_hours(cfg: dict, rows: list[dict]) -> float:
     """GPU hours of ``cfg``'s whole workload (bench/workload.py) at the measured rates: the
     fused path's total rate at b ≤ train.fuse_max_batch, the single run's above; rates
     interpolated linearly in log b–log rate between measured batch sizes, flat above them,
-    and proportional to b below them (there a step's time no longer shrinks with b)."""
+    and proportional to b below them (there a step's time no longer shrinks with b). Figure
+    8's groups of train.fuse_lrs, packs of 4 × 7 members, are counted at the measured
+    (``--members``) pack's rate: an upper bound on their time."""
     from workload import workload
 
     fuse = cfg.get("train", {}).get("fuse_max_batch", 0)

@@ -43,14 +43,16 @@ def test_unpack_inverts_pack():
             assert ka == kb and torch.equal(va, vb)
 
 
-def test_training_steps_match_separate_runs(digits):
-    """SHB at b = 64 over one epoch: the fused ensemble against three separate runs with the
-    same shuffles, step by step. In float64, so that the comparison is tight: in float32
-    rounding differences of 1e-7 grow through training (to 1e-3 after 20 steps here)."""
+@pytest.mark.parametrize("optimizer, lrs", [("shb", [0.05] * 3), ("shb", [0.02, 0.05, 0.1]), ("sgd", [0.02, 0.05, 0.1])])
+def test_training_steps_match_separate_runs(digits, optimizer, lrs):
+    """Over one epoch at b = 64: the fused ensemble against three separate runs with the
+    same shuffles, step by step, with one η or one per member. In float64, so that the
+    comparison is tight: in float32 rounding differences of 1e-7 grow through training (to
+    1e-3 after 20 steps here)."""
     b, steps = 64, digits.n_train // 64
     models = [m.double() for m in members("small_cnn", 10, 1)]
-    fused = E.FusedTrainer(models, "shb", 0.05, 0.9)
-    singles = [make_optimizer("shb", list(m.parameters()), 0.05, 0.9) for m in models]
+    fused = E.FusedTrainer(models, optimizer, lrs, 0.9)
+    singles = [make_optimizer(optimizer, list(m.parameters()), lr, 0.9) for m, lr in zip(models, lrs)]
     perms = [torch.randperm(digits.n_train, generator=torch.Generator().manual_seed(s)) for s in SEEDS]
     for step in range(steps):
         batches = [digits.train_batch(p[step * b : (step + 1) * b], None) for p in perms]
@@ -141,8 +143,26 @@ def test_an_interrupted_fused_cell_resumes_to_the_same_tables(tmp_path, digits):
         pd.testing.assert_frame_equal(ta, tb, check_exact=True)
 
 
-def test_fused_cells_take_only_one_cells_seeds(tmp_path, digits):
+def test_learning_rates_train_together_and_a_diverging_one_leaves_the_rest_alone(tmp_path, digits, float64):
+    """Figure 8's case: SGD at several η, one of which diverges, in one pack. Each member is
+    its separate run; the diverged member's NaNs never reach the others. (η = 1e300: in
+    float64 smaller ones leave BatchNorm to absorb the huge weights.)"""
+    base = cell("epochs", optimizer="sgd", beta=0.0, noise_epochs=[])[0].to_dict()
+    cfgs = [RunConfig(**(base | {"lr": lr, "seed": s})) for lr, s in ((0.02, 0), (1e300, 0), (0.05, 1))]
+    folders = [tmp_path / "fused" / f"run{i}" for i in range(3)]
+    summaries = E.train_fused(cfgs, folders, digits)
+    assert [s["status"] for s in summaries] == ["ok", "diverged", "ok"]
+    for i, c in enumerate(cfgs):
+        assert train(c, tmp_path / "separate" / f"run{i}", digits) == summaries[i]
+        a = read_table(folders[i] / "metrics.parquet", "epochs").drop(columns="wall_time")
+        b = read_table(tmp_path / "separate" / f"run{i}" / "metrics.parquet", "epochs").drop(columns="wall_time")
+        pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12, obj=f"run {i}")
+
+
+def test_fused_runs_differ_only_in_seed_and_learning_rate(tmp_path, digits):
     cfgs = cell("epochs")
-    cfgs[1] = RunConfig(**(cfgs[1].to_dict() | {"lr": 0.05}))
-    with pytest.raises(ValueError, match="only in their seed"):
+    cfgs[1] = RunConfig(**(cfgs[1].to_dict() | {"batch_size": 64}))
+    with pytest.raises(ValueError, match="only in seed and learning rate"):
         E.train_fused(cfgs, [tmp_path / f"seed{s}" for s in SEEDS], digits)
+    with pytest.raises(ValueError, match="2 learning rates for 3 members"):
+        E.FusedTrainer(members("small_cnn", 10, 1), "sgd", [0.1, 0.2])

@@ -27,10 +27,11 @@ TINY = {
     "cbs": {"epsilon": 1.2, "seeds": [0, 1], "max_steps": 40, "bootstrap": 50},
     "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
     # η = 1e20 diverges within two steps: the tables must carry it as diverged, not drop it.
-    "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [256], "n_examples": 256, "iterations": 3},
+    "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [128], "n_examples": 256, "iterations": 3},
     "noise": {"epochs": [2], "big": 64, "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
-    "train": {"fuse_max_batch": 128},  # the two CBS seeds at b = 128 train fused
+    # At b = 128 each cell's seeds train fused, and Figure 8's SGD runs (all η) as one job.
+    "train": {"fuse_max_batch": 128, "fuse_lrs": True},
 }
 
 
@@ -84,9 +85,12 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
         for ext in ("pdf", "png"):
             assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
     assert (r / "paper" / "paper.pdf").exists()
-    fused = r / "logs" / "train_cbs" / "eps1.2" / "sgd" / "lr0.1" / "beta0"
-    assert "training seeds [0, 1] together" in (fused / "b128.log").read_text()  # b ≤ train.fuse_max_batch
-    assert "together" not in (fused / "b256.log").read_text()
+    logs = r / "logs" / "train_cbs" / "eps1.2"
+    assert "training seeds [0, 1] together:" in (logs / "shb" / "lr0.1" / "beta0.9" / "b128.log").read_text()
+    assert "together" not in (logs / "sgd" / "lr0.1" / "beta0" / "b256.log").read_text()
+    # Figure 8's group includes the main study's SGD cell at b = 128 (η = 0.1).
+    assert "at learning rates [0.1, 0.2, 1e+20]" in (logs / "sgd" / "fig8" / "b128.log").read_text()
+    assert not (logs / "sgd" / "lr0.1" / "beta0" / "b128.log").exists()
     runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
     # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 and 1e20 on one batch size.
     assert len(runs) == 3 * 2 * 2 + 2 * 2
@@ -134,7 +138,8 @@ def test_a_config_on_the_command_line_replaces_the_default(tiny):
     only_two = TINY | {"optimizers": {"sgd": 0.0, "shb": 0.9}}
     plan = planned(smk(tiny, "-n", "--forceall", config=only_two))
     smk(tiny, "-n", config=TINY)
-    assert plan["train_cbs"] == 2 * 2 + 2  # no NSHB cells from config/config.yaml
+    # No NSHB cells from config/config.yaml: SHB at 2 b, SGD at b = 256, Figure 8's group at b = 128.
+    assert plan["train_cbs"] == 3 and plan["train_cbs_lrs"] == 1
 
 
 def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
@@ -149,8 +154,8 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
 def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     plan = planned(smk(tiny, "-n", config=TINY | {"cbs": TINY["cbs"] | {"epsilon": 1.1}}))
     smk(tiny, "-n", config=TINY)
-    assert plan["train_cbs"] == 3 * 2 + 2
-    assert "train_epochs" not in plan
+    assert plan["train_cbs"] == 3 * 2 - 1 and plan["train_cbs_lrs"] == 1  # SGD at b = 128 is in the group
+    assert "train_epochs" not in plan and "train_epochs_lrs" not in plan
 
 
 def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
@@ -163,12 +168,16 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     extra = {("sgd", lr, b) for lr in cfg["sharpness"]["lrs"] for b in cfg["sharpness"]["batch_sizes"]}
     extra -= {("sgd", cfg["lr"], b) for b in cfg["batch_sizes"]}
     cells = len(main) + len(extra)  # 3 × 11 + (4 × 13 − 11) = 74 cells
-    assert plan["train_cbs"] == cells and plan["train_epochs"] == cells
+    # Figure 8 at b ≤ 64 (train.fuse_lrs): its 4 η of one batch size are one job.
+    groups = [b for b in cfg["sharpness"]["batch_sizes"] if b <= cfg["train"]["fuse_max_batch"]]
+    grouped = len(cfg["sharpness"]["lrs"]) * len(groups)  # 4 × 6 cells
+    for protocol in ("cbs", "epochs"):
+        assert plan[f"train_{protocol}"] == cells - grouped and plan[f"train_{protocol}_lrs"] == len(groups)
     assert plan["download_cifar100"] == 1
     assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
     assert plan["fig8"] == 1 and plan["paper"] == 1
     # Every training and sharpness job asks for one GPU; nothing else does.
-    assert proc.stdout.count("gpu=1") == 2 * cells + plan["sharpness"]
+    assert proc.stdout.count("gpu=1") == 2 * (cells - grouped + len(groups)) + plan["sharpness"]
 
 
 @pytest.mark.parametrize(

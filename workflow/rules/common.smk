@@ -134,8 +134,32 @@ def fuse_seeds(wildcards):
     return int(wildcards.b) <= TRAIN["fuse_max_batch"]
 
 
-def train_runtime(wildcards, attempt, protocol):
-    """Minutes for one cell on the configured device, with headroom growing per attempt."""
+def lr_group_batch_sizes():
+    """Batch sizes whose Figure 8 runs (SGD at every sharpness.lrs, all seeds) train as one
+    fused job: with train.fuse_lrs, Figure 8's batch sizes ≤ train.fuse_max_batch."""
+    sharp = config["sharpness"]
+    if not TRAIN["fuse_lrs"] or len(sharp["lrs"]) < 2:
+        return []
+    sizes = sharp.get("batch_sizes", config["batch_sizes"])
+    return sorted(b for b in sizes if b <= TRAIN["fuse_max_batch"])
+
+
+LR_GROUP_B = lr_group_batch_sizes()
+
+
+def train_benchmark(protocol, cell):
+    """The benchmark file of the job that trains ``cell``: its own, or its Figure 8 group's."""
+    o, lr, beta, b = cell
+    eps = f"eps{num(config['cbs']['epsilon'])}/" if protocol == "cbs" else ""
+    if o == "sgd" and lr in config["sharpness"]["lrs"] and b in LR_GROUP_B:
+        return f"{R}/benchmarks/train_{protocol}/{eps}sgd/fig8/b{b}.tsv"
+    return (
+        f"{R}/benchmarks/train_{protocol}/{eps}{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
+    )
+
+
+def train_runtime(wildcards, attempt, protocol, cells=1):
+    """Minutes for ``cells`` cells on the configured device, with headroom growing per attempt."""
     n = TRAIN_SIZES[config["dataset"]]
     if protocol == "cbs":
         seeds, steps = len(CBS_SEEDS), config["cbs"]["max_steps"]
@@ -145,7 +169,7 @@ def train_runtime(wildcards, attempt, protocol):
     # Rough rates (images/s): ResNet-18 on one GPU, the small CNN on one CPU core.
     rate = 8000 if config["model"] == "resnet18" else 15000
     # Capped at a day: longer runs continue after a requeue from their checkpoint.
-    return min(int(10 + attempt * seeds * images / rate / 60), 24 * 60)
+    return min(int(10 + attempt * cells * seeds * images / rate / 60), 24 * 60)
 
 
 def data_files():

@@ -24,13 +24,9 @@ if NOISE["epochs"]:
     FIGURE_NAMES = FIGURE_NAMES + ["fig9_measured_noise"]
 ALL_TABLES = [table(n) for n in TABLE_NAMES]
 ALL_FIGURES = [f"{R}/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")]
-BENCHMARKS = [
-    f"{R}/benchmarks/train_cbs/eps{num(config['cbs']['epsilon'])}/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
-    for o, lr, beta, b in cells()
-] + [
-    f"{R}/benchmarks/train_epochs/{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
-    for o, lr, beta, b in cells()
-]
+BENCHMARKS = sorted(
+    {train_benchmark(protocol, c) for protocol in ("cbs", "epochs") for c in cells()}
+)
 
 
 localrules:

@@ -1,7 +1,8 @@
 # Training: one job per cell (optimizer × lr × beta × batch size) trains every seed of the
 # cell in one process, so a small model pays Python and torch start-up once per cell, and
 # the scheduler sees one job per cell, not per run. At b ≤ train.fuse_max_batch the seeds
-# train together as one fused network (sgdsmooth.ensemble).
+# train together as one fused network (sgdsmooth.ensemble); with train.fuse_lrs, Figure 8's
+# learning rates of such a batch size do too, in one job (the rules at the end).
 
 
 rule train_cbs:
@@ -25,7 +26,7 @@ rule train_cbs:
         gpu=GPU,
         slurm_account=SLURM_ACCOUNT,
     params:
-        run=lambda wildcards: run_config(wildcards, "cbs"),
+        runs=lambda wildcards: [run_config(wildcards, "cbs")],
         seeds=CBS_SEEDS,
         fuse=fuse_seeds,
     script:
@@ -59,8 +60,117 @@ rule train_epochs:
         gpu=GPU,
         slurm_account=SLURM_ACCOUNT,
     params:
-        run=lambda wildcards: run_config(wildcards, "epochs"),
+        runs=lambda wildcards: [run_config(wildcards, "epochs")],
         seeds=ACC_SEEDS,
         fuse=fuse_seeds,
     script:
         "../scripts/train_runs.py"
+
+
+# Figure 8 at small batch sizes: SGD at every sharpness.lrs and every seed of one batch size
+# in one fused job, the cells' own files written as the per-cell rules write them. The
+# trade-off: adding a learning rate retrains its whole group (on a GPU about the price of
+# one cell, since the pack is what fills the device).
+def lr_group(pattern, seeds, **wildcards):
+    """The group's files, cell-major: every Figure 8 η, then every seed."""
+    return [
+        pattern.format(opt="sgd", lr=num(lr), beta="0", seed=s, **wildcards)
+        for lr in config["sharpness"]["lrs"]
+        for s in seeds
+    ]
+
+
+def lr_group_runs(wildcards, protocol):
+    eps = wildcards.eps if protocol == "cbs" else None
+    return [
+        cell_settings(config, protocol, "sgd", lr, 0.0, wildcards.b, eps)
+        for lr in config["sharpness"]["lrs"]
+    ]
+
+
+if LR_GROUP_B:
+
+    ruleorder: train_cbs_lrs > train_cbs
+    ruleorder: train_epochs_lrs > train_epochs
+
+    rule train_cbs_lrs:
+        """CBS runs of Figure 8's learning rates at one small batch size, as one job."""
+        input:
+            data_files(),
+            lib(
+                "train",
+                "ensemble",
+                "graphs",
+                "optim",
+                "models",
+                "data",
+                "config",
+                "noise",
+            ),
+        output:
+            lr_group(CBS_RUN, CBS_SEEDS, eps="{eps}", b="{b}"),
+        log:
+            f"{R}/logs/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.log",
+        benchmark:
+            f"{R}/benchmarks/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.tsv"
+        wildcard_constraints:
+            b="|".join(str(b) for b in LR_GROUP_B),
+        retries: 2
+        conda:
+            ENV
+        threads: TRAIN["threads"]
+        resources:
+            mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
+            runtime=lambda wildcards, attempt: train_runtime(
+                wildcards, attempt, "cbs", len(config["sharpness"]["lrs"])
+            ),
+            gpu=GPU,
+            slurm_account=SLURM_ACCOUNT,
+        params:
+            runs=lambda wildcards: lr_group_runs(wildcards, "cbs"),
+            seeds=CBS_SEEDS,
+            fuse=True,
+        script:
+            "../scripts/train_runs.py"
+
+    rule train_epochs_lrs:
+        """Fixed-epoch runs of Figure 8's learning rates at one small batch size, as one job."""
+        input:
+            data_files(),
+            lib(
+                "train",
+                "ensemble",
+                "graphs",
+                "optim",
+                "models",
+                "data",
+                "config",
+                "noise",
+            ),
+        output:
+            tables=lr_group(EPOCH_RUN, ACC_SEEDS, b="{b}"),
+            weights=lr_group(EPOCH_WEIGHTS, ACC_SEEDS, b="{b}"),
+            noise=lr_group(EPOCH_NOISE, ACC_SEEDS, b="{b}") if NOISE["epochs"] else [],
+        log:
+            f"{R}/logs/train_epochs/sgd/fig8/b{{b}}.log",
+        benchmark:
+            f"{R}/benchmarks/train_epochs/sgd/fig8/b{{b}}.tsv"
+        wildcard_constraints:
+            b="|".join(str(b) for b in LR_GROUP_B),
+        retries: 2
+        conda:
+            ENV
+        threads: TRAIN["threads"]
+        resources:
+            mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
+            runtime=lambda wildcards, attempt: train_runtime(
+                wildcards, attempt, "epochs", len(config["sharpness"]["lrs"])
+            ),
+            gpu=GPU,
+            slurm_account=SLURM_ACCOUNT,
+        params:
+            runs=lambda wildcards: lr_group_runs(wildcards, "epochs"),
+            seeds=ACC_SEEDS,
+            fuse=True,
+        script:
+            "../scripts/train_runs.py"

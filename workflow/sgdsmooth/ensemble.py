@@ -11,7 +11,7 @@ together fills it: member k's weights become channel group k of one wider networ
 Member k's mini-batch travels in channel group k of the input, so every member sees its own
 examples; the loss is the sum of the members' mean losses, so each member's gradient is
 exactly its own. The optimizer's update is elementwise, so one SGD/SHB/NSHB step on the
-packed parameters is K separate steps. Every packed parameter is member-major: viewed as
+packed parameters is K separate steps, each with its own learning rate if they differ. Every packed parameter is member-major: viewed as
 (K, −1), row k is member k (``member_view``), which gives per-member gradient norms.
 """
 
@@ -109,11 +109,20 @@ def fused_input(batches: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(batches, dim=1)
 
 
+def member_lrs(params: list[torch.Tensor], lrs: list[float]) -> list[torch.Tensor]:
+    """Per-member learning rates as one tensor per packed parameter, broadcasting over it:
+    member k's η on member k's rows (dimension 0 is member-major in every packed tensor)."""
+    k = len(lrs)
+    return [torch.tensor(lrs, dtype=p.dtype, device=p.device).repeat_interleave(p.shape[0] // k)
+            .view(-1, *[1] * (p.dim() - 1)) for p in params]
+
+
 class FusedTrainer:
     """One optimizer step for K runs at once: the members' batches in, per-member loss and
-    gradient norm out (the quantities a run records each step)."""
+    gradient norm out (the quantities a run records each step). ``lr`` is one learning
+    rate for all members or one per member."""
 
-    def __init__(self, models: list[nn.Module], optimizer: str, lr: float, beta: float = 0.0,
+    def __init__(self, models: list[nn.Module], optimizer: str, lr: float | list[float], beta: float = 0.0,
                  executor: Executor | None = None):
         from .optim import make_optimizer
 
@@ -122,6 +131,11 @@ class FusedTrainer:
         self.executor = executor or Executor()
         self.forward = self.executor.prepare(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if isinstance(lr, (list, tuple)):
+            if len(lr) != self.k:
+                raise ValueError(f"{len(lr)} learning rates for {self.k} members")
+            # One η for all keeps the scalar update, bitwise that of a separate run.
+            lr = float(lr[0]) if len(set(lr)) == 1 else member_lrs(self.params, [float(v) for v in lr])
         self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
         self._step = None  # made at the first step (Executor.capture), after from_runs has set the state
 
@@ -148,7 +162,7 @@ class FusedTrainer:
     def from_runs(cls, runs: list) -> "FusedTrainer":
         """Pack the runs' current weights, BatchNorm statistics and search directions."""
         cfg = runs[0].cfg
-        fused = cls([r.model for r in runs], cfg.optimizer, cfg.lr, cfg.beta, runs[0].executor)
+        fused = cls([r.model for r in runs], cfg.optimizer, [r.cfg.lr for r in runs], cfg.beta, runs[0].executor)
         members = [dict(r.model.named_parameters()) for r in runs]
         for name, p in fused.model.named_parameters():
             dirs = [r.optimizer.state[m[name]].get("direction") if m[name] in r.optimizer.state else None
@@ -182,8 +196,8 @@ class FusedTrainer:
 
 def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None = None,
                 interrupt_at_step: int | None = None, progress_every: float = 10.0) -> list[dict]:
-    """Train the runs of one cell (configs equal but for the seed) together, each into its
-    own folder with the same tables, weights and checkpoints as ``train.train`` writes.
+    """Train runs whose configs differ only in seed and learning rate together, each into
+    its own folder with the same tables, weights and checkpoints as ``train.train`` writes.
 
     Each member keeps its own initialisation, shuffles, augmentation and stopping rule, so
     it is the same computation as its separate run up to float rounding. A member that
@@ -194,12 +208,12 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
     """
     from . import train as T
 
-    keys = [{k: v for k, v in c.to_dict().items() if k != "seed"} for c in cfgs]
+    keys = [{k: v for k, v in c.to_dict().items() if k not in ("seed", "lr")} for c in cfgs]
     if any(k != keys[0] for k in keys):
-        raise ValueError("train_fused: the configs must differ only in their seed")
+        raise ValueError("train_fused: the configs must differ only in seed and learning rate")
     runs = [T.open_run(c, f, data) for c, f in zip(cfgs, folders)]
     if len({(r.epoch, r.pos, r.step) for r in runs}) > 1:
-        T.log.warning("checkpoints at different points: training the seeds one after another")
+        T.log.warning("checkpoints at different points: training the runs one after another")
         return [T.train(c, f, data, deadline=deadline) for c, f in zip(cfgs, folders)]
     check_every = T.checks_every(runs[0].device)
     started = last_report = time.perf_counter()

@@ -25,11 +25,16 @@ def gradient_scale(name: str, beta: float) -> float:
 
 
 class Momentum(torch.optim.Optimizer):
-    """d_t = a·g_t + β·d_{t−1}; x_{t+1} = x_t − η·d_t (no weight decay)."""
+    """d_t = a·g_t + β·d_{t−1}; x_{t+1} = x_t − η·d_t (no weight decay).
 
-    def __init__(self, params, lr: float, beta: float = 0.0, grad_scale: float = 1.0):
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+    ``lr`` is a number, or one tensor per parameter that broadcasts against it: the fused
+    ensemble (``ensemble.FusedTrainer``) trains members with different η that way.
+    """
+
+    def __init__(self, params, lr: float | list[torch.Tensor], beta: float = 0.0, grad_scale: float = 1.0):
+        smallest = min(float(t.min()) for t in lr) if isinstance(lr, (list, tuple)) else lr
+        if not smallest > 0:
+            raise ValueError(f"lr must be > 0, got {smallest}")
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         super().__init__(params, dict(lr=lr, beta=beta, grad_scale=grad_scale))
@@ -41,14 +46,15 @@ class Momentum(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            has_grad = [p.grad is not None for p in group["params"]]
+            params = [p for p, g in zip(group["params"], has_grad) if g]
             if not params:
                 continue
             grads = [p.grad for p in params]
             lr, beta, a = group["lr"], group["beta"], group["grad_scale"]
             if beta == 0.0 and a == 1.0:
                 # Plain SGD: the direction is the gradient itself; no buffer to keep.
-                torch._foreach_add_(params, grads, alpha=-lr)
+                _descend(params, grads, lr, has_grad)
                 continue
             dirs = []
             for p in params:
@@ -58,7 +64,7 @@ class Momentum(torch.optim.Optimizer):
                 dirs.append(state["direction"])
             torch._foreach_mul_(dirs, beta)
             torch._foreach_add_(dirs, grads, alpha=a)
-            torch._foreach_add_(params, dirs, alpha=-lr)
+            _descend(params, dirs, lr, has_grad)
         return loss
 
     def directions(self) -> list[torch.Tensor]:
@@ -71,7 +77,15 @@ class Momentum(torch.optim.Optimizer):
         return out
 
 
-def make_optimizer(name: str, params, lr: float, beta: float = 0.0) -> Momentum:
+def _descend(params: list[torch.Tensor], dirs: list[torch.Tensor], lr, has_grad: list[bool]) -> None:
+    """x ← x − η·d, with η a number or per-parameter tensors (of all the group's parameters)."""
+    if isinstance(lr, (list, tuple)):
+        torch._foreach_addcmul_(params, dirs, [t for t, g in zip(lr, has_grad) if g], value=-1.0)
+    else:
+        torch._foreach_add_(params, dirs, alpha=-lr)
+
+
+def make_optimizer(name: str, params, lr: float | list[torch.Tensor], beta: float = 0.0) -> Momentum:
     """Build SGD, SHB or NSHB by name. SGD ignores β (it is recorded as 0)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")

@@ -424,25 +424,30 @@ def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.e
     return end - min(max(margin * limit, 20.0), 600.0)
 
 
-def train_seeds(run: dict, seeds: list[int], tables: list[str], threads: int | None = None,
+def train_cells(runs: list[dict], seeds: list[int], tables: list[str], threads: int | None = None,
                 deadline: float | None = None, fuse: bool = False) -> list[dict]:
-    """Train one cell's seeds in one process (data loaded once); ``tables`` are the
-    ``metrics.parquet`` paths, one per seed, whose folders become the run folders.
+    """Train the seeds of one or more cells in one process (data loaded once). ``runs`` are
+    the cells' RunConfig keys but the seed; ``tables`` are the ``metrics.parquet`` paths,
+    cell-major, one per cell and seed, whose folders become the run folders.
 
-    ``fuse`` trains the seeds together as one fused network (``ensemble.train_fused``),
-    which pays on a GPU at small batch sizes; otherwise one after another.
-    A run interrupted by a signal re-raises after its checkpoint, so the job fails and is
-    retried (Snakemake ``retries``, Slurm requeue) and that run resumes from its checkpoint.
+    ``fuse`` trains them all together as one fused network (``ensemble.train_fused``; the
+    cells may differ only in learning rate), which pays on a GPU at small batch sizes;
+    otherwise one after another. A run interrupted by a signal re-raises after its
+    checkpoint, so the job fails and is retried (Snakemake ``retries``, Slurm requeue) and
+    that run resumes from its checkpoint.
     """
     if threads:
         torch.set_num_threads(threads)
-    cfgs = [RunConfig.from_dict({**run, "seed": seed}) for seed in seeds]
+    cfgs = [RunConfig.from_dict({**run, "seed": seed}) for run in runs for seed in seeds]
+    if len(tables) != len(cfgs):
+        raise ValueError(f"{len(tables)} tables for {len(cfgs)} runs")
     data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment)
     folders = [Path(path).parent for path in tables]
     if fuse and len(cfgs) > 1:
         from .ensemble import train_fused
 
-        log.info("training seeds %s together: %s", seeds, cfgs[0])
+        lrs = sorted({c.lr for c in cfgs})
+        log.info("training seeds %s together%s: %s", seeds, f" at learning rates {lrs}" if len(lrs) > 1 else "", cfgs[0])
         return train_fused(cfgs, folders, data, deadline=deadline)
     summaries = []
     for cfg, folder in zip(cfgs, folders):
