@@ -23,10 +23,7 @@ hardware, versions and date to bench/results/precision_check.jsonl.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import platform
 import statistics
 import tempfile
 from pathlib import Path
@@ -39,6 +36,8 @@ from sgdsmooth.config import RunConfig, cell_settings
 from sgdsmooth.data import load_dataset
 from sgdsmooth.tables import read_table
 from sgdsmooth.train import pick_device, train
+
+from results_file import append_record, hardware  # bench/
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -113,7 +112,7 @@ def main() -> None:
     sizes = args.batch_sizes or sorted({grid[0], grid[len(grid) // 2], grid[-1]})
     optimizers = args.optimizers or list(cfg["optimizers"])
     device = pick_device(args.device or cfg.get("device", "auto"))
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    hw = hardware(device)
     print(f"{cfg['dataset']}, {cfg['model']} on {hw}; torch {torch.__version__}; seeds {args.seeds}; "
           f"CBS ε = {cfg['cbs']['epsilon']}, {cfg['accuracy']['epochs']} epochs")
     print(f"{'optimizer':>9} {'b':>5} {'stop fp32':>9} {'bf16':>8} {'z':>6} {'‖g‖ fp32':>9} {'bf16':>7} {'z':>6} "
@@ -132,13 +131,8 @@ def main() -> None:
         flagged = sum(abs(r[key]) > 2 for r in rows)
         verdict[key] = flagged
         print(f"{key}: {flagged} of {len(rows)} cells with |z| > 2")
-    record = {"date": datetime.date.today().isoformat(), "hardware": hw, "torch": torch.__version__,
-              "config": args.config, "overrides": dict(args.set), "seeds": args.seeds, "rows": rows,
-              "cells_beyond_2": verdict}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(f"appended to {args.results}")
+    append_record(args.results, hw, config=args.config, overrides=dict(args.set), seeds=args.seeds, rows=rows,
+                  cells_beyond_2=verdict)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ whole ``--config`` grid at the measured rates (for a config of the benchmarked m
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -39,6 +36,8 @@ from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
 from sgdsmooth.ensemble import FusedTrainer
 from sgdsmooth.models import Executor, make_model
 from sgdsmooth.train import Run, pick_device
+
+from results_file import append_record, hardware  # bench/
 
 GFLOP_PER_IMAGE = {"resnet18": 3.33, "small_cnn": 0.0014}
 
@@ -173,7 +172,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     data = synthetic(args.images, args.model).to(device)
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    hw = hardware(device)
     print(f"{args.model} on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
           f" (b), (c): {options}")
     print(f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}")
@@ -191,13 +190,8 @@ def main() -> None:
     hours = projected_hours(cfg, rows) if cfg["model"] == args.model else None
     if hours is not None:
         print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
-    record = {"date": datetime.date.today().isoformat(), "hardware": hw, "torch": torch.__version__,
-              "model": args.model, "steps": args.steps, "members": args.members, "options": options, "rows": rows,
-              "projected_hours": {args.config: hours}}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.results, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(f"appended to {args.results}")
+    append_record(args.results, hw, model=args.model, steps=args.steps, members=args.members, options=options,
+                  rows=rows, projected_hours={args.config: hours})
 
 
 if __name__ == "__main__":
