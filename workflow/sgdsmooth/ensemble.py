@@ -11,8 +11,9 @@ together fills it: member k's weights become channel group k of one wider networ
 Member k's mini-batch travels in channel group k of the input, so every member sees its own
 examples; the loss is the sum of the members' mean losses, so each member's gradient is
 exactly its own. The optimizer's update is elementwise, so one SGD/SHB/NSHB step on the
-packed parameters is K separate steps, each with its own learning rate if they differ. Every packed parameter is member-major: viewed as
-(K, −1), row k is member k (``member_view``), which gives per-member gradient norms.
+packed parameters is K separate steps, each with its own learning rate if they differ.
+Every packed parameter is member-major: viewed as (K, −1), row k is member k
+(``member_view``), which gives per-member gradient norms and per-member learning rates.
 """
 
 from __future__ import annotations
