@@ -52,6 +52,11 @@ def lib(*modules):
     return [f"{LIB}/{m}.py" for m in modules]
 
 
+TRAIN_CODE = lib(
+    "train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"
+)  # what every training rule runs
+
+
 def num(x):
     """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0'."""
     return f"{float(x):g}"
@@ -145,6 +150,25 @@ def lr_group_batch_sizes():
 
 
 LR_GROUP_B = lr_group_batch_sizes()
+LR_GROUP_B_REGEX = "|".join(str(b) for b in LR_GROUP_B)  # the group rules' {b}
+
+
+def lr_group(pattern, seeds, **wildcards):
+    """The group's files, cell-major: every Figure 8 η, then every seed."""
+    return [
+        pattern.format(opt="sgd", lr=num(lr), beta="0", seed=s, **wildcards)
+        for lr in config["sharpness"]["lrs"]
+        for s in seeds
+    ]
+
+
+def lr_group_runs(wildcards, protocol):
+    """The RunConfig keys (but the seed) of a Figure 8 group's cells, in lr_group's order."""
+    eps = wildcards.eps if protocol == "cbs" else None
+    return [
+        cell_settings(config, protocol, "sgd", lr, 0.0, wildcards.b, eps)
+        for lr in config["sharpness"]["lrs"]
+    ]
 
 
 def train_benchmark(protocol, cell):

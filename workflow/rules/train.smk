@@ -9,7 +9,7 @@ rule train_cbs:
     """CBS runs: train until the running mean of gradient norms reaches ε, per seed."""
     input:
         data_files(),
-        lib("train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"),
+        TRAIN_CODE,
     output:
         expand(CBS_RUN, seed=CBS_SEEDS, allow_missing=True),
     log:
@@ -37,7 +37,7 @@ rule train_epochs:
     """Fixed-epoch runs: train E epochs, evaluate after each, save the final weights."""
     input:
         data_files(),
-        lib("train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"),
+        TRAIN_CODE,
     output:
         tables=expand(EPOCH_RUN, seed=ACC_SEEDS, allow_missing=True),
         weights=expand(EPOCH_WEIGHTS, seed=ACC_SEEDS, allow_missing=True),
@@ -71,23 +71,6 @@ rule train_epochs:
 # in one fused job, the cells' own files written as the per-cell rules write them. The
 # trade-off: adding a learning rate retrains its whole group (on a GPU about the price of
 # one cell, since the pack is what fills the device).
-def lr_group(pattern, seeds, **wildcards):
-    """The group's files, cell-major: every Figure 8 η, then every seed."""
-    return [
-        pattern.format(opt="sgd", lr=num(lr), beta="0", seed=s, **wildcards)
-        for lr in config["sharpness"]["lrs"]
-        for s in seeds
-    ]
-
-
-def lr_group_runs(wildcards, protocol):
-    eps = wildcards.eps if protocol == "cbs" else None
-    return [
-        cell_settings(config, protocol, "sgd", lr, 0.0, wildcards.b, eps)
-        for lr in config["sharpness"]["lrs"]
-    ]
-
-
 if LR_GROUP_B:
 
     ruleorder: train_cbs_lrs > train_cbs
@@ -97,16 +80,7 @@ if LR_GROUP_B:
         """CBS runs of Figure 8's learning rates at one small batch size, as one job."""
         input:
             data_files(),
-            lib(
-                "train",
-                "ensemble",
-                "graphs",
-                "optim",
-                "models",
-                "data",
-                "config",
-                "noise",
-            ),
+            TRAIN_CODE,
         output:
             lr_group(CBS_RUN, CBS_SEEDS, eps="{eps}", b="{b}"),
         log:
@@ -114,7 +88,7 @@ if LR_GROUP_B:
         benchmark:
             f"{R}/benchmarks/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.tsv"
         wildcard_constraints:
-            b="|".join(str(b) for b in LR_GROUP_B),
+            b=LR_GROUP_B_REGEX,
         retries: 2
         conda:
             ENV
@@ -137,16 +111,7 @@ if LR_GROUP_B:
         """Fixed-epoch runs of Figure 8's learning rates at one small batch size, as one job."""
         input:
             data_files(),
-            lib(
-                "train",
-                "ensemble",
-                "graphs",
-                "optim",
-                "models",
-                "data",
-                "config",
-                "noise",
-            ),
+            TRAIN_CODE,
         output:
             tables=lr_group(EPOCH_RUN, ACC_SEEDS, b="{b}"),
             weights=lr_group(EPOCH_WEIGHTS, ACC_SEEDS, b="{b}"),
@@ -156,7 +121,7 @@ if LR_GROUP_B:
         benchmark:
             f"{R}/benchmarks/train_epochs/sgd/fig8/b{{b}}.tsv"
         wildcard_constraints:
-            b="|".join(str(b) for b in LR_GROUP_B),
+            b=LR_GROUP_B_REGEX,
         retries: 2
         conda:
             ENV

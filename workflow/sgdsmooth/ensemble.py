@@ -19,7 +19,6 @@ Every packed parameter is member-major: viewed as (K, −1), row k is member k
 from __future__ import annotations
 
 import copy
-import signal
 import time
 
 import torch
@@ -232,8 +231,7 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
                 for r in active:
                     if T.check_due(r, check_every):
                         r.check()
-                if active[0].step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
-                    stop.signum = signal.SIGUSR1
+                stop.at(active[0].step, interrupt_at_step, deadline)
                 if stop.signum is not None:
                     break
                 if time.perf_counter() - last_report >= progress_every:

@@ -62,6 +62,11 @@ class _StopRequest:
     def __call__(self, signum, _frame):
         self.signum = signum
 
+    def at(self, step: int, interrupt_at_step: int | None, deadline: float | None) -> None:
+        """Request a stop as a signal would, at a test's step or past a Slurm deadline."""
+        if step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
+            self.signum = signal.SIGUSR1
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA when present (or asked for), else CPU."""
@@ -375,8 +380,7 @@ def train(
                 run.train_step()
                 if check_due(run, check_every):
                     run.check()
-                if run.step == interrupt_at_step or (deadline is not None and time.time() >= deadline):
-                    stop.signum = signal.SIGUSR1
+                stop.at(run.step, interrupt_at_step, deadline)
                 if stop.signum is not None and run.status is None:
                     run.wall += time.perf_counter() - started
                     save_checkpoint(run)
