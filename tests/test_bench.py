@@ -1,6 +1,7 @@
 """The benchmark scripts run (at tiny sizes) and write what they promise; no timing asserted."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,19 @@ def test_precision_check_compares_both_precisions(tmp_path):
     assert row["stop_fp32"] > 0 and row["stop_bf16"] > 0 and 0 < row["acc_bf16"] <= 1
     assert row["stop_fp32"] != row["stop_bf16"] or row["norm_fp32"] != row["norm_bf16"]  # bf16 did round differently
     assert set(record["cells_beyond_2"]) == {"stop_z", "norm_z", "acc_z"} and "cells with |z| > 2" in out
+
+
+def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
+    # The device check runs rarely and on a lent machine: its flags and imports are checked here.
+    env = {**os.environ, "GPU_CHECK_SMOKE": "1", "OUT": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "every step passed" in proc.stdout
+    steps = ["agreement", "throughput", "throughput_graph", "throughput_bf16", "sharpness"]
+    assert all((tmp_path / f"{s}.txt").stat().st_size > 0 for s in steps)
+    assert " passed" in (tmp_path / "agreement.txt").read_text()
+    records = [json.loads(line) for line in (tmp_path / "train_throughput.jsonl").read_text().splitlines()]
+    assert [(r["options"]["cuda_graph"], r["options"]["precision"]) for r in records] == [
+        (False, "fp32"), (True, "fp32"), (False, "bf16")]
