@@ -6,15 +6,17 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sgdsmooth import tables
+from sgdsmooth import grid, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
 
 TINY = {
     "experiment": "tiny",
@@ -173,6 +175,10 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     grouped = len(cfg["sharpness"]["lrs"]) * len(groups)  # 4 × 6 cells
     for protocol in ("cbs", "epochs"):
         assert plan[f"train_{protocol}"] == cells - grouped and plan[f"train_{protocol}_lrs"] == len(groups)
+        # The jobs the benchmarks' projection counts (sgdsmooth.grid) are the ones planned.
+        jobs = [j for j in grid.training_jobs(grid.with_defaults(cfg, SCHEMA)) if j.protocol == protocol]
+        assert Counter(len(j.cells) > 1 for j in jobs) == {
+            False: plan[f"train_{protocol}"], True: plan[f"train_{protocol}_lrs"]}
     assert plan["download_cifar100"] == 1
     assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
     assert plan["fig8"] == 1 and plan["paper"] == 1

@@ -4,6 +4,7 @@ import os
 
 from snakemake.utils import validate
 
+from sgdsmooth import grid
 from sgdsmooth.config import cell_settings
 from sgdsmooth.names import TRAIN_SIZES
 
@@ -85,31 +86,6 @@ def table(name):
     return TABLE.format(name=name)
 
 
-def cells():
-    """(optimizer, lr, beta, batch size) of every training cell, main study and Fig. 8."""
-    out = {
-        (opt, config["lr"], beta if opt != "sgd" else 0.0, b)
-        for opt, beta in config["optimizers"].items()
-        for b in config["batch_sizes"]
-    }
-    sharp = config["sharpness"]
-    for lr in sharp["lrs"]:
-        for b in sharp.get("batch_sizes", config["batch_sizes"]):
-            out.add(("sgd", lr, 0.0, b))
-    return sorted(out)
-
-
-def sharpness_cells():
-    sharp = config["sharpness"]
-    return [
-        c
-        for c in cells()
-        if c[0] == "sgd"
-        and c[1] in sharp["lrs"]
-        and c[3] in sharp.get("batch_sizes", config["batch_sizes"])
-    ]
-
-
 def _paths(pattern, cell_list, seeds, **extra):
     return [
         pattern.format(opt=o, lr=num(lr), beta=num(beta), b=b, seed=s, **extra)
@@ -118,12 +94,13 @@ def _paths(pattern, cell_list, seeds, **extra):
     ]
 
 
+CELLS = grid.cells(config)  # (optimizer, lr, beta, batch size), main study and Fig. 8
 CBS_SEEDS = config["cbs"]["seeds"]
 ACC_SEEDS = config["accuracy"]["seeds"]
-ALL_CBS_RUNS = _paths(CBS_RUN, cells(), CBS_SEEDS, eps=num(config["cbs"]["epsilon"]))
-ALL_EPOCH_RUNS = _paths(EPOCH_RUN, cells(), ACC_SEEDS)
-ALL_SHARPNESS = _paths(SHARPNESS_RUN, sharpness_cells(), ACC_SEEDS)
-ALL_NOISE = _paths(EPOCH_NOISE, cells(), ACC_SEEDS) if NOISE["epochs"] else []
+ALL_CBS_RUNS = _paths(CBS_RUN, CELLS, CBS_SEEDS, eps=num(config["cbs"]["epsilon"]))
+ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS, ACC_SEEDS)
+ALL_SHARPNESS = _paths(SHARPNESS_RUN, grid.sharpness_cells(config), ACC_SEEDS)
+ALL_NOISE = _paths(EPOCH_NOISE, CELLS, ACC_SEEDS) if NOISE["epochs"] else []
 
 
 def run_config(wildcards, protocol):
@@ -136,20 +113,10 @@ def run_config(wildcards, protocol):
 
 def fuse_seeds(wildcards):
     """Whether a cell's seeds train together as one fused network."""
-    return int(wildcards.b) <= TRAIN["fuse_max_batch"]
+    return grid.fused(config, wildcards.b)
 
 
-def lr_group_batch_sizes():
-    """Batch sizes whose Figure 8 runs (SGD at every sharpness.lrs, all seeds) train as one
-    fused job: with train.fuse_lrs, Figure 8's batch sizes ≤ train.fuse_max_batch."""
-    sharp = config["sharpness"]
-    if not TRAIN["fuse_lrs"] or len(sharp["lrs"]) < 2:
-        return []
-    sizes = sharp.get("batch_sizes", config["batch_sizes"])
-    return sorted(b for b in sizes if b <= TRAIN["fuse_max_batch"])
-
-
-LR_GROUP_B = lr_group_batch_sizes()
+LR_GROUP_B = grid.lr_group_batch_sizes(config)  # Figure 8's group jobs
 LR_GROUP_B_REGEX = "|".join(str(b) for b in LR_GROUP_B)  # the group rules' {b}
 
 
@@ -175,7 +142,7 @@ def train_benchmark(protocol, cell):
     """The benchmark file of the job that trains ``cell``: its own, or its Figure 8 group's."""
     o, lr, beta, b = cell
     eps = f"eps{num(config['cbs']['epsilon'])}/" if protocol == "cbs" else ""
-    if o == "sgd" and lr in config["sharpness"]["lrs"] and b in LR_GROUP_B:
+    if grid.in_lr_group(config, cell):
         return f"{R}/benchmarks/train_{protocol}/{eps}sgd/fig8/b{b}.tsv"
     return (
         f"{R}/benchmarks/train_{protocol}/{eps}{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"

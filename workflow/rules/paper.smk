@@ -25,7 +25,7 @@ if NOISE["epochs"]:
 ALL_TABLES = [table(n) for n in TABLE_NAMES]
 ALL_FIGURES = [f"{R}/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")]
 BENCHMARKS = sorted(
-    {train_benchmark(protocol, c) for protocol in ("cbs", "epochs") for c in cells()}
+    {train_benchmark(protocol, c) for protocol in ("cbs", "epochs") for c in CELLS}
 )
 
 

@@ -10,6 +10,7 @@ Reproduces Sato & Iiduka's study of how mini-batch noise smooths the loss (see
 - ``sharpness`` worst-case and average adaptive sharpness
 - ``noise``     measured C², K², search-direction noise, gradient noise scale
 - ``tables``    Parquet schemas and atomic I/O
+- ``grid``      a workflow config's training cells and the jobs that train them
 """
 
 __version__ = "0.1.0"

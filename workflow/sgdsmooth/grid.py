@@ -1,0 +1,95 @@
+"""The training grid of a workflow config: its cells, and the jobs that train them.
+
+The workflow's rules (workflow/rules/common.smk) and the benchmarks' workload and GPU-time
+projection (bench/workload.py, bench/train_throughput.py) both read the grid from here, so
+a projection counts exactly the jobs the workflow runs (tests/test_workflow.py compares
+the two on the article's grid). ``cfg`` is a workflow config with the schema's defaults
+filled in (Snakemake's ``validate``, or :func:`with_defaults` outside the workflow).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+Cell = tuple[str, float, float, int]  # optimizer, learning rate, momentum β, batch size
+
+
+def with_defaults(cfg: dict, schema: dict) -> dict:
+    """``cfg`` with the defaults of a JSON schema filled in, as Snakemake's ``validate`` does,
+    for scripts that read a config without Snakemake (validation stays the workflow's job)."""
+    out = copy.deepcopy(cfg)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), dict):
+            out[key] = with_defaults(out[key], sub)
+    return out
+
+
+def cells(cfg: dict) -> list[Cell]:
+    """Every training cell, the main study's and Figure 8's (SGD at each sharpness.lrs)."""
+    out = {
+        (opt, cfg["lr"], beta if opt != "sgd" else 0.0, b)
+        for opt, beta in cfg["optimizers"].items()
+        for b in cfg["batch_sizes"]
+    }
+    sharp = cfg["sharpness"]
+    out |= {("sgd", lr, 0.0, b) for lr in sharp["lrs"] for b in sharp.get("batch_sizes", cfg["batch_sizes"])}
+    return sorted(out)
+
+
+def sharpness_cells(cfg: dict) -> list[Cell]:
+    """The cells whose trained networks Figure 8 measures."""
+    sharp = cfg["sharpness"]
+    sizes = sharp.get("batch_sizes", cfg["batch_sizes"])
+    return [c for c in cells(cfg) if c[0] == "sgd" and c[1] in sharp["lrs"] and c[3] in sizes]
+
+
+def fused(cfg: dict, batch_size: int) -> bool:
+    """Whether the seeds of a cell at this batch size train together as one fused network."""
+    return int(batch_size) <= cfg["train"]["fuse_max_batch"]
+
+
+def lr_group_batch_sizes(cfg: dict) -> list[int]:
+    """Batch sizes whose Figure 8 runs (SGD at every sharpness.lrs, all seeds) train as one
+    fused job: with train.fuse_lrs, Figure 8's batch sizes that fuse."""
+    sharp = cfg["sharpness"]
+    if not cfg["train"]["fuse_lrs"] or len(sharp["lrs"]) < 2:
+        return []
+    return sorted(b for b in sharp.get("batch_sizes", cfg["batch_sizes"]) if fused(cfg, b))
+
+
+def in_lr_group(cfg: dict, cell: Cell) -> bool:
+    """Whether a cell is trained by its batch size's Figure 8 group job."""
+    optimizer, lr, _, b = cell
+    return optimizer == "sgd" and lr in cfg["sharpness"]["lrs"] and b in lr_group_batch_sizes(cfg)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training job: the runs one process trains, all at one batch size."""
+
+    protocol: str  # "cbs" or "epochs"
+    batch_size: int
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...]
+    fused: bool  # every run as one network (one step trains them all), else one after another
+
+    @property
+    def runs(self) -> int:
+        return len(self.cells) * len(self.seeds)
+
+
+def training_jobs(cfg: dict) -> list[Job]:
+    """The training jobs of the workflow: one per cell, or one per Figure 8 group."""
+    jobs = []
+    for protocol, seeds in (("cbs", cfg["cbs"]["seeds"]), ("epochs", cfg["accuracy"]["seeds"])):
+        groups: dict[int, list[Cell]] = {}
+        for cell in cells(cfg):
+            if in_lr_group(cfg, cell):
+                groups.setdefault(cell[3], []).append(cell)
+            else:
+                jobs.append(Job(protocol, cell[3], (cell,), tuple(seeds), fused(cfg, cell[3])))
+        jobs += [Job(protocol, b, tuple(group), tuple(seeds), True) for b, group in sorted(groups.items())]
+    return jobs
