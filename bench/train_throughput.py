@@ -23,11 +23,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
@@ -38,6 +36,8 @@ from sgdsmooth.models import Executor, make_model
 from sgdsmooth.train import Run, pick_device
 
 from results_file import append_record, hardware  # bench/
+from projection import projected_seconds, rate_points  # bench/
+from workload import read_config  # bench/
 
 GFLOP_PER_IMAGE = {"resnet18": 3.33, "small_cnn": 0.0014}
 
@@ -125,32 +125,6 @@ def fused(data, model_name, b, steps, device, k, options) -> float:
     return steps * b * k / (time.perf_counter() - start)
 
 
-def projected_hours(cfg: dict, rows: list[dict]) -> float:
-    """GPU hours of ``cfg``'s whole workload (bench/workload.py) at the measured rates: the
-    fused path's total rate at b ≤ train.fuse_max_batch, the single run's above; rates
-    interpolated linearly in log b–log rate between measured batch sizes, flat above them,
-    and proportional to b below them (there a step's time no longer shrinks with b). Figure
-    8's groups of train.fuse_lrs, packs of 4 × 7 members, are counted at the measured
-    (``--members``) pack's rate: an upper bound on their time."""
-    from workload import workload
-
-    fuse = cfg.get("train", {}).get("fuse_max_batch", 0)
-    measured = sorted((r["batch_size"], r) for r in rows)
-
-    def rate(b: int) -> float:
-        key = "fused_total" if b <= fuse else "single"
-        pts = [(math.log(bb), math.log(r[key])) for bb, r in measured]
-        x = math.log(b)
-        if x <= pts[0][0]:
-            return math.exp(pts[0][1]) * b / measured[0][0]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-            if x <= x1:
-                return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
-        return math.exp(pts[-1][1])
-
-    return sum(w["images"] / rate(b) for b, w in workload(cfg).items()) / 3600
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18", choices=sorted(GFLOP_PER_IMAGE))
@@ -164,7 +138,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="(b) and (c) in NHWC layout")
     ap.add_argument("--compile", action="store_true", help="(b) and (c) with torch.compile")
     ap.add_argument("--cuda-graph", action="store_true", help="(b) and (c) replay each step as a CUDA graph")
-    ap.add_argument("--config", default="config/paper.yaml", help="the grid whose GPU time is projected")
+    ap.add_argument("--config", default="config/paper.yaml", help="the grid whose GPU time is projected ('' for none)")
     args = ap.parse_args()
     options = {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last, "compile": args.compile,
                "cuda_graph": args.cuda_graph}
@@ -186,12 +160,13 @@ def main() -> None:
         rows.append({"batch_size": b, "baseline": a, "single": s, "fused_total": f, "fused_per_model": f / args.members,
                      "floor_percent": floor})
         print(f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}")
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    hours = projected_hours(cfg, rows) if cfg["model"] == args.model else None
-    if hours is not None:
+    cfg = read_config(args.config) if args.config else None
+    hours = None
+    if cfg and cfg["model"] == args.model:
+        hours = sum(projected_seconds(cfg, *rate_points([{"members": args.members, "rows": rows}])).values()) / 3600
         print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
     append_record(args.results, hw, model=args.model, steps=args.steps, members=args.members, options=options,
-                  rows=rows, projected_hours={args.config: hours})
+                  rows=rows, projected_hours={args.config: hours} if args.config else {})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the scripts import each other
 
 
 def run(*args):
@@ -46,7 +50,6 @@ def test_noise_overhead_compares_runs_with_and_without_measurements():
 
 
 def test_seed_noise_z_by_hand():
-    sys.path.insert(0, str(ROOT / "bench"))
     from precision_check import seed_noise_z
 
     # means 2 and 3, both variances 1, n = 3: z = 1 / sqrt(1/3 + 1/3)
@@ -75,9 +78,71 @@ def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "every step passed" in proc.stdout
-    steps = ["agreement", "throughput", "throughput_graph", "throughput_bf16", "sharpness"]
+    steps = ["agreement", "throughput", "throughput_graph", "throughput_bf16", "pack28", "sharpness", "projection"]
     assert all((tmp_path / f"{s}.txt").stat().st_size > 0 for s in steps)
     assert " passed" in (tmp_path / "agreement.txt").read_text()
     records = [json.loads(line) for line in (tmp_path / "train_throughput.jsonl").read_text().splitlines()]
-    assert [(r["options"]["cuda_graph"], r["options"]["precision"]) for r in records] == [
-        (False, "fp32"), (True, "fp32"), (False, "bf16")]
+    assert [(r["options"]["cuda_graph"], r["options"]["precision"], r["members"]) for r in records] == [
+        (False, "fp32", 7), (True, "fp32", 7), (False, "bf16", 7), (False, "fp32", 28)]
+    assert "of 3 runs on" in (tmp_path / "projection.txt").read_text()  # the three fp32 ones
+
+
+def test_log_interp_by_hand():
+    from projection import log_interp
+
+    pts = {8: 100.0, 64: 400.0}
+    assert log_interp(pts, 8) == pytest.approx(100) and log_interp(pts, 64) == pytest.approx(400)
+    assert log_interp(pts, 16) == pytest.approx(100 * 2 ** (2 / 3))  # rate ∝ b^(2/3) between them
+    assert log_interp(pts, 2) == pytest.approx(25)  # below: a step's time stays that of b = 8
+    assert log_interp(pts, 4096) == pytest.approx(400)  # above: flat
+
+
+TINY_GRID = {
+    "experiment": "t", "dataset": "digits", "model": "small_cnn", "lr": 0.1, "optimizers": {"sgd": 0.0},
+    "batch_sizes": [8, 64], "cbs": {"epsilon": 1, "seeds": [0, 1], "min_epochs": 1},
+    "accuracy": {"epochs": 2, "seeds": [0, 1, 2]}, "sharpness": {"lrs": [0.1, 0.2], "batch_sizes": [8]},
+    "train": {"fuse_max_batch": 8, "fuse_lrs": True},
+}
+# Measured with 2-member packs: fused rates at 16 and 128 images per step.
+ROWS = [{"batch_size": 8, "single": 800.0, "fused_total": 1600.0},
+        {"batch_size": 64, "single": 6400.0, "fused_total": 12800.0}]
+
+
+def test_projection_counts_the_workflows_jobs_by_hand():
+    from projection import projected_seconds, rate_points
+    from workload import SCHEMA
+
+    from sgdsmooth.grid import with_defaults
+
+    cfg = with_defaults(TINY_GRID, yaml.safe_load(SCHEMA.read_text()))
+    n = 1438
+    by_b = projected_seconds(cfg, *rate_points([{"members": 2, "rows": ROWS}]))
+    assert by_b[64] == pytest.approx(
+        2 * 1 * (n // 64) * 64 / 6400  # CBS at b = 64: 2 runs one after another
+        + 3 * 2 * (n // 64) * 64 / 6400)  # fixed-epoch runs: 3 seeds, 2 epochs
+    assert by_b[8] == pytest.approx(
+        4 * 1 * (n // 8) * 8 / 3200  # CBS group at b = 8: 2 η × 2 seeds, 32 images a step
+        + 6 * 2 * (n // 8) * 8 / 4800)  # fixed-epoch group: 2 η × 3 seeds, 48 images a step
+
+
+def test_projection_pools_one_sessions_fastest_fp32_rates(tmp_path):
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(TINY_GRID))
+    slow = [dict(r, single=r["single"] / 1e4, fused_total=r["fused_total"] / 1e4) for r in ROWS]  # hours, not s
+    rec = {"date": "2026-11-29", "hardware": "H200", "model": "small_cnn", "members": 2,
+           "options": {"precision": "fp32"}, "rows": slow}
+    faster = [dict(r, single=2 * r["single"], fused_total=2 * r["fused_total"]) for r in slow]
+    records = [
+        rec | {"date": "2026-11-01", "rows": faster},  # another day: left out
+        rec,
+        rec | {"options": {"precision": "bf16"}, "rows": faster},  # not fp32: left out
+        rec | {"rows": faster[:1]},  # e.g. CUDA graphs at b = 8: used there
+    ]
+    (tmp_path / "tt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = run("bench/projection.py", str(tmp_path / "tt.jsonl"), "--config", str(tmp_path / "grid.yaml"))
+    assert "of 2 runs on H200, 2026-11-29" in out
+    n = 1438
+    hours = {int(line.split()[0]): float(line.split()[1]) for line in out.splitlines() if line.split()[-1] == "h"}
+    assert hours[64] == pytest.approx((2 + 6) * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
+    # Fused points: 16 images a step at the faster 0.32 img/s, 128 at 1.28: rate ∝ n^(2/3) between.
+    fused = {k: 0.32 * (k / 16) ** (2 / 3) for k in (32, 48)}
+    assert hours[8] == pytest.approx((4 * (n // 8) * 8 / fused[32] + 12 * (n // 8) * 8 / fused[48]) / 3600, rel=2e-3)

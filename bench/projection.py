@@ -1,0 +1,100 @@
+"""GPU time of a config's whole grid, projected from measured training rates.
+
+    python bench/projection.py bench/results/train_throughput.jsonl [--config config/paper.yaml]
+
+Pools the records of ``train_throughput.py`` from one device and day (the newest record of
+the config's model, and every record with its date and hardware) at one precision (fp32
+unless ``--precision``: bf16 is not the default until compared), keeps at each point the
+fastest rate measured there (e.g. a CUDA-graph pass at small b), and adds up the config's
+training jobs as the workflow runs them (sgdsmooth.grid):
+
+* a job that trains its runs one after another takes its images at the single run's rate
+  at its batch size;
+* a fused job of k runs at batch size b steps k·b images at once, and its rate is read off
+  the fused packs measured at the same number of images per step: a 28-member Figure 8
+  group at b = 2 counts as 7 members at b = 8 (``gpu_check.sh`` measures both, to check);
+* rates are interpolated linearly in log size–log rate between measured points, flat above
+  them, and proportional to the size below them (a step's time no longer shrinks there);
+* CBS runs count at ``cbs.min_epochs``: they stop later, when they reach ε.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from sgdsmooth.grid import training_jobs
+
+from workload import read_config, run_steps  # bench/
+
+Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
+
+
+def log_interp(points: Points, x: float) -> float:
+    """The rate at ``x`` from measured points (see the module docstring)."""
+    pts = sorted((math.log(a), math.log(r)) for a, r in points.items())
+    lx = math.log(x)
+    if lx <= pts[0][0]:
+        return math.exp(pts[0][1] + lx - pts[0][0])
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if lx <= x1:
+            return math.exp(y0 + (y1 - y0) * (lx - x0) / (x1 - x0))
+    return math.exp(pts[-1][1])
+
+
+def rate_points(records: list[dict]) -> tuple[Points, Points]:
+    """Single-run rates by batch size and fused rates by images per step, the fastest
+    measured at each point."""
+    single: Points = {}
+    fused: Points = {}
+    for rec in records:
+        for row in rec["rows"]:
+            b, n = row["batch_size"], rec["members"] * row["batch_size"]
+            single[b] = max(single.get(b, 0.0), row["single"])
+            fused[n] = max(fused.get(n, 0.0), row["fused_total"])
+    return single, fused
+
+
+def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, float]:
+    """Device seconds of ``cfg``'s training jobs, by batch size."""
+    out: dict[int, float] = defaultdict(float)
+    for job in training_jobs(cfg):
+        images = job.runs * run_steps(cfg, job) * job.batch_size
+        rate = log_interp(fused, job.runs * job.batch_size) if job.fused else log_interp(single, job.batch_size)
+        out[job.batch_size] += images / rate
+    return dict(sorted(out.items()))
+
+
+def same_session(records: list[dict], model: str, precision: str) -> list[dict]:
+    """The records of the newest run of ``model`` on its device and day, at ``precision``."""
+    ours = [r for r in records if r["model"] == model and r["options"]["precision"] == precision]
+    if not ours:
+        raise SystemExit(f"no {precision} record of {model}")
+    last = ours[-1]
+    return [r for r in ours if (r["date"], r["hardware"]) == (last["date"], last["hardware"])]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", help="train_throughput.py's JSON-lines file")
+    ap.add_argument("--config", default="config/paper.yaml")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    args = ap.parse_args()
+    cfg = read_config(args.config)
+    records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+    pooled = same_session(records, cfg["model"], args.precision)
+    single, fused = rate_points(pooled)
+    per_b = projected_seconds(cfg, single, fused)
+    print(f"{args.config} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
+          f"{pooled[-1]['hardware']}, {pooled[-1]['date']}:")
+    for b, s in per_b.items():
+        print(f"{b:>6} {s / 3600:>9.2f} h")
+    total = sum(per_b.values())
+    print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; CBS runs at min_epochs = {cfg['cbs']['min_epochs']})")
+
+
+if __name__ == "__main__":
+    main()
