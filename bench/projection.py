@@ -11,8 +11,11 @@ training jobs as the workflow runs them (sgdsmooth.grid):
 * a job that trains its runs one after another takes its images at the single run's rate
   at its batch size;
 * a fused job of k runs at batch size b steps k·b images at once, and its rate is read off
-  the fused packs measured at the same number of images per step: a 28-member Figure 8
-  group at b = 2 counts as 7 members at b = 8 (``gpu_check.sh`` measures both, to check);
+  the packs measured at the most batch sizes (7 members) at the same number of images per
+  step: a 28-member Figure 8 group at b = 2 counts as 7 members at b = 8. Other pack sizes
+  measured are printed as checks of that reading (``gpu_check.sh`` measures 28 at b = 2):
+  a bigger pack moves k times the weights, gradients and directions per step, which tiny
+  batches do not hide, so a ratio well below 1 means the Figure 8 groups take longer;
 * rates are interpolated linearly in log size–log rate between measured points, flat above
   them, and proportional to the size below them (a step's time no longer shrinks there);
 * CBS runs count at ``cbs.min_epochs``: they stop later, when they reach ε.
@@ -45,21 +48,36 @@ def log_interp(points: Points, x: float) -> float:
     return math.exp(pts[-1][1])
 
 
-def rate_points(records: list[dict]) -> tuple[Points, Points]:
-    """Single-run rates by batch size and fused rates by images per step, the fastest
-    measured at each point."""
+def rate_points(records: list[dict]) -> tuple[Points, dict[int, Points]]:
+    """Single-run rates by batch size, and fused rates by images per step for each pack
+    size measured; the fastest measured at each point."""
     single: Points = {}
-    fused: Points = {}
+    fused: dict[int, Points] = defaultdict(dict)
     for rec in records:
+        k = rec["members"]
         for row in rec["rows"]:
-            b, n = row["batch_size"], rec["members"] * row["batch_size"]
+            b = row["batch_size"]
             single[b] = max(single.get(b, 0.0), row["single"])
-            fused[n] = max(fused.get(n, 0.0), row["fused_total"])
-    return single, fused
+            fused[k][k * b] = max(fused[k].get(k * b, 0.0), row["fused_total"])
+    return single, dict(fused)
+
+
+def base_pack(fused: dict[int, Points]) -> int:
+    """The pack size measured at the most points: the one the projection reads."""
+    return max(fused, key=lambda k: (len(fused[k]), -k))
+
+
+def pack_checks(fused: dict[int, Points]) -> list[tuple[int, float, float, float]]:
+    """(k, images per step, measured rate, the base packs' rate there) for every other pack
+    size: how far the reading by images per step is from packs of that size."""
+    base = base_pack(fused)
+    return [(k, n, rate, log_interp(fused[base], n)) for k in sorted(fused) if k != base
+            for n, rate in sorted(fused[k].items())]
 
 
 def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, float]:
-    """Device seconds of ``cfg``'s training jobs, by batch size."""
+    """Device seconds of ``cfg``'s training jobs, by batch size, from single-run rates by
+    batch size and fused rates by images per step."""
     out: dict[int, float] = defaultdict(float)
     for job in training_jobs(cfg):
         images = job.runs * run_steps(cfg, job) * job.batch_size
@@ -87,13 +105,17 @@ def main() -> None:
     records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
     pooled = same_session(records, cfg["model"], args.precision)
     single, fused = rate_points(pooled)
-    per_b = projected_seconds(cfg, single, fused)
+    k = base_pack(fused)
+    per_b = projected_seconds(cfg, single, fused[k])
     print(f"{args.config} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
-          f"{pooled[-1]['hardware']}, {pooled[-1]['date']}:")
+          f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:")
     for b, s in per_b.items():
         print(f"{b:>6} {s / 3600:>9.2f} h")
     total = sum(per_b.values())
     print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; CBS runs at min_epochs = {cfg['cbs']['min_epochs']})")
+    for other, n, measured, read in pack_checks(fused):
+        print(f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
+              f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def main() -> None:
     cfg = read_config(args.config) if args.config else None
     hours = None
     if cfg and cfg["model"] == args.model:
-        hours = sum(projected_seconds(cfg, *rate_points([{"members": args.members, "rows": rows}])).values()) / 3600
+        single_rates, fused_rates = rate_points([{"members": args.members, "rows": rows}])
+        hours = sum(projected_seconds(cfg, single_rates, fused_rates[args.members]).values()) / 3600
         print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
     append_record(args.results, hw, model=args.model, steps=args.steps, members=args.members, options=options,
                   rows=rows, projected_hours={args.config: hours} if args.config else {})

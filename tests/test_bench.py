@@ -116,7 +116,8 @@ def test_projection_counts_the_workflows_jobs_by_hand():
 
     cfg = with_defaults(TINY_GRID, yaml.safe_load(SCHEMA.read_text()))
     n = 1438
-    by_b = projected_seconds(cfg, *rate_points([{"members": 2, "rows": ROWS}]))
+    single, fused = rate_points([{"members": 2, "rows": ROWS}])
+    by_b = projected_seconds(cfg, single, fused[2])
     assert by_b[64] == pytest.approx(
         2 * 1 * (n // 64) * 64 / 6400  # CBS at b = 64: 2 runs one after another
         + 3 * 2 * (n // 64) * 64 / 6400)  # fixed-epoch runs: 3 seeds, 2 epochs
@@ -136,10 +137,13 @@ def test_projection_pools_one_sessions_fastest_fp32_rates(tmp_path):
         rec,
         rec | {"options": {"precision": "bf16"}, "rows": faster},  # not fp32: left out
         rec | {"rows": faster[:1]},  # e.g. CUDA graphs at b = 8: used there
+        # A 4-member pack at b = 8 (32 images a step): printed as a check, not used.
+        rec | {"members": 4, "rows": [dict(slow[0], fused_total=0.16 * 2 ** (2 / 3))]},
     ]
     (tmp_path / "tt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     out = run("bench/projection.py", str(tmp_path / "tt.jsonl"), "--config", str(tmp_path / "grid.yaml"))
-    assert "of 2 runs on H200, 2026-11-29" in out
+    assert "of 3 runs on H200, 2026-11-29; fused jobs read off the 2-member packs" in out
+    assert "check: 4 members at 32 images a step" in out and "(ratio 0.50)" in out
     n = 1438
     hours = {int(line.split()[0]): float(line.split()[1]) for line in out.splitlines() if line.split()[-1] == "h"}
     assert hours[64] == pytest.approx((2 + 6) * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
