@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import load_dataset
 from .models import Executor
 
 
@@ -211,6 +212,11 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
     keys = [{k: v for k, v in c.to_dict().items() if k not in ("seed", "lr")} for c in cfgs]
     if any(k != keys[0] for k in keys):
         raise ValueError("train_fused: the configs must differ only in seed and learning rate")
+    if data is None:
+        data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment)
+    # On the device once, shared: open_run's own move is then a no-op, where K members
+    # would otherwise each hold a copy of the data set on the GPU.
+    data = data.to(T.pick_device(cfgs[0].device))
     runs = [T.open_run(c, f, data) for c, f in zip(cfgs, folders)]
     if len({(r.epoch, r.pos, r.step) for r in runs}) > 1:
         T.log.warning("checkpoints at different points: training the runs one after another")
