@@ -21,7 +21,6 @@ whole ``--config`` grid at the measured rates (for a config of the benchmarked m
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch

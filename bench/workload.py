@@ -30,10 +30,14 @@ def read_config(path: str | Path) -> dict:
     return with_defaults(yaml.safe_load(Path(path).read_text()), yaml.safe_load(SCHEMA.read_text()))
 
 
+def run_epochs(cfg: dict, job: Job) -> int:
+    """Epochs of each run of ``job`` (CBS runs at their ``min_epochs``)."""
+    return cfg["accuracy"]["epochs"] if job.protocol == "epochs" else cfg["cbs"]["min_epochs"]
+
+
 def run_steps(cfg: dict, job: Job) -> int:
-    """Optimizer steps of each run of ``job`` (CBS runs at their ``min_epochs``)."""
-    epochs = cfg["accuracy"]["epochs"] if job.protocol == "epochs" else cfg["cbs"]["min_epochs"]
-    return epochs * (TRAIN_SIZES[cfg["dataset"]] // job.batch_size)
+    """Optimizer steps of each run of ``job``."""
+    return run_epochs(cfg, job) * (TRAIN_SIZES[cfg["dataset"]] // job.batch_size)
 
 
 def workload(cfg: dict) -> dict[int, dict[str, float]]:
@@ -41,9 +45,8 @@ def workload(cfg: dict) -> dict[int, dict[str, float]]:
     per_b: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in training_jobs(cfg):
         row, steps = per_b[job.batch_size], run_steps(cfg, job)
-        epochs = cfg["accuracy"]["epochs"] if job.protocol == "epochs" else cfg["cbs"]["min_epochs"]
         row[f"{job.protocol}_runs"] += job.runs
-        row["epochs"] += job.runs * epochs
+        row["epochs"] += job.runs * run_epochs(cfg, job)
         row["steps"] += job.runs * steps
         row["images"] += job.runs * steps * job.batch_size
         row["device_steps"] += steps if job.fused else job.runs * steps

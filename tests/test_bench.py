@@ -40,6 +40,11 @@ def test_workload_of_the_article_grid():
     # 518 fixed-epoch and 222 CBS runs: (3 × 11 + 4 × 13 − 11) cells × 7 and × 3 seeds.
     assert any(line.split()[:3] == ["all", "518", "222"] for line in last)
     assert "GPU-hours" in last[-1]
+    # b = 2 is Figure 8 only, one fused group per protocol: a device step trains all 4 η ×
+    # seeds, so it takes one run's steps: (200 + 10 epochs) × 25,000 steps an epoch.
+    (b2,) = [line.split() for line in last if line.split()[0] == "2"]
+    assert int(b2[4].replace(",", "")) == 4 * (200 * 7 + 10 * 3) * 25_000  # run steps
+    assert int(b2[-1].replace(",", "")) == (200 + 10) * 25_000  # device steps
 
 
 def test_noise_overhead_compares_runs_with_and_without_measurements():
