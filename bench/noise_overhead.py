@@ -44,22 +44,21 @@ def seconds(cfg: RunConfig, data, repeats: int) -> float:
 def parts(cfg: RunConfig, data) -> dict[str, float]:
     """One measurement's components, timed separately at an untrained point."""
     run = Run(cfg, data, torch.device("cpu"))
-    x, y = data.normalize(data.train_x), data.train_y
     gen = torch.Generator().manual_seed(0)
+    b = cfg.batch_size
     out = {}
     start = time.perf_counter()
-    noise.two_batch_variance(run.model, x, y, cfg.noise_small, cfg.noise_big, cfg.noise_batches, gen)
-    out["two-batch C²"] = time.perf_counter() - start
-    start = time.perf_counter()
-    full = noise.full_gradient(run.model, x, y, chunk=cfg.eval_batch_size)
+    full = noise.full_gradient(run.model, data, b, gen)
     out["full gradient (K²)"] = time.perf_counter() - start
     start = time.perf_counter()
-    noise.direction_noise(run.model, run.optimizer, x, y, cfg.batch_size, cfg.noise_steps, gen,
-                          chunk=cfg.eval_batch_size, first_full=full)
+    noise.batch_noise(run.model, data, b, cfg.noise_batches, gen, full)
+    out["batch C²"] = time.perf_counter() - start
+    start = time.perf_counter()
+    noise.direction_noise(run.model, run.optimizer, data, b, cfg.noise_steps, gen, first_full=full)
     out["direction noise"] = time.perf_counter() - start
     start = time.perf_counter()
     if cfg.noise_per_example:
-        noise.per_example_variance(run.model, x[: cfg.noise_per_example], y[: cfg.noise_per_example])
+        noise.per_example_noise(run.model, data, b, cfg.noise_per_example, gen, full)
     out["per-example C²"] = time.perf_counter() - start
     return out
 

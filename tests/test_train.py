@@ -174,7 +174,7 @@ def test_slurm_deadline_only_inside_slurm():
 
 
 def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, digits):
-    measured = epochs_cfg(noise_epochs=[1, 3], noise_per_example=64, noise_big=128)
+    measured = epochs_cfg(noise_epochs=[1, 3], noise_per_example=64, noise_batches=4)
     train(epochs_cfg(), tmp_path / "plain", digits)
     train(measured, tmp_path / "measured", digits)
     plain, with_noise = table(tmp_path / "plain"), table(tmp_path / "measured")

@@ -238,9 +238,10 @@ class Run:
             full = math.nan
             if self.epoch + 1 in self.cfg.noise_epochs:
                 self.noise_rows.append(self.measure_noise())
-                full = self.noise_rows[-1]["k2"]  # the same ‖∇f(x)‖²: not computed twice
+                full = self.noise_rows[-1]["k2"]  # the same ‖∇F_b(x)‖²: not computed twice
             elif self.epoch + 1 in self.cfg.full_grad_epochs:
-                full = noise.full_gradient_norm_sq(self.model, self.data, self.cfg.eval_batch_size)
+                full = noise.full_gradient_norm_sq(self.model, self.data, self.cfg.batch_size,
+                                                   20_000 + self.cfg.seed + 1000 * self.epoch)
             row |= {
                 "lr": self.cfg.lr, "train_accuracy": correct / (n * self.cfg.batch_size),
                 "test_loss": test_loss, "test_accuracy": test_acc,
@@ -258,8 +259,7 @@ class Run:
         c = self.cfg
         start = time.perf_counter()
         values = noise.measure(self.model, self.optimizer, self.data, c.lr, c.batch_size, c.seed + 1000 * self.epoch,
-                               small=c.noise_small, big=c.noise_big, n_batches=c.noise_batches,
-                               direction_steps=c.noise_steps, per_example=c.noise_per_example, chunk=c.eval_batch_size)
+                               n_batches=c.noise_batches, direction_steps=c.noise_steps, per_example=c.noise_per_example)
         beta = 0.0 if c.optimizer == "sgd" else c.beta
         return {"optimizer": c.optimizer, "lr": c.lr, "beta": beta, "batch_size": c.batch_size, "seed": c.seed,
                 "epoch": self.epoch + 1, **values, "seconds": time.perf_counter() - start}
@@ -342,6 +342,10 @@ def finish_run(run: Run) -> dict:
         "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "summary": summary,
+        # What K² and the noise table are gradients of (sgdsmooth.noise): F_b of this run's b.
+        "gradient_function": {"bn_mode": noise.BN_MODE, "batch_size": cfg.batch_size,
+                              "augmented": bool(run.data.augment),
+                              "name": noise.function_name(cfg.batch_size, bool(run.data.augment))},
     }
     if cfg.noise_epochs:
         write_table(pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names), out / "noise.parquet", "noise", meta)

@@ -1,9 +1,9 @@
-"""Figure 9 (beyond the article): what the article bounds, measured.
+"""Figure 9 (beyond the article): what the article bounds, measured on F_b (sgdsmooth.noise).
 
-(a) measured C² (two-batch estimator; hollow: exact per-example, BatchNorm eval) against b,
-    with the C² bound inferred from b* as a dashed line; (b) the empirical degree of
-    smoothing η·sqrt(E‖d_t − ∇f‖²) against the formula's δ; (c) the gradient noise scale
-    B_simple = tr Σ/‖G‖² against b, with each optimizer's b* marked.
+(a) measured C² (the run's own batches; hollow: per-example gradients in train-mode batches)
+    against b, with the C² bound inferred from b* as a dashed line; (b) the empirical degree
+    of smoothing η·sqrt(E‖d_t − ∇F_b‖²) against the formula's δ; (c) the gradient noise scale
+    B_simple = C²/K² against b, with each optimizer's b* marked.
 """
 
 from .. import tables
