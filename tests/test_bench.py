@@ -124,7 +124,7 @@ def test_projection_counts_the_workflows_jobs_by_hand():
     single, fused = rate_points([{"members": 2, "rows": ROWS}])
     by_b = projected_seconds(cfg, single, fused[2])
     assert by_b[64] == pytest.approx(
-        2 * 1 * (n // 64) * 64 / 6400  # CBS at b = 64: 2 runs one after another
+        4 * 1 * (n // 64) * 64 / 6400  # CBS at b = 64: η 0.1 and Fig. 8's 0.2 (its b* needs the main grid), 2 seeds
         + 3 * 2 * (n // 64) * 64 / 6400)  # fixed-epoch runs: 3 seeds, 2 epochs
     assert by_b[8] == pytest.approx(
         4 * 1 * (n // 8) * 8 / 3200  # CBS group at b = 8: 2 η × 2 seeds, 32 images a step
@@ -151,7 +151,8 @@ def test_projection_pools_one_sessions_fastest_fp32_rates(tmp_path):
     assert "check: 4 members at 32 images a step" in out and "(ratio 0.50)" in out
     n = 1438
     hours = {int(line.split()[0]): float(line.split()[1]) for line in out.splitlines() if line.split()[-1] == "h"}
-    assert hours[64] == pytest.approx((2 + 6) * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
+    # b = 64: CBS runs of η 0.1 and 0.2 (2 seeds each) and the 6 fixed-epoch run-epochs of η 0.1.
+    assert hours[64] == pytest.approx((4 + 6) * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
     # Fused points: 16 images a step at the faster 0.32 img/s, 128 at 1.28: rate ∝ n^(2/3) between.
     fused = {k: 0.32 * (k / 16) ** (2 / 3) for k in (32, 48)}
     assert hours[8] == pytest.approx((4 * (n // 8) * 8 / fused[32] + 12 * (n // 8) * 8 / fused[48]) / 3600, rel=2e-3)

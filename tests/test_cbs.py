@@ -23,6 +23,9 @@ def test_argmin_of_mean_sfo_by_hand():
     row = t.set_index("batch_size").loc[16]
     assert row.sfo_mean == 800 and row.sfo_min == 640 and row.sfo_max == 960 and row.is_critical
     assert t.bootstrap_share.sum() == pytest.approx(1.0)
+    # Interior, nothing censored: established, and the lower bound is the mean SFO.
+    assert t.established.all() and (t.reason == "").all()
+    assert (t.sfo_lower_mean == t.sfo_mean).all()
 
 
 def test_censored_and_diverged_runs_are_counted_and_excluded():
@@ -36,19 +39,177 @@ def test_censored_and_diverged_runs_are_counted_and_excluded():
     assert t.loc[8, "n_censored"] == 1 and t.loc[16, "n_diverged"] == 1
     assert t.loc[8, "n_reached"] == 1 and t.loc[8, "sfo_mean"] == 40
     assert t.loc[8, "bootstrap_share"] < 0.5  # only resamples that draw seed 1 twice pick b = 8
+    assert t.loc[8, "sfo_lower_mean"] == 60 and np.isnan(t.loc[16, "sfo_lower_mean"])  # (80 + 40) / 2; diverged: none
+    # b* = 32 is the largest batch size; b = 8 (censored, bound 60 < 976) would also stop it.
+    assert not t.established.any()
+    assert (t.reason == "b* = 32 at the largest batch size of the grid; "
+                        "b=8 censored: SFO lower bound 60 < 976 at b*=32").all()
 
 
 def test_no_complete_batch_size_gives_unknown():
-    t = cbs.critical_batch_sizes(runs([(8, 0, 10, "censored")]), n_boot=10)
-    assert (t.critical_batch_size == -1).all()
+    t = cbs.critical_batch_sizes(runs([(8, 0, 10, "censored"), (16, 0, 3, "diverged"), (16, 1, 9, "censored")]), n_boot=10)
+    assert (t.critical_batch_size == -1).all() and not t.is_critical.any()
+    assert not t.established.any() and (t.reason == "no batch size where every run reached ε").all()
+    assert t.bstar_ci_low.isna().all() and t.bstar_ci_high.isna().all()
+    assert (t.bootstrap_established == 0).all() and (t.bootstrap_share == 0).all()
 
 
 def test_variance_and_delta_tables_use_theory():
-    cells = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "epsilon": [0.5], "critical_batch_size": [1024]})
-    k2 = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "k2": [3.0], "k2_method": ["m"]})
+    cells = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "epsilon": [0.5], "critical_batch_size": [1024],
+                          "established": [False], "reason": ["b* = 1024 at the largest batch size of the grid"]})
+    k2 = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "k2": [3.0], "k2_sup": [12.0],
+                       "k2_mean": [3.0], "k2_final": [0.5]})
     v = cbs.variance_bounds(cells, k2)
+    assert not v.established.iloc[0] and v.reason.iloc[0] == "b* = 1024 at the largest batch size of the grid"
     assert v.c2_bound.iloc[0] == pytest.approx(theory.c2_upper_bound("shb", 1024, 0.5, 0.1, 0.9))
     d = cbs.delta_table(v, [8, 64, 512], fine_points=50)
     cfg = d[d.grid == "config"]
     np.testing.assert_allclose(cfg.delta, theory.degree_of_smoothing("shb", 0.1, np.array([8, 64, 512]), v.c2_bound.iloc[0], 0.9, 3.0))
     assert (d.grid == "fine").sum() == 50 and d.batch_size.max() == 512
+    # The band spans δ over K²'s summaries: final (0.5) below, sup (12) above.
+    for k2_value, column in ((0.5, "delta_low"), (12.0, "delta_high")):
+        np.testing.assert_allclose(cfg[column], theory.degree_of_smoothing("shb", 0.1, np.array([8, 64, 512]),
+                                                                          v.c2_bound.iloc[0], 0.9, k2_value))
+    assert not d.established.any()
+
+
+# -- b* that respects censoring -------------------------------------------------------------
+
+def referee_cell(b16):
+    """The referee's case: b* = 64 with mean SFO 34528, b = 16's runs given by ``b16``."""
+    return runs([
+        (8, 0, 5000, "reached"), (8, 1, 5000, "reached"),          # 40000
+        *[(16, s, steps, status) for s, (steps, status) in enumerate(b16)],
+        (32, 0, 1200, "reached"), (32, 1, 1200, "reached"),        # 38400
+        (64, 0, 540, "reached"), (64, 1, 539, "reached"),          # (34560 + 34496) / 2 = 34528  ← b*
+        (128, 0, 300, "reached"), (128, 1, 300, "reached"),        # 38400
+    ])
+
+
+def test_censored_batch_size_below_the_winner_leaves_bstar_undetermined():
+    t = cbs.critical_batch_sizes(referee_cell([(2000, "censored"), (2000, "censored")]), n_boot=50)
+    assert (t.critical_batch_size == 64).all() and t.set_index("batch_size").is_critical.loc[64]
+    assert not t.established.any()
+    assert (t.reason == "b=16 censored: SFO lower bound 32000 < 34528 at b*=64").all()
+    row = t.set_index("batch_size").loc[16]
+    assert row.sfo_lower_mean == 32000 and np.isnan(row.sfo_mean) and row.n_censored == 2
+    # Every replicate sees b = 16's two censored runs at 32000, so none is established.
+    assert (t.bootstrap_established == 0).all()
+
+
+def test_censored_batch_size_above_the_winner_does_not_block():
+    # One run reached at 32000 (alone it would beat 34528), one censored at ≥ 38400: mean bound 35200 > 34528.
+    t = cbs.critical_batch_sizes(referee_cell([(2000, "reached"), (2400, "censored")]), n_boot=50)
+    row = t.set_index("batch_size").loc[16]
+    assert row.sfo_mean == 32000 and row.sfo_lower_mean == 35200
+    assert (t.critical_batch_size == 64).all() and t.established.all() and (t.reason == "").all()
+    # A bound equal to b*'s mean SFO does not rule b = 16 out: the rule needs strictly greater.
+    t = cbs.critical_batch_sizes(referee_cell([(2158, "censored"), (2158, "censored")]), n_boot=10)
+    assert not t.established.any() and (t.reason == "b=16 censored: SFO lower bound 34528 = 34528 at b*=64").all()
+
+
+def test_a_diverged_batch_size_does_not_block():
+    t = cbs.critical_batch_sizes(referee_cell([(100, "diverged"), (2000, "censored")]), n_boot=10)
+    assert (t.critical_batch_size == 64).all() and t.established.all()
+    assert t.set_index("batch_size").loc[16, "n_diverged"] == 1
+
+
+@pytest.mark.parametrize("edge, steps, reason", [
+    (8, 10, "b* = 8 at the smallest batch size of the grid"),
+    (128, 100, "b* = 128 at the largest batch size of the grid"),
+])
+def test_bstar_at_the_edge_of_the_grid_is_not_established(edge, steps, reason):
+    df = referee_cell([(2000, "reached"), (2000, "reached")])
+    df.loc[df.batch_size == edge, "steps"] = steps
+    df["sfo"] = df.steps * df.batch_size
+    t = cbs.critical_batch_sizes(df, n_boot=20)
+    assert (t.critical_batch_size == edge).all()
+    assert not t.established.any() and (t.reason == reason).all()
+    # Identical runs: every replicate picks the same edge, so none is established.
+    assert (t.bootstrap_established == 0).all() and t.set_index("batch_size").bootstrap_share.loc[edge] == 1
+    assert (t.bstar_ci_low == edge).all() and (t.bstar_ci_high == edge).all()
+
+
+def test_bootstrap_established_is_one_when_every_replicate_agrees():
+    df = runs([(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)])
+    t = cbs.critical_batch_sizes(df, n_boot=100)
+    assert (t.critical_batch_size == 16).all() and t.established.all()
+    assert (t.bootstrap_established == 1).all() and (t.bstar_ci_low == 16).all() and (t.bstar_ci_high == 16).all()
+
+
+def test_bootstrap_resamples_censored_runs_and_judges_each_replicate():
+    df = runs([
+        *[(8, s, 1000, "reached") for s in range(3)],                                 # 8000
+        (16, 0, 200, "reached"), (16, 1, 200, "reached"), (16, 2, 100, "censored"),    # 3200 if it had reached
+        *[(32, s, 150, "reached") for s in range(3)],                                 # 4800  ← b*
+        *[(64, s, 100, "reached") for s in range(3)],                                 # 6400
+    ])
+    t = cbs.critical_batch_sizes(df, n_boot=4000)
+    by_b = t.set_index("batch_size")
+    assert (t.critical_batch_size == 32).all() and not t.established.any()
+    assert (t.reason == "b=16 censored: SFO lower bound 2666.7 < 4800 at b*=32").all()
+    # A replicate omits the censored run with chance (2/3)³ = 8/27: then b = 16 is b* and
+    # established; otherwise b* = 32, blocked by b = 16's bound (≤ 2666.7... < 4800).
+    assert by_b.bootstrap_share.loc[16] == pytest.approx(8 / 27, abs=0.03)
+    assert by_b.bootstrap_share.loc[32] == pytest.approx(19 / 27, abs=0.03)
+    assert by_b.bootstrap_share.sum() == pytest.approx(1.0) and by_b.bootstrap_share.loc[[8, 64]].sum() == 0
+    assert t.bootstrap_established.nunique() == 1
+    assert 0 <= t.bootstrap_established.iloc[0] <= 1
+    assert t.bootstrap_established.iloc[0] == pytest.approx(by_b.bootstrap_share.loc[16])
+    assert (t.bstar_ci_low == 16).all() and (t.bstar_ci_high == 32).all()
+
+
+def test_bootstrap_share_sums_below_one_when_replicates_lack_bstar():
+    # Every batch size has one censored run of two: a replicate has no b* with chance (3/4)³.
+    df = runs([(b, s, 10, "censored" if s == 0 else "reached") for b in (8, 16, 32) for s in range(2)])
+    t = cbs.critical_batch_sizes(df, n_boot=4000)
+    assert (t.critical_batch_size == -1).all()
+    assert t.bootstrap_share.sum() == pytest.approx(1 - 27 / 64, abs=0.03)
+    assert t.bootstrap_share.sum() < 1 and 0 <= t.bootstrap_established.iloc[0] <= 1
+    assert t.bstar_ci_low.iloc[0] == 8 and t.bstar_ci_high.iloc[0] == 32
+
+
+def test_bstar_columns_fit_the_table_schema(tmp_path):
+    from sgdsmooth import tables
+
+    t = cbs.critical_batch_sizes(referee_cell([(2000, "censored"), (2000, "censored")]), n_boot=10)
+    tables.write_table(t, tmp_path / "c.parquet", "critical_batch_size")
+    back = tables.read_table(tmp_path / "c.parquet", "critical_batch_size")
+    assert back.reason.iloc[0].startswith("b=16 censored") and back.established.dtype == bool
+
+
+def test_cbs_max_steps_in_sfo_terms():
+    from sgdsmooth.config import cbs_max_steps
+
+    plain = {"cbs": {"max_steps": 100_000, "max_sfo": None}}
+    assert cbs_max_steps(plain, 16) == 100_000 and cbs_max_steps({"cbs": {"max_steps": 7}}, 512) == 7
+    sfo = {"cbs": {"max_steps": 100_000, "max_sfo": 32_000}}
+    assert [cbs_max_steps(sfo, b) for b in (1, 16, 24, 512)] == [32_000, 2000, 1334, 63]  # ⌈32000 / b⌉
+    assert all(cbs_max_steps(sfo, b) * b >= 32_000 for b in (3, 7, 24, 1000))
+    capped = {"cbs": {"max_steps": 1000, "max_sfo": 32_000}}
+    assert [cbs_max_steps(capped, b) for b in (16, 64)] == [1000, 500]
+
+
+def test_cell_settings_give_cbs_cells_the_sfo_budget():
+    import yaml
+
+    validate = pytest.importorskip("snakemake.utils").validate
+    from pathlib import Path
+
+    from sgdsmooth.config import RunConfig, cell_settings
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["cbs"].pop("max_sfo", None)
+    config["cbs"]["max_steps"] = 5000
+    validate(config, str(root / "config" / "schema.yaml"))
+    assert config["cbs"]["max_sfo"] is None  # the schema's default
+    assert cell_settings(config, "cbs", "sgd", 0.1, 0.0, 16)["max_steps"] == 5000
+    config["cbs"]["max_sfo"] = 32_000
+    validate(config, str(root / "config" / "schema.yaml"))
+    steps = {b: cell_settings(config, "cbs", "sgd", 0.1, 0.0, b)["max_steps"] for b in (2, 16, 64)}
+    assert steps == {2: 5000, 16: 2000, 64: 500}
+    RunConfig.from_dict({**cell_settings(config, "cbs", "sgd", 0.1, 0.0, 64), "seed": 0})
+    config["cbs"]["max_sfo"] = 0
+    with pytest.raises(Exception, match="max_sfo|minimum"):
+        validate(config, str(root / "config" / "schema.yaml"))

@@ -33,7 +33,7 @@ def test_article_grid_jobs_cover_every_run_once():
     jobs = grid.training_jobs(cfg)
     for protocol, seeds in (("cbs", cfg["cbs"]["seeds"]), ("epochs", cfg["accuracy"]["seeds"])):
         runs = Counter((c, s) for j in jobs if j.protocol == protocol for c in j.cells for s in j.seeds)
-        assert runs == Counter((c, s) for c in cells for s in seeds)
+        assert runs == Counter((c, s) for c in grid.cells(cfg, protocol) for s in seeds)
         groups = [j for j in jobs if j.protocol == protocol and len(j.cells) > 1]
         # Fig. 8's four η at each b ≤ fuse_max_batch (64): one fused job per batch size.
         assert [j.batch_size for j in groups] == [2, 4, 8, 16, 32, 64]
@@ -45,5 +45,18 @@ def test_without_fuse_lrs_every_cell_is_its_own_job():
     cfg = grid.with_defaults(raw("paper.yaml"), SCHEMA)
     cfg["train"]["fuse_lrs"] = False
     jobs = grid.training_jobs(cfg)
-    assert len(jobs) == 2 * len(grid.cells(cfg)) and all(len(j.cells) == 1 for j in jobs)
+    assert len(jobs) == len(grid.cells(cfg, "cbs")) + len(grid.cells(cfg, "epochs"))
+    assert all(len(j.cells) == 1 for j in jobs)
     assert grid.lr_group_batch_sizes(cfg) == [] and not grid.in_lr_group(cfg, ("sgd", 0.1, 0.0, 2))
+
+
+def test_figure8_cbs_runs_cover_the_main_grid_its_networks_only_their_own():
+    cfg = grid.with_defaults(raw("config.yaml"), SCHEMA)
+    cfg["sharpness"]["batch_sizes"] = [16, 256]
+    cbs, epochs = (set(grid.cells(cfg, p)) for p in ("cbs", "epochs"))
+    eta = cfg["sharpness"]["lrs"][-1]
+    assert {b for o, lr, _, b in cbs if lr == eta} == set(cfg["batch_sizes"])  # b* can be located
+    assert {b for o, lr, _, b in epochs if lr == eta} == {16, 256}
+    assert epochs < cbs and {c[3] for c in grid.sharpness_cells(cfg)} == {16, 256}
+    with pytest.raises(ValueError, match="protocol"):
+        grid.cells(cfg, "both")

@@ -5,7 +5,7 @@ import os
 from snakemake.utils import validate
 
 from sgdsmooth import grid
-from sgdsmooth.config import cell_settings
+from sgdsmooth.config import cbs_max_steps, cell_settings
 from sgdsmooth.names import TRAIN_SIZES
 
 validate(config, "../../config/schema.yaml")
@@ -94,13 +94,17 @@ def _paths(pattern, cell_list, seeds, **extra):
     ]
 
 
-CELLS = grid.cells(config)  # (optimizer, lr, beta, batch size), main study and Fig. 8
+# (optimizer, lr, beta, batch size) of the main study and Fig. 8, per protocol: Fig. 8's CBS
+# runs cover the main grid too, so that b* can be located at each of its learning rates.
+CELLS = {protocol: grid.cells(config, protocol) for protocol in ("cbs", "epochs")}
 CBS_SEEDS = config["cbs"]["seeds"]
 ACC_SEEDS = config["accuracy"]["seeds"]
-ALL_CBS_RUNS = _paths(CBS_RUN, CELLS, CBS_SEEDS, eps=num(config["cbs"]["epsilon"]))
-ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS, ACC_SEEDS)
+ALL_CBS_RUNS = _paths(
+    CBS_RUN, CELLS["cbs"], CBS_SEEDS, eps=num(config["cbs"]["epsilon"])
+)
+ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS["epochs"], ACC_SEEDS)
 ALL_SHARPNESS = _paths(SHARPNESS_RUN, grid.sharpness_cells(config), ACC_SEEDS)
-ALL_NOISE = _paths(EPOCH_NOISE, CELLS, ACC_SEEDS) if NOISE["epochs"] else []
+ALL_NOISE = _paths(EPOCH_NOISE, CELLS["epochs"], ACC_SEEDS) if NOISE["epochs"] else []
 
 
 def run_config(wildcards, protocol):
@@ -153,7 +157,7 @@ def train_runtime(wildcards, attempt, protocol, cells=1):
     """Minutes for ``cells`` cells on the configured device, with headroom growing per attempt."""
     n = TRAIN_SIZES[config["dataset"]]
     if protocol == "cbs":
-        seeds, steps = len(CBS_SEEDS), config["cbs"]["max_steps"]
+        seeds, steps = len(CBS_SEEDS), cbs_max_steps(config, wildcards.b)
         images = min(steps * int(wildcards.b), 10**9)
     else:
         seeds, images = len(ACC_SEEDS), config["accuracy"]["epochs"] * n

@@ -1,12 +1,40 @@
 """Critical batch size: the batch size that minimises the mean SFO complexity T·b over seeds.
 
-Censored runs (budget exhausted before ε) and diverged runs have no SFO, only a lower bound
-or none at all, so a batch size is a candidate for b* only when every one of its runs
-reached ε. They are counted in the table, never averaged in silently; the SFO mean/min/max
-columns summarise the runs that reached ε.
+A run trains until the running mean of ‖g_t‖ reaches ε (SFO = T·b) or its step budget runs
+out. A run that exhausts its budget is *censored*: its steps·b is only a lower bound on its
+SFO. A diverged run never reaches ε. Hence the rule, written once in :func:`judge` and used
+by both the point estimate and every bootstrap replicate:
 
-Stability: ``bootstrap_share`` is the share of bootstrap resamples (seeds drawn with
-replacement, independently at each batch size) whose argmin is that batch size.
+* **b\\*** is the argmin of the mean SFO over the *eligible* batch sizes, those where every
+  run reached ε (so no mean hides a censored or diverged run).
+* b\\* is **established** only if
+
+  (a) it exists;
+  (b) it is not at either end of the cell's batch grid: a smaller (larger) batch size that
+      the grid lacks could still beat it;
+  (c) every batch size that is ineligible because of censored runs (and has no diverged
+      run) has a mean SFO lower bound, the mean over its runs of their SFO (steps·b for a
+      censored run), *strictly greater* than b\\*'s mean SFO. Otherwise its censored runs,
+      given more steps, might still have reached ε cheaper than b\\*: the data do not rule
+      it out. A referee found exactly this at b = 16 (lower bound 32,000 below the chosen
+      b\\*'s 34,528). ``cbs.max_sfo`` (config) sets the budget in SFO terms so that every
+      censored run's lower bound is at least max_sfo.
+
+  Batch sizes with a diverged run cannot be b\\* (the run never reaches ε), so they do
+  not block establishment; they are counted (``n_diverged``).
+
+Columns beside the SFO summaries of the runs that reached ε (``sfo_mean/min/max``):
+``sfo_lower_mean`` (mean over all runs of the run's SFO, a lower bound when a run was
+censored; equal to ``sfo_mean`` when every run reached ε; NaN where a run diverged),
+``established`` and ``reason`` ("" when established, else why not, naming the batch size).
+
+Stability: the bootstrap resamples each batch size's runs (censored and diverged ones
+included) with replacement, independently at each batch size, and applies the same rule to
+every replicate. ``bootstrap_share`` is the share of replicates whose b* is that batch size
+(summing to ≤ 1 over a cell: some replicates may have no b*), ``bootstrap_established`` the
+share whose b* is established, ``bstar_ci_low``/``bstar_ci_high`` the 2.5 and 97.5
+percentiles (inverted-CDF, so always batch sizes of the grid) of the replicate b* over the
+replicates that have one (NaN if none).
 """
 
 from __future__ import annotations
@@ -17,11 +45,40 @@ import pandas as pd
 from . import theory
 
 GROUP = ["optimizer", "lr", "beta", "epsilon"]
+NO_BSTAR = "no batch size where every run reached ε"
 
 
-def _argmin_over_complete(means: pd.Series, complete: pd.Series) -> float:
-    eligible = means[complete]
-    return float(eligible.idxmin()) if len(eligible) else np.nan
+def _num(x: float) -> str:
+    s = f"{float(x):.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def judge(batch_sizes, mean_sfo, eligible, censored) -> tuple[float, str]:
+    """b* of one cell (NaN if none) and why it is not established ("" when it is).
+
+    Arrays over the cell's batch grid, ascending: ``mean_sfo`` the mean over a batch size's
+    runs of their SFO (the steps·b lower bound for a censored run); ``eligible`` whether
+    every run reached ε; ``censored`` whether the batch size is ineligible because of
+    censored runs only (no diverged run), so that it might still beat b*.
+    """
+    b = np.asarray(batch_sizes)
+    m = np.asarray(mean_sfo, dtype=float)
+    ok = np.asarray(eligible, dtype=bool)
+    if not ok.any():
+        return np.nan, NO_BSTAR
+    i = np.flatnonzero(ok)[np.argmin(m[ok])]
+    star, best = int(b[i]), m[i]
+    reasons = []
+    if len(b) == 1:
+        reasons.append(f"b* = {star} is the only batch size of the grid")
+    elif i == 0:
+        reasons.append(f"b* = {star} at the smallest batch size of the grid")
+    elif i == len(b) - 1:
+        reasons.append(f"b* = {star} at the largest batch size of the grid")
+    for j in np.flatnonzero(np.asarray(censored, dtype=bool) & ~(m > best)):
+        rel = "<" if m[j] < best else "="
+        reasons.append(f"b={int(b[j])} censored: SFO lower bound {_num(m[j])} {rel} {_num(best)} at b*={star}")
+    return float(star), "; ".join(reasons)
 
 
 def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -37,25 +94,39 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
         "n_censored": by_b.status.apply(lambda s: (s == "censored").sum()).to_numpy(),
         "n_diverged": by_b.status.apply(lambda s: (s == "diverged").sum()).to_numpy(),
     }).set_index("batch_size", drop=False)
-    complete = out.n_reached == out.n_runs
-    b_star = _argmin_over_complete(out.sfo_mean, complete)
+    lower = by_b.sfo.mean().to_numpy(float)
+    complete = (out.n_reached == out.n_runs).to_numpy()
+    censored = ((out.n_censored > 0) & (out.n_diverged == 0)).to_numpy()
+    grid = out.batch_size.to_numpy()
+    b_star, reason = judge(grid, lower, complete, censored)
+    out["sfo_lower_mean"] = np.where(out.n_diverged > 0, np.nan, lower)
 
-    # Bootstrap over seeds: resample each batch size's runs; a resample containing a run
-    # that did not reach ε makes that batch size ineligible in that replicate.
+    # Bootstrap over runs: resample each batch size's runs (censored and diverged ones
+    # included) with replacement and judge every replicate by the same rule.
     rng = np.random.default_rng(seed)
-    picks = []
-    groups = {b: (g.sfo.to_numpy(float), g.reached.to_numpy()) for b, g in by_b}
-    for _ in range(n_boot):
-        means, ok = {}, {}
-        for b, (sfo, hit) in groups.items():
-            i = rng.integers(0, len(sfo), len(sfo))
-            ok[b] = bool(hit[i].all())
-            means[b] = sfo[i].mean()
-        picks.append(_argmin_over_complete(pd.Series(means), pd.Series(ok)))
-    picks = pd.Series(picks)
+    cols = {"mean": [], "ok": [], "censored": []}
+    for _, g in by_b:
+        i = rng.integers(0, len(g), (n_boot, len(g)))
+        sfo, hit = g.sfo.to_numpy(float)[i], g.reached.to_numpy()[i]
+        status = g.status.to_numpy()[i]
+        cols["mean"].append(sfo.mean(axis=1))
+        cols["ok"].append(hit.all(axis=1))
+        cols["censored"].append((status == "censored").any(axis=1) & ~(status == "diverged").any(axis=1))
+    mean, ok, cen = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored"))
+    picks, settled = np.full(n_boot, np.nan), np.zeros(n_boot, dtype=bool)
+    for r in range(n_boot):
+        picks[r], why = judge(grid, mean[r], ok[r], cen[r])
+        settled[r] = not why
+    found = picks[~np.isnan(picks)]
+    low, high = (np.percentile(found, [2.5, 97.5], method="inverted_cdf") if len(found) else (np.nan, np.nan))
+
     out["bootstrap_share"] = [float((picks == b).mean()) for b in out.batch_size]
     out["is_critical"] = out.batch_size == b_star
     out["critical_batch_size"] = b_star
+    out["established"] = not reason
+    out["reason"] = reason
+    out["bootstrap_established"] = float(settled.mean()) if n_boot else np.nan
+    out["bstar_ci_low"], out["bstar_ci_high"] = float(low), float(high)
     return out.reset_index(drop=True)
 
 
@@ -74,8 +145,11 @@ def critical_batch_sizes(cbs_runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataF
 
 
 def variance_bounds(cbs: pd.DataFrame, k2: pd.DataFrame) -> pd.DataFrame:
-    """C² bounds from b* (Theorem 4.4) beside the measured K², per optimizer × lr × beta."""
-    cells = cbs.drop_duplicates(GROUP)[GROUP + ["critical_batch_size"]].copy()
+    """C² bounds from b* (Theorem 4.4) beside the measured K², per optimizer × lr × beta.
+
+    ``established`` and ``reason`` come along from the b* table: the bound is computed
+    wherever b* exists, established or not, and the flag says whether to trust it."""
+    cells = cbs.drop_duplicates(GROUP)[GROUP + ["critical_batch_size", "established", "reason"]].copy()
     known = cells.critical_batch_size > 0
     cells["c2_bound"] = np.nan
     for opt, idx in cells[known].groupby("optimizer").groups.items():
@@ -85,15 +159,20 @@ def variance_bounds(cbs: pd.DataFrame, k2: pd.DataFrame) -> pd.DataFrame:
 
 
 def delta_table(variance: pd.DataFrame, batch_sizes, fine_points: int = 200) -> pd.DataFrame:
-    """δ (eqs. 12–14) on the config's batch sizes and on a fine log grid between them."""
+    """δ (eqs. 12–14) on the config's batch sizes and on a fine log grid between them, with the
+    band ``delta_low``–``delta_high`` that K²'s three summaries (sup, mean, final) span; δ_SGD
+    and δ_NSHB have no K² term, so their band is the line."""
     grid = np.asarray(sorted(batch_sizes), dtype=float)
     fine = np.geomspace(grid.min(), grid.max(), fine_points)
     rows = []
     for v in variance.itertuples():
         for name, bs in (("config", grid), ("fine", fine)):
             d = theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, v.k2)
+            band = np.stack([theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, k2)
+                             for k2 in (v.k2_sup, v.k2_mean, v.k2_final)])
             rows.append(pd.DataFrame({
                 "optimizer": v.optimizer, "lr": v.lr, "beta": v.beta, "batch_size": bs,
-                "c2_bound": v.c2_bound, "k2": v.k2, "delta": d, "grid": name,
+                "c2_bound": v.c2_bound, "k2": v.k2, "delta": d, "delta_low": band.min(0),
+                "delta_high": band.max(0), "established": bool(v.established), "grid": name,
             }))
     return pd.concat(rows, ignore_index=True)

@@ -36,11 +36,9 @@ class RunConfig:
     max_steps: int = 100_000
     full_grad_epochs: list[int] = field(default_factory=list)
     noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs (K² too)
-    noise_small: int = 16  # the two batch sizes of the two-batch C² estimator
-    noise_big: int = 256
-    noise_batches: int = 4  # batches drawn at each of the two sizes
-    noise_steps: int = 2  # optimizer steps over which ‖d_t − ∇f(x_t)‖² is averaged
-    noise_per_example: int = 256  # examples for the exact per-example C² (0: skip)
+    noise_batches: int = 32  # batches of the run's own size b behind the C² estimate
+    noise_steps: int = 2  # optimizer steps over which ‖d_t − ∇F_b(x_t)‖² is averaged
+    noise_per_example: int = 256  # examples for the per-example C² (0: skip)
     eval_batch_size: int = 1000
     checkpoint_every: int = 1
     augment: bool | None = None
@@ -91,6 +89,20 @@ class RunConfig:
         return cls(**values).validate()
 
 
+def cbs_max_steps(config: dict, batch_size: int) -> int:
+    """The step budget of a CBS run at ``batch_size``: ``cbs.max_steps``, or, when
+    ``cbs.max_sfo`` is set, ``min(cbs.max_steps, ceil(max_sfo / b))``.
+
+    A budget in SFO (T·b) terms gives every censored run an SFO lower bound of at least
+    ``max_sfo`` whatever its batch size (as long as ``max_steps`` does not cap it first), so
+    a censored batch size cannot hide below the chosen b*'s SFO merely for lack of steps."""
+    c = config["cbs"]
+    steps = int(c["max_steps"])
+    if c.get("max_sfo") is not None:
+        steps = min(steps, -(-int(c["max_sfo"]) // int(batch_size)))
+    return steps
+
+
 def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: float, batch_size: int,
                   epsilon: float | None = None) -> dict:
     """The RunConfig keys (all but the seed) of one training cell of a workflow config that
@@ -107,9 +119,9 @@ def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: 
     if protocol == "cbs":
         c = config["cbs"]
         eps = c["epsilon"] if epsilon is None else epsilon
-        return common | {"epsilon": float(eps), "max_steps": c["max_steps"], "min_epochs": c["min_epochs"]}
+        return common | {"epsilon": float(eps), "max_steps": cbs_max_steps(config, batch_size), "min_epochs": c["min_epochs"]}
     a, n = config["accuracy"], config["noise"]
     return common | {
         "epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": n["epochs"],
-        **{f"noise_{k}": n[k] for k in ("small", "big", "batches", "steps", "per_example")},
+        **{f"noise_{k}": n[k] for k in ("batches", "steps", "per_example")},
     }

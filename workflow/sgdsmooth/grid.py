@@ -27,15 +27,23 @@ def with_defaults(cfg: dict, schema: dict) -> dict:
     return out
 
 
-def cells(cfg: dict) -> list[Cell]:
-    """Every training cell, the main study's and Figure 8's (SGD at each sharpness.lrs)."""
+def cells(cfg: dict, protocol: str = "epochs") -> list[Cell]:
+    """Every training cell of a protocol: the main study's, and Figure 8's (SGD at each
+    sharpness.lrs). Figure 8's networks (protocol "epochs") are trained on sharpness.batch_sizes;
+    its CBS runs (protocol "cbs") on those and the main grid together, so that b* can be
+    located at every η even where Figure 8 measures a coarser grid of networks."""
+    if protocol not in ("cbs", "epochs"):
+        raise ValueError(f"protocol must be 'cbs' or 'epochs', got {protocol!r}")
     out = {
         (opt, cfg["lr"], beta if opt != "sgd" else 0.0, b)
         for opt, beta in cfg["optimizers"].items()
         for b in cfg["batch_sizes"]
     }
     sharp = cfg["sharpness"]
-    out |= {("sgd", lr, 0.0, b) for lr in sharp["lrs"] for b in sharp.get("batch_sizes", cfg["batch_sizes"])}
+    sizes = set(sharp.get("batch_sizes", cfg["batch_sizes"]))
+    if protocol == "cbs":
+        sizes |= set(cfg["batch_sizes"])
+    out |= {("sgd", lr, 0.0, b) for lr in sharp["lrs"] for b in sizes}
     return sorted(out)
 
 
@@ -86,7 +94,7 @@ def training_jobs(cfg: dict) -> list[Job]:
     jobs = []
     for protocol, seeds in (("cbs", cfg["cbs"]["seeds"]), ("epochs", cfg["accuracy"]["seeds"])):
         groups: dict[int, list[Cell]] = {}
-        for cell in cells(cfg):
+        for cell in cells(cfg, protocol):
             if in_lr_group(cfg, cell):
                 groups.setdefault(cell[3], []).append(cell)
             else:

@@ -1,4 +1,5 @@
-"""Figure 4: SFO complexity T·b against batch size, b* marked, censored runs shown."""
+"""Figure 4: SFO complexity T·b against batch size, b* marked (a dashed hollow square where it
+is not established), censored runs shown."""
 
 import pandas as pd
 
@@ -19,10 +20,13 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
         if len(cut):
             ax.scatter(cut.batch_size, cut.sfo, marker="^", color="grey", zorder=3, label="censored (SFO ≥)")
         star = crit[(crit.optimizer == opt) & crit.is_critical]
-        if len(star):
+        if len(star) and star.established.iloc[0]:
             ax.scatter(star.batch_size, star.sfo_mean, s=160, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4)
             ax.scatter(star.batch_size, star.sfo_mean, s=50, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4,
                        label=f"$b^* = {int(star.batch_size.iloc[0])}$")
+        else:  # the argmin if any, not established: the paper's table gives the reason
+            ax.scatter(star.batch_size, star.sfo_mean, s=110, marker="s", facecolors="none", edgecolors="black",
+                       linewidths=1.2, linestyle="--", zorder=4, label="$b^*$ undetermined")
         ax.set_yscale("log")
         log2_batch_axis(ax)
         ax.set_title(f"{LABELS[opt]}", color=PALETTE[opt])
