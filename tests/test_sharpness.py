@@ -1,7 +1,9 @@
-"""Adaptive sharpness against closed forms on quadratics, and its invariances."""
+"""Adaptive sharpness against closed forms on quadratics, and its invariances; plain sharpness
+beside it in every measured run and in Figure 8."""
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -109,3 +111,91 @@ def test_checkpoints_of_auto_pgd():
     assert S.checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     marks = S.checkpoints(20)
     assert marks[0] == math.ceil(0.22 * 20) and marks[-1] == 20 and marks == sorted(set(marks))
+
+
+def unit_linear(scale):
+    # Every weight and bias ±scale: at scale 1, c = |w| = 1 and adaptive is plain exactly.
+    g = torch.Generator().manual_seed(4)
+    net = nn.Linear(5, 3).double()
+    with torch.no_grad():
+        for t in net.parameters():
+            t.copy_(scale * torch.where(torch.rand(t.shape, generator=g) < 0.5, -1.0, 1.0))
+    return net
+
+
+def test_plain_and_adaptive_differ_only_through_the_scale():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=g)
+
+    def both(net):
+        return [S.adaptive_sharpness(net, x, y, rho=0.01, batch_size=32, adaptive=a) for a in (True, False)]
+
+    a1, p1 = both(unit_linear(1.0))
+    assert a1.worst > 0 and (a1.worst, a1.average) == (p1.worst, p1.average)
+    # |w| = 0.1: the adaptive ball is ten times smaller in every coordinate, the plain one is not.
+    a2, p2 = both(unit_linear(0.1))
+    assert p2.worst > 5 * a2.worst > 0
+
+
+def _fake_run(path, seed, status):
+    from sgdsmooth import tables
+
+    cfg = {"optimizer": "sgd", "lr": 0.1, "beta": 0.0, "batch_size": 16, "seed": seed, "device": "cpu",
+           "dataset": "digits", "data_root": "resources", "model": "small_cnn"}
+    empty = pd.DataFrame({f: pd.Series(dtype=t.to_pandas_dtype()) for f, t in
+                          zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)})
+    tables.write_table(empty, path, "epochs", {"config": cfg, "summary": {"status": status}})
+
+
+def test_measure_runs_writes_both_variants(tmp_path, digits):
+    from sgdsmooth import tables
+    from sgdsmooth.models import make_model
+
+    torch.manual_seed(0)
+    model = make_model("small_cnn", 10, 1)  # freshly initialised: |w| far from 1
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    _fake_run(tmp_path / "ok.parquet", 3, "ok")
+    _fake_run(tmp_path / "bad.parquet", 4, "diverged")
+    outs = [tmp_path / "s_ok.parquet", tmp_path / "s_bad.parquet"]
+    settings = dict(rho=2e-4, p="inf", iterations=3, n_examples=64, batch_size=32)
+    S.measure_runs([tmp_path / "ok.parquet", tmp_path / "bad.parquet"], [tmp_path / "w.pt"] * 2, outs, **settings)
+    ok, bad = (tables.read_table(o, "sharpness_run").iloc[0] for o in outs)
+    x, y = digits.normalize(digits.train_x[:64]), digits.train_y[:64]
+    kw = dict(rho=2e-4, p="inf", iterations=3, batch_size=32, seed=3)
+    adaptive, plain = S.adaptive_sharpness(model, x, y, **kw), S.adaptive_sharpness(model, x, y, adaptive=False, **kw)
+    assert ok.sharpness == pytest.approx(adaptive.worst, rel=1e-6)
+    assert ok.average_sharpness == pytest.approx(adaptive.average, rel=1e-6)
+    assert ok.sharpness_plain == pytest.approx(plain.worst, rel=1e-6)
+    assert ok.average_sharpness_plain == pytest.approx(plain.average, rel=1e-6)
+    assert ok.sharpness_plain > 2 * ok.sharpness > 0  # not the adaptive value twice
+    assert bad[["sharpness", "average_sharpness", "sharpness_plain", "average_sharpness_plain"]].isna().all()
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_fig8_draws_the_primary_variant_first(tmp_path, monkeypatch, adaptive):
+    from matplotlib.figure import Figure
+
+    from sgdsmooth import tables
+    from sgdsmooth.figures import fig8_sharpness
+
+    rows = [{"optimizer": "sgd", "lr": lr, "beta": 0.0, "batch_size": b, "seed": s, "rho": 2e-4, "p": "inf",
+             "sharpness": 1e-3 * b, "average_sharpness": 1e-5, "sharpness_plain": 1e-1 * b,
+             "average_sharpness_plain": 1e-3, "test_accuracy": 0.9 - 0.01 * b, "delta": 0.1 / b}
+            for lr in (0.05, 0.1) for b in (2, 4, 8) for s in (0, 1)]
+    tables.write_table(pd.DataFrame(rows), tmp_path / "s.parquet", "sharpness")
+    figs, saved = [], []
+    monkeypatch.setattr(fig8_sharpness.plt, "close", figs.append)
+    # Rendering takes seconds and is the workflow test's job; here only what is drawn.
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: saved.append(path))
+    fig8_sharpness.draw(str(tmp_path / "s.parquet"), str(tmp_path / "f.pdf"), str(tmp_path / "f.png"), adaptive=adaptive)
+    axes = figs[0].axes
+    first, second = ("adaptive", "plain") if adaptive else ("plain", "adaptive")
+    assert [ax.get_ylabel() for ax in axes[:3]] == [f"{first} sharpness", f"{second} sharpness", f"{first} sharpness"]
+    assert axes[4].get_xlabel() == f"{first} sharpness"
+    # Panel (a) plots the primary column: at b = 8, 8e-3 (adaptive) or 0.8 (plain).
+    top = max(max(line.get_ydata(), default=0) for line in axes[0].get_lines())
+    assert top == pytest.approx(8e-3 if adaptive else 0.8)
+    assert saved == [str(tmp_path / "f.pdf"), str(tmp_path / "f.png")]
+    monkeypatch.undo()
+    fig8_sharpness.plt.close(figs[0])

@@ -1,10 +1,11 @@
-# Figure 8: adaptive sharpness of the SGD networks trained at several learning rates.
+# Figure 8: sharpness (adaptive and plain) of the SGD networks trained at several learning rates.
 
 SHARP = config["sharpness"]
 
 
 rule sharpness:
-    """Worst-case adaptive sharpness of every seed's final weights in one cell."""
+    """Worst-case adaptive and plain sharpness of every seed's final weights in one cell
+    (``sharpness.adaptive`` is not a setting here: both are always measured)."""
     input:
         tables=expand(EPOCH_RUN, seed=ACC_SEEDS, allow_missing=True),
         weights=expand(EPOCH_WEIGHTS, seed=ACC_SEEDS, allow_missing=True),
@@ -87,6 +88,6 @@ rule fig8:
         ENV
     params:
         module="fig8_sharpness",
-        args={},
+        args={"adaptive": SHARP["adaptive"]},
     script:
         "../scripts/figure.py"

@@ -27,7 +27,7 @@ def quadratic_log_fit(delta, accuracy) -> tuple[float, float]:
     return float(a), float(np.exp(-b / (2 * a))) if a != 0 else np.nan
 
 
-def correlations(df: pd.DataFrame, target: str = "test_accuracy", predictors=("sharpness", "delta"),
+def correlations(df: pd.DataFrame, target: str = "test_accuracy", predictors=("sharpness", "sharpness_plain", "delta"),
                  n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Spearman and Kendall coefficients of ``target`` with each predictor (95 % bootstrap
     intervals over rows), plus the curvature and vertex of the quadratic fit in ln δ."""
