@@ -1,13 +1,15 @@
 # Run tables → study tables: cbs_runs → critical_batch_size → variance (C², K²) → delta,
-# and accuracy. Cheap, so they run on the submitting host under SLURM too.
+# accuracy, and the claims ledger. Cheap, so they run on the submitting host under SLURM too.
 
 
 localrules:
     cbs_runs,
     critical_batch_size,
+    k2,
     variance,
     delta,
     accuracy,
+    claims,
 
 
 rule cbs_runs:
@@ -40,7 +42,23 @@ rule critical_batch_size:
         "../scripts/critical_batch_size.py"
 
 
+rule k2:
+    """K² = ‖∇F_b‖² along the fixed-epoch runs, per cell: sup, mean and final."""
+    input:
+        runs=ALL_EPOCH_RUNS,
+        code=lib("collect", "tables"),
+    output:
+        table("k2"),
+    log:
+        f"{R}/logs/tables/k2.log",
+    conda:
+        ENV
+    script:
+        "../scripts/k2.py"
+
+
 rule variance:
+    """C² bounds from b* beside K² pooled per optimizer; config k2_statistic picks δ's K²."""
     input:
         cbs=table("critical_batch_size"),
         runs=ALL_EPOCH_RUNS,
@@ -51,6 +69,8 @@ rule variance:
         f"{R}/logs/tables/variance.log",
     conda:
         ENV
+    params:
+        statistic=config["k2_statistic"],
     script:
         "../scripts/variance.py"
 
@@ -86,3 +106,27 @@ rule accuracy:
         ENV
     script:
         "../scripts/accuracy.py"
+
+
+rule claims:
+    """The claims ledger: each of the article's claims, its statistic and computed verdict."""
+    input:
+        critical_batch_size=table("critical_batch_size"),
+        variance=table("variance"),
+        delta=table("delta"),
+        accuracy=table("accuracy"),
+        sharpness=[table("sharpness")] if config["sharpness"]["lrs"] else [],
+        code=lib("claims", "correlate", "theory", "tables"),
+    output:
+        table("claims"),
+    log:
+        f"{R}/logs/tables/claims.log",
+    conda:
+        ENV
+    params:
+        lr=config["lr"],
+        batch_sizes=config["batch_sizes"],
+        adaptive=config["sharpness"]["adaptive"],
+        thresholds=config["claims"],
+    script:
+        "../scripts/claims.py"

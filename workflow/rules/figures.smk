@@ -83,7 +83,7 @@ rule fig6:
         ENV
     params:
         module="fig6_accuracy",
-        args={"lr": MAIN_LR},
+        args={"lr": MAIN_LR, "train_loss_max": config["claims"]["train_loss_max"]},
     script:
         "../scripts/figure.py"
 

@@ -1,5 +1,5 @@
 from sgdsmooth import cbs, collect, tables
 
 table = tables.read_table(snakemake.input.cbs, "critical_batch_size")
-k2 = collect.k2_measured(snakemake.input.runs)
+k2 = collect.k2_pooled(snakemake.input.runs, snakemake.params.statistic)
 tables.write_table(cbs.variance_bounds(table, k2), snakemake.output[0], "variance")

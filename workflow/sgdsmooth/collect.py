@@ -43,29 +43,77 @@ def accuracy(paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def k2_measured(paths) -> pd.DataFrame:
-    """K² per optimizer × lr × beta: the largest full-batch ‖∇f(x)‖² seen along its runs."""
+KEYS = ["optimizer", "lr", "beta"]
+K2_STATISTICS = ("sup", "mean", "final")
+
+
+def k2_runs(paths) -> pd.DataFrame:
+    """One row per fixed-epoch run: its recorded K² = ‖∇F_b(x_t)‖² trajectory summarised (sup,
+    mean over the recorded epochs, last value), where it peaked, and the function it is of."""
     rows = []
     for path in paths:
         meta = read_metadata(path)
-        full = read_table(path, "epochs").full_grad_norm_sq.dropna()
-        if len(full):
-            rows.append(run_identity(meta) | {"value": float(full.max()), "epochs": sorted(meta["config"]["full_grad_epochs"])})
-    cols = ["optimizer", "lr", "beta", "k2", "k2_method"]
-    if not rows:
+        epochs = read_table(path, "epochs")
+        k2 = epochs.set_index("epoch").full_grad_norm_sq.dropna()
+        if not len(k2):
+            continue
+        rows.append(run_identity(meta) | {
+            "sup": float(k2.max()), "mean": float(k2.mean()), "final": float(k2.iloc[-1]),
+            "n_points": len(k2), "argmax_epoch": int(k2.idxmax()),
+            "bn_mode": meta.get("gradient_function", {}).get("bn_mode", "unrecorded"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _stderr(x: pd.Series) -> float:
+    return float(x.std() / np.sqrt(len(x))) if len(x) > 1 else np.nan
+
+
+def k2_table(paths) -> pd.DataFrame:
+    """The ``k2`` table: per optimizer × lr × beta × batch size, the runs' K² trajectories as
+    sup (largest value recorded in any run), mean (mean over runs of each run's trajectory
+    mean) and final (mean over runs of the last value), with standard errors over runs."""
+    runs = k2_runs(paths)
+    cols = ["optimizer", "lr", "beta", "batch_size", "n_runs", "n_points", "k2_sup", "k2_mean",
+            "k2_mean_stderr", "k2_final", "k2_final_stderr", "bn_mode"]
+    if runs.empty:
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame(rows)
-    out = df.groupby(["optimizer", "lr", "beta"], as_index=False).value.max().rename(columns={"value": "k2"})
-    epochs = ",".join(str(e) for e in df.epochs.iloc[0])
-    out["k2_method"] = (
-        f"max over fixed-epoch runs (all batch sizes and seeds) of the full-training-set ‖∇f(x)‖², "
-        f"BatchNorm in eval mode, measured after epochs {epochs}"
-    )
+    return _summarise_k2(runs, KEYS + ["batch_size"])[cols]
+
+
+def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    modes = runs.groupby(keys).bn_mode.agg(lambda m: ",".join(sorted(set(m))))
+    if (modes.str.contains(",")).any():
+        raise ValueError(f"K² measured on different functions within one cell: {modes[modes.str.contains(',')]}")
+    g = runs.groupby(keys)
+    out = pd.DataFrame({
+        "n_runs": g.size(), "n_points": g.n_points.sum(), "k2_sup": g["sup"].max(),
+        "k2_mean": g["mean"].mean(), "k2_mean_stderr": g["mean"].agg(_stderr),
+        "k2_final": g["final"].mean(), "k2_final_stderr": g["final"].agg(_stderr), "bn_mode": modes,
+    })
+    peak = runs.loc[g["sup"].idxmax().to_numpy()]  # one run per group, in the groups' order
+    out["k2_sup_source"] = [f"b = {r.batch_size}, seed {r.seed}, epoch {r.argmax_epoch}" for r in peak.itertuples()]
+    return out.reset_index()
+
+
+def k2_pooled(paths, statistic: str = "mean") -> pd.DataFrame:
+    """K² per optimizer × lr × beta over all its batch sizes and seeds, as the article uses
+    one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ."""
+    if statistic not in K2_STATISTICS:
+        raise ValueError(f"k2 statistic must be one of {K2_STATISTICS}, got {statistic!r}")
+    runs = k2_runs(paths)
+    cols = KEYS + ["k2", "k2_statistic", "k2_sup", "k2_mean", "k2_mean_stderr", "k2_final", "k2_final_stderr",
+                   "k2_n_runs", "k2_sup_source", "bn_mode"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    out = _summarise_k2(runs, KEYS).rename(columns={"n_runs": "k2_n_runs"})
+    out["k2"] = out[f"k2_{statistic}"]
+    out["k2_statistic"] = statistic
     return out[cols]
 
 
 def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained network: its sharpness beside its test accuracy and δ."""
+    """One row per trained network: its sharpness, adaptive and plain, beside its test accuracy and δ."""
     from .tables import concat_tables
 
     s = concat_tables(paths, "sharpness_run")

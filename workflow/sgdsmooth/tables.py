@@ -50,17 +50,32 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     "critical_batch_size": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
-        ("batch_size", _i64), ("sfo_mean", _f64), ("sfo_min", _f64), ("sfo_max", _f64),
+        ("batch_size", _i64), ("sfo_mean", _f64), ("sfo_min", _f64), ("sfo_max", _f64), ("sfo_lower_mean", _f64),
         ("n_runs", _i64), ("n_reached", _i64), ("n_censored", _i64), ("n_diverged", _i64),
         ("bootstrap_share", _f64), ("is_critical", _bool), ("critical_batch_size", _i64),
+        ("established", _bool), ("reason", _str), ("bootstrap_established", _f64),
+        ("bstar_ci_low", _f64), ("bstar_ci_high", _f64),
     ),
+    # K² = ‖∇F_b‖² along the fixed-epoch runs, per optimizer × lr × beta × batch size.
+    "k2": _schema(
+        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
+        ("n_runs", _i64), ("n_points", _i64), ("k2_sup", _f64), ("k2_mean", _f64),
+        ("k2_mean_stderr", _f64), ("k2_final", _f64), ("k2_final_stderr", _f64), ("bn_mode", _str),
+    ),
+    # Per optimizer × lr × beta: C² bound from b* (Thm. 4.4) and K² pooled over batch sizes;
+    # ``k2`` is the statistic (``k2_statistic``) that feeds δ.
     "variance": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
-        ("critical_batch_size", _i64), ("c2_bound", _f64), ("k2", _f64), ("k2_method", _str),
+        ("critical_batch_size", _i64), ("established", _bool), ("reason", _str), ("c2_bound", _f64),
+        ("k2", _f64), ("k2_statistic", _str), ("k2_sup", _f64), ("k2_mean", _f64), ("k2_mean_stderr", _f64),
+        ("k2_final", _f64), ("k2_final_stderr", _f64), ("k2_n_runs", _i64), ("k2_sup_source", _str),
+        ("bn_mode", _str),
     ),
+    # δ (eqs. 12–14); delta_low/high span δ over K² ∈ {sup, mean, final} (only SHB has K²).
     "delta": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _f64),
-        ("c2_bound", _f64), ("k2", _f64), ("delta", _f64), ("grid", _str),
+        ("c2_bound", _f64), ("k2", _f64), ("delta", _f64), ("delta_low", _f64), ("delta_high", _f64),
+        ("established", _bool), ("grid", _str),
     ),
     "accuracy": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
@@ -70,11 +85,18 @@ SCHEMAS: dict[str, pa.Schema] = {
     "sharpness_run": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
         ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64), ("average_sharpness", _f64),
+        ("sharpness_plain", _f64), ("average_sharpness_plain", _f64),
     ),
     "sharpness": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
         ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64),
-        ("average_sharpness", _f64), ("test_accuracy", _f64), ("delta", _f64),
+        ("average_sharpness", _f64), ("sharpness_plain", _f64), ("average_sharpness_plain", _f64),
+        ("test_accuracy", _f64), ("delta", _f64),
+    ),
+    # The article's claims, each with the statistic that decides it and a computed verdict.
+    "claims": _schema(
+        ("claim", _str), ("statistic", _str), ("value", _f64), ("ci_low", _f64), ("ci_high", _f64),
+        ("threshold", _str), ("verdict", _str), ("n", _i64), ("note", _str),
     ),
     "correlations": _schema(
         ("predictor", _str), ("method", _str), ("coefficient", _f64),
@@ -82,9 +104,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     "noise": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("seed", _i64), ("epoch", _i64), ("c2", _f64), ("c2_stderr", _f64),
-        ("c2_per_example", _f64), ("k2", _f64), ("direction_noise_sq", _f64),
-        ("delta_empirical", _f64), ("noise_scale", _f64), ("seconds", _f64),
+        ("seed", _i64), ("epoch", _i64), ("c2", _f64), ("c2_stderr", _f64), ("c2_batches", _i64),
+        ("c2_per_example", _f64), ("c2_per_example_stderr", _f64), ("n_per_example", _i64),
+        ("k2", _f64), ("direction_noise_sq", _f64), ("delta_empirical", _f64), ("noise_scale", _f64),
+        ("bn_mode", _str), ("augmented", _bool), ("seconds", _f64),
     ),
 }
 

@@ -1,4 +1,7 @@
-"""Figure 5: degree of smoothing δ against batch size, from the estimated C² (and K²)."""
+"""Figure 5: degree of smoothing δ against batch size, from the estimated C² (and K²).
+
+δ_SHB is drawn with the band that K²'s three summaries (sup, mean, final) span; a curve whose
+b* is not established is dotted."""
 
 from .. import tables
 from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, plt, save, setup
@@ -11,11 +14,16 @@ def draw(delta: str, pdf: str, png: str, lr: float) -> None:
     for opt in [o for o in ORDER if o in set(d.optimizer)]:
         fine = d[(d.optimizer == opt) & (d.grid == "fine")]
         grid = d[(d.optimizer == opt) & (d.grid == "config")]
-        ax.plot(fine.batch_size, fine.delta, color=PALETTE[opt], label=LABELS[opt],
-                ls="--" if opt == "nshb" else "-")
+        settled = bool(grid.established.all())
+        label = LABELS[opt] + ("" if settled else " (b* undetermined)")
+        ax.plot(fine.batch_size, fine.delta, color=PALETTE[opt], label=label,
+                ls=(":" if not settled else "--" if opt == "nshb" else "-"))
+        if (fine.delta_high > fine.delta_low).any():
+            ax.fill_between(fine.batch_size, fine.delta_low, fine.delta_high, color=PALETTE[opt], alpha=0.2, lw=0,
+                            label=f"{LABELS[opt]}: K² sup–final span")
         ax.scatter(grid.batch_size, grid.delta, color=PALETTE[opt], s=18, zorder=3)
     log2_batch_axis(ax)
     ax.set_yscale("log")
     ax.set_ylabel(r"degree of smoothing $\delta$")
-    ax.legend()
+    ax.legend(fontsize=8)
     save(fig, pdf, png)

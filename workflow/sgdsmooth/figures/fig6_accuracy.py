@@ -1,18 +1,28 @@
-"""Figure 6: final test accuracy against batch size (mean and min–max over seeds)."""
+"""Figure 6: final test accuracy and final training loss against batch size (mean and
+min–max over seeds). The training loss shows where a batch size did not fit the training set
+in the epochs it had, which accuracy alone would blame on δ."""
 
 from .. import tables
 from . import log2_batch_axis, main_study, mean_band, plt, relabel_legend, save, setup
 
 
-def draw(accuracy: str, pdf: str, png: str, lr: float) -> None:
+def draw(accuracy: str, pdf: str, png: str, lr: float, train_loss_max: float | None = None) -> None:
     setup()
     acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    mean_band(ax, acc[acc.status == "ok"], "batch_size", "test_accuracy")
-    bad = acc[acc.status != "ok"]
-    if len(bad):  # diverged runs have no accuracy: show where they were, at the bottom
-        ax.scatter(bad.batch_size, [ax.get_ylim()[0]] * len(bad), marker="x", color="red", label="diverged", zorder=3)
-    log2_batch_axis(ax)
-    ax.set_ylabel("test accuracy")
-    relabel_legend(ax)
+    ok = acc[acc.status == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, column, label in ((axes[0], "test_accuracy", "test accuracy"),
+                              (axes[1], "train_loss", "final training loss (train mode)")):
+        mean_band(ax, ok, "batch_size", column)
+        bad = acc[acc.status != "ok"]
+        if len(bad):  # diverged runs have no numbers: show where they were, at the bottom
+            ax.scatter(bad.batch_size, [ax.get_ylim()[0]] * len(bad), marker="x", color="red", label="diverged",
+                       zorder=3)
+        log2_batch_axis(ax)
+        ax.set_ylabel(label)
+    axes[1].set_yscale("log")
+    if train_loss_max:
+        axes[1].axhline(train_loss_max, color="gray", ls=":", lw=1.2, label="claims.train_loss_max")
+    for ax in axes:
+        relabel_legend(ax, fontsize=8)
     save(fig, pdf, png)

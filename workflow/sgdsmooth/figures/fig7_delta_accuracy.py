@@ -1,4 +1,6 @@
-"""Figure 7: δ vs b, accuracy vs b and accuracy vs δ, over accuracy bands."""
+"""Figure 7: δ vs b, accuracy vs b and accuracy vs δ, over accuracy bands. δ_SHB carries the
+band that K²'s summaries (sup, mean, final) span: a shaded band on the left, horizontal bars
+on the right."""
 
 from .. import tables
 from . import LABELS, ORDER, PALETTE, main_study, mean_band, plt, relabel_legend, save, setup
@@ -8,7 +10,7 @@ def accuracy_with_delta(accuracy, delta, lr):
     acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
     d = main_study(tables.read_table(delta, "delta"), lr)
     d = d[d.grid == "config"].astype({"batch_size": "int64"})
-    return acc.merge(d[["optimizer", "lr", "beta", "batch_size", "delta"]], on=["optimizer", "lr", "beta", "batch_size"]), d
+    return acc.merge(d[["optimizer", "lr", "beta", "batch_size", "delta", "delta_low", "delta_high"]], on=["optimizer", "lr", "beta", "batch_size"]), d
 
 
 def _bands(ax, low, high):
@@ -28,11 +30,17 @@ def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 
         # δ_SGD and δ_NSHB can coincide exactly (as in the article): dash NSHB so both show.
         ax.plot(mine.batch_size, mine.delta, marker="o", color=PALETTE[opt], label=LABELS[opt],
                 ls="--" if opt == "nshb" else "-")
+        if (mine.delta_high > mine.delta_low).any():
+            ax.fill_between(mine.batch_size, mine.delta_low, mine.delta_high, color=PALETTE[opt], alpha=0.2, lw=0)
     ax.set(xscale="log", yscale="log", xlabel="batch size $b$", ylabel=r"$\delta$")
     ax.legend()
     mean_band(axes[1], ok, "batch_size", "test_accuracy")
     axes[1].set(xscale="log", xlabel="batch size $b$", ylabel="test accuracy")
     mean_band(axes[2], ok, "delta", "test_accuracy")
+    cells = ok.groupby(["optimizer", "batch_size"]).agg(
+        acc=("test_accuracy", "mean"), low=("delta_low", "first"), high=("delta_high", "first")).reset_index()
+    for c in cells[cells.high > cells.low].itertuples():
+        axes[2].plot([c.low, c.high], [c.acc, c.acc], color=PALETTE[c.optimizer], lw=1, alpha=0.6)
     axes[2].set(xscale="log", xlabel=r"degree of smoothing $\delta$", ylabel="test accuracy")
     lo = min(ok.test_accuracy.min() - 0.02, bands[0] - 0.02) if len(ok) else 0
     for ax in axes[1:]:
