@@ -30,7 +30,7 @@ TINY = {
     "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
     # η = 1e20 diverges within two steps: the tables must carry it as diverged, not drop it.
     "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [128], "n_examples": 256, "iterations": 3},
-    "noise": {"epochs": [2], "big": 64, "batches": 2, "per_example": 32},
+    "noise": {"epochs": [2], "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
     # At b = 128 each cell's seeds train fused, and Figure 8's SGD runs (all η) as one job.
     "train": {"fuse_max_batch": 128, "fuse_lrs": True},
@@ -80,7 +80,8 @@ def tiny(tmp_path_factory):
 
 def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     r = tiny / "results" / "tiny"
-    for name in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy", "sharpness", "correlations", "noise"):
+    for name in ("cbs_runs", "critical_batch_size", "k2", "variance", "delta", "accuracy", "sharpness", "correlations",
+                 "noise", "claims"):
         assert (r / "tables" / f"{name}.parquet").exists(), name
     for fig in ("fig3_rastrigin", "fig4_sfo", "fig5_delta", "fig6_accuracy", "fig7_delta_accuracy", "fig8_sharpness",
                 "fig9_measured_noise"):
