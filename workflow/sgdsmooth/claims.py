@@ -76,9 +76,9 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
             v = UNDETERMINED  # no b* within the budget, or a censored batch size could still beat it
         note = c.reason or f"established in {100 * c.bootstrap_established:.0f} % of bootstrap replicates"
         rows.append(_row(f"b* exists inside the batch grid ({NAMES[opt]})",
-                         "b* (bootstrap 95 % interval over runs, censored runs resampled too)",
+                         "b* (95 % bootstrap interval over runs, censored ones included)",
                          b, c.bstar_ci_low, c.bstar_ci_high,
-                         f"established, and in >= {share:g} of bootstrap replicates", v, runs[opt], note))
+                         f"established, in ≥ {share:g} of replicates", v, runs[opt], note))
 
     def log2_gap(a: str, z: str):
         """log2(b*_a / b*_z) with a conservative interval from the two b* intervals."""
@@ -101,7 +101,7 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
         note = ("when it holds with equal b*, δ_SGD = δ_NSHB = ε·sqrt(η·b*/b) follows identically "
                 "(C²_SGD = b*ε²/η, C²_NSHB = b*ε²(1 − β)/η): Figure 5's coinciding curves are not a second finding")
         rows.append(_row("b*_SGD ≈ b*_NSHB", "|log2(b*_SGD / b*_NSHB)| (interval from the two b* intervals)",
-                         abs(value), *span, f"<= {tol:g}", verdict(*span, below=tol + 1e-9) if both else UNDETERMINED,
+                         abs(value), *span, f"≤ {tol:g}", verdict(*span, below=tol + 1e-9) if both else UNDETERMINED,
                          runs["sgd"] + runs["nshb"], note if both else "a b* is not established"))
     return rows
 
@@ -138,7 +138,7 @@ def concavity_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[di
     whose final training loss reached the config's threshold."""
     rows = []
     thr = cfg["train_loss_max"]
-    for label, sub in (("all finished runs", runs), (f"runs with final training loss <= {thr:g}",
+    for label, sub in (("all finished runs", runs), (f"runs with final training loss ≤ {thr:g}",
                                                      runs[runs.train_loss <= thr])):
         a, lo, hi, vertex, inside = concavity(sub, n_boot, cfg["level"], rng)
         v = verdict(lo, hi, below=0.0)
@@ -224,7 +224,7 @@ def sharpness_claims(sharp: pd.DataFrame | None, accuracy: pd.DataFrame, adaptiv
     other = "sharpness_plain" if adaptive else "sharpness"
     for col in (primary, other):
         kind = "adaptive" if col == "sharpness" else "plain"
-        for label, sub in (("all networks", s), (f"training loss <= {thr:g}", s[s.train_loss <= thr])):
+        for label, sub in (("all networks", s), (f"training loss ≤ {thr:g}", s[s.train_loss <= thr])):
             sub = sub[["delta", col, "test_accuracy"]].dropna()
             x_d, x_s, y = (sub[c].to_numpy(float) for c in ("delta", col, "test_accuracy"))
             if len(y) < 4:

@@ -76,8 +76,8 @@ def fmt(x: float, digits: int = 3) -> str:
     """A number for the text: significant digits, thousands as plain digits, NaN as a dash."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "--"
-    if float(x).is_integer() and abs(x) < 1e7:
-        return f"{int(x)}"
+    if (float(x).is_integer() or abs(x) >= 10 ** digits) and abs(x) < 1e7:
+        return f"{round(x)}"  # counts and large means (an SFO) in plain digits
     return f"{x:.{digits}g}"
 
 
@@ -144,11 +144,13 @@ def claims_table(claims: pd.DataFrame | None) -> str:
     rows = []
     for r in claims.itertuples():
         ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
-        note = f" \\newline {{\\footnotesize {tex_text(r.note)}}}" if r.note else ""
-        rows.append([tex_text(r.claim) + note, tex_text(r.statistic), f"{fmt(r.value, 3)} {ci}", tex_text(r.threshold),
-                     str(r.n), f"\\textbf{{{r.verdict}}}"])
-    return _tabular(["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"], rows,
-                    "p{4.4cm}p{4.2cm}p{2.3cm}p{2.2cm}rl")
+        note = f" \\newline {{\\scriptsize\\itshape {tex_text(r.note)}}}" if r.note else ""
+        rows.append([tex_text(r.claim) + note, tex_text(r.statistic), f"{fmt(r.value, 3)} \\newline {ci}",
+                     tex_text(r.threshold), str(r.n), f"\\textbf{{{r.verdict}}}"])
+    return ("\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}\n"
+            + _tabular(["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"], rows,
+                       "".join(f">{{\\raggedright\\arraybackslash}}p{{{w}}}" for w in ("4.6cm", "4.4cm", "2.3cm", "2.3cm"))
+                       + "rl"))
 
 
 def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.DataFrame], figures: list[dict],
