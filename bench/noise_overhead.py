@@ -3,7 +3,7 @@
 Trains the same runs in this process with the config's ``noise`` measurements and without
 (best of ``--repeats`` each, after one warm-up run), and prints the time of each, the
 overhead in percent (target: at most 10 %), and where one measurement spends its time. The
-plain run already computes ‖∇f‖² at its ``full_grad_epochs``; a measurement at such an epoch
+plain run already computes K² = ‖∇F_b‖² at its ``full_grad_epochs``; a measurement at such an epoch
 reuses its full gradient instead of computing it twice.
 
     python bench/noise_overhead.py [--config config/config.yaml] [--threads 1] [--repeats 3]

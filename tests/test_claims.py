@@ -62,6 +62,14 @@ def test_bstar_exists_held_not_held_and_undetermined():
     assert nshb["verdict"] == "undetermined" and "censored" in nshb["note"]  # lower bound 20000 could beat it
 
 
+def test_an_edge_bstar_that_a_censored_batch_size_could_beat_is_undetermined_not_refuted():
+    # b* = 256 at the grid's end, but b = 8 and 16 are censored below its SFO: the true b*
+    # could lie inside the grid.
+    rows = by_claim(claims.bstar_claims(crit(("sgd", 256, 32, 20000)), 0.1, CFG))
+    sgd = rows["b* exists inside the batch grid (SGD)"]
+    assert sgd["value"] == 256 and "largest" in sgd["note"] and sgd["verdict"] == "undetermined"
+
+
 def test_bstar_order_claims_flip_with_the_data():
     held = by_claim(claims.bstar_claims(crit(("sgd", 32), ("shb", 128), ("nshb", 32)), 0.1, CFG))
     assert held["b*_SHB > b*_SGD"]["verdict"] == "held" and held["b*_SHB > b*_SGD"]["value"] == 2
@@ -99,6 +107,22 @@ def test_concavity_claim_flips():
     assert verdicts(runs(concave, loss=0.5)) == ["held", "undetermined"]
 
 
+def test_delta_without_an_established_bstar_is_no_evidence():
+    r = runs(concave)
+    r.loc[r.batch_size == 8, "delta"] = math.nan  # an optimizer without b* has no δ: no crash
+    assert [row["verdict"] for row in claims.concavity_claims(r, CFG, 50, rng())] == ["held", "held"]
+    c = crit(("sgd", 32), ("shb", 128), ("nshb", 32))
+    unsettled = r.assign(established=False)
+    delta = unsettled.drop_duplicates("batch_size")[["optimizer", "lr", "beta", "batch_size", "delta", "delta_low",
+                                                     "delta_high", "established"]].assign(grid="config")
+    acc = r[["optimizer", "lr", "beta", "batch_size", "seed", "status", "train_loss", "test_accuracy"]]
+    ledger = claims.ledger(c, variance(1.0), delta, acc, None, lr=0.1, batch_sizes=GRID, adaptive=True, cfg=CFG,
+                           n_boot=50).set_index("claim")
+    concave_rows = ledger[ledger.index.str.startswith("accuracy is concave")]
+    assert (concave_rows.verdict == "undetermined").all() and (concave_rows.n == 0).all()
+    assert ledger.loc["the best δ lies in the article's range (SGD)"].verdict == "undetermined"
+
+
 def test_best_delta_claim_flips():
     held = claims.best_delta_claims(runs(concave), CFG, 200, rng())[0]
     assert held["verdict"] == "held" and held["value"] == 0.5
@@ -119,6 +143,8 @@ def test_floor_claim_flips_with_k2():
     assert big["verdict"] == "held" and big["value"] > 0.5 and "identity" in big["note"]
     assert claims.floor_claim(variance(1e-7), 0.1, GRID, CFG)[0]["verdict"] == "not held"
     assert claims.floor_claim(variance(1.0, established=False), 0.1, GRID, CFG)[0]["verdict"] == "undetermined"
+    unmeasured = variance(math.nan).assign(k2_n_runs=math.nan)  # no K² recorded at all
+    assert claims.floor_claim(unmeasured, 0.1, GRID, CFG)[0]["verdict"] == "undetermined"
 
 
 def test_sharpness_claim_flips():

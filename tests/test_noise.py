@@ -119,11 +119,16 @@ def bn_net(digits):
 
     torch.manual_seed(0)
     model = make_model("small_cnn", 10, 1)
+    gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.fill_(3.0)
                 m.running_var.fill_(0.05)
+                # Distinct per-channel affine weights: a ghost pass that tiled them in the wrong
+                # order (channel-major instead of chunk-major) would then give another gradient.
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
     x, y = digits.normalize(digits.train_x[:96]), digits.train_y[:96]
     return model, x, y
 

@@ -182,7 +182,7 @@ def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, 
                                   check_exact=True)
     rows = read_table(tmp_path / "measured" / "noise.parquet", "noise")
     assert list(rows.epoch) == [1, 3]
-    # A noise epoch records ‖∇f‖² in the epoch table too: the same number as the noise row's K².
+    # A noise epoch records K² = ‖∇F_b‖² in the epoch table too: the same number as the noise row's K².
     assert list(with_noise.full_grad_norm_sq.iloc[[0, 2]]) == list(rows.k2) and pd.isna(with_noise.full_grad_norm_sq.iloc[1])
     assert (rows.c2 > 0).all() and (rows.k2 > 0).all() and (rows.direction_noise_sq > 0).all()
     assert (rows.delta_empirical == 0.05 * rows.direction_noise_sq**0.5).all()

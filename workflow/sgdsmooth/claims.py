@@ -68,10 +68,12 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
     for opt, c in cells.items():
         grid = main[main.optimizer == opt].batch_size
         b = float(c.critical_batch_size) if c.critical_batch_size > 0 else math.nan
+        edge = b in (grid.min(), grid.max())
+        only_edge = edge and "censored" not in c.reason  # nothing else could beat it
         if c.established and c.bootstrap_established >= share:
             v = HELD
-        elif b in (grid.min(), grid.max()) and len(grid) > 2:
-            v = NOT_HELD  # the minimum lies at an end of the grid, not inside it
+        elif only_edge and len(grid) > 2 and c.bstar_ci_low == c.bstar_ci_high == b:
+            v = NOT_HELD  # the minimum lies at an end of the grid in every replicate, not inside it
         else:
             v = UNDETERMINED  # no b* within the budget, or a censored batch size could still beat it
         note = c.reason or f"established in {100 * c.bootstrap_established:.0f} % of bootstrap replicates"
@@ -117,7 +119,8 @@ def runs_with_delta(acc: pd.DataFrame, delta: pd.DataFrame, lr: float) -> pd.Dat
 def concavity(runs: pd.DataFrame, n_boot: int, level: float, rng) -> tuple[float, float, float, float, float]:
     """Curvature a of accuracy ≈ a(ln δ)² + b ln δ + c (bootstrap interval over runs) and the
     share of replicates whose vertex lies inside the measured δ range."""
-    x, y = runs.delta.to_numpy(float), runs.test_accuracy.to_numpy(float)
+    ok = np.isfinite(runs.delta.to_numpy(float)) & (runs.delta.to_numpy(float) > 0)
+    x, y = runs.delta.to_numpy(float)[ok], runs.test_accuracy.to_numpy(float)[ok]
     if len(x) < 4 or len(np.unique(x)) < 3:
         return (math.nan,) * 5
     a, vertex = quadratic_log_fit(x, y)
@@ -142,12 +145,12 @@ def concavity_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[di
                                                      runs[runs.train_loss <= thr])):
         a, lo, hi, vertex, inside = concavity(sub, n_boot, cfg["level"], rng)
         v = verdict(lo, hi, below=0.0)
-        in_range = not math.isnan(vertex) and sub.delta.min() <= vertex <= sub.delta.max()
-        if v == HELD and not in_range:
-            v = NOT_HELD  # concave, but the peak lies outside the measured δ: monotone here
-        note = (f"fitted peak at δ = {vertex:.3g} ({'inside' if in_range else 'outside'} the measured δ range "
-                f"[{sub.delta.min():.3g}, {sub.delta.max():.3g}]; inside in {100 * inside:.0f} % of replicates)"
-                if not math.isnan(vertex) else "too few distinct δ to fit")
+        if v == HELD:  # concave: is the peak inside the measured δ, in enough replicates?
+            v = HELD if inside >= cfg["level"] else NOT_HELD if inside <= 1 - cfg["level"] else UNDETERMINED
+        kind = "peak" if a < 0 else "minimum"
+        note = (f"fitted {kind} at δ = {vertex:.3g}; measured δ range [{sub.delta.min():.3g}, {sub.delta.max():.3g}]; "
+                f"a peak inside it in {100 * inside:.0f} % of bootstrap replicates"
+                if not math.isnan(vertex) else "too few runs or distinct δ to fit")
         rows.append(_row(f"accuracy is concave in δ with its peak inside the grid ({label})",
                          "curvature a of test accuracy ≈ a(ln δ)² + b·ln δ + c (bootstrap over runs)",
                          a, lo, hi, "< 0, peak inside the measured δ range", v, len(sub), note))
@@ -198,7 +201,7 @@ def floor_claim(variance: pd.DataFrame, lr: float, batch_sizes, cfg: dict) -> li
     ver = verdict(lo, hi, above=thr) if r.established else UNDETERMINED
     return [_row("δ_SHB has a b-independent floor",
                  f"share of δ_SHB at b = {b} due to the floor η·sqrt(β̂K²) (span over K² sup/mean/final)",
-                 shares[3], lo, hi, f"> {thr:g}", ver, int(r.k2_n_runs),
+                 shares[3], lo, hi, f"> {thr:g}", ver, 0 if pd.isna(r.k2_n_runs) else int(r.k2_n_runs),
                  "a floor exists for any K² > 0 (an identity of eq. 13); the statistic says whether it "
                  "dominates δ_SHB within the grid")]
 
@@ -250,10 +253,16 @@ def ledger(crit: pd.DataFrame, variance: pd.DataFrame, delta: pd.DataFrame, accu
            n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The whole ledger, in the article's order."""
     rng = np.random.default_rng(seed)
-    runs = runs_with_delta(accuracy, delta, lr)
+    all_runs = runs = runs_with_delta(accuracy, delta, lr)
+    # δ that rests on a b* that is not established is no evidence: those cells are left out
+    # of the δ–accuracy and δ–sharpness claims (and the ledger counts what is left).
+    runs = runs[runs.established]
+    if sharp is not None:
+        settled = variance[variance.established][["optimizer", "lr", "beta"]]
+        sharp = sharp.merge(settled, on=["optimizer", "lr", "beta"])
     rows = bstar_claims(crit, lr, cfg)
     rows += concavity_claims(runs, cfg, n_boot, rng)
     rows += sharpness_claims(sharp, accuracy, adaptive, cfg, n_boot, rng)
     rows += floor_claim(variance, lr, batch_sizes, cfg)
-    rows += best_delta_claims(runs, cfg, n_boot, rng)
+    rows += best_delta_claims(all_runs, cfg, n_boot, rng)  # undetermined where b* is
     return pd.DataFrame(rows)

@@ -11,12 +11,15 @@ and every quantity here is of F_b, with the run's own b (``FUNCTION`` names it i
 - ``full_gradient``: ∇F_b, as the size-weighted mean of the train-mode gradients of one random
   partition of the training set into chunks of b (the last chunk holds the remainder; a
   remainder of one example joins the chunk before it). Without BatchNorm and augmentation
-  this is ∇f exactly; with them it is an unbiased draw of ∇F_b whose own error is O(1/n).
-  K² is its squared norm.
+  this is ∇f exactly. With them each full chunk's gradient is a draw of ∇F_b, and their mean
+  has a small error of its own (about C²/n in squared norm), plus a bias from the remainder
+  chunk, normalised by its own statistics, of weight r/n < b/n. K² is its squared norm.
 - ``batch_noise`` (C²): the variance of the run's own stochastic gradient, scaled to one
   example: C² = b·(n − 1)/(n − b) · mean_j ‖g_{B_j} − ∇F_b‖² over independent batches B_j.
-  The factor undoes sampling without replacement, so that without BatchNorm C² is exactly
-  tr Σ = (1/n)Σ_i‖∇f_i − ∇f‖², the C² of the article's E‖g − ∇f‖² ≤ C²/b. It is McCandlish
+  The factor undoes sampling without replacement, so that without BatchNorm and augmentation
+  C² is exactly tr Σ = (1/n)Σ_i‖∇f_i − ∇f‖², the C² of the article's E‖g − ∇f‖² ≤ C²/b. (With
+  augmentation the factor also scales the augmentation's share of the variance, and ∇F_b's own
+  error adds about C²/n: both matter only where b is a sizeable share of n.) It is McCandlish
   et al.'s two-batch-size estimator with the sizes b and n, in its paired form: each batch
   is compared with ∇F_b, so an estimate is never negative and its standard error comes from
   the spread of the batches. (Two other batch sizes would measure two other functions under

@@ -137,6 +137,32 @@ def _cell(crit: pd.DataFrame, opt: str) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
+def k2_sentence(var: pd.DataFrame, statistic: str) -> str:
+    """Which K² feeds δ_SHB, and how far the largest recorded value is from the mean, in words."""
+    if "shb" not in var.index or pd.isna(var.k2_sup.get("shb")):
+        return "No $K^2$ was recorded for SHB."
+    r = var.loc["shb"]
+    sup = f"the largest recorded value, {fmt(r.k2_sup)} ({tex_text(r.k2_sup_source)}), is {fmt(r.k2_sup / r.k2_mean, 2)} times the mean"
+    if statistic == "sup":
+        return f"The configuration uses the largest recorded value: {sup}."
+    return ("A maximum over recorded points depends on how many points are recorded and can rest on one transient "
+            f"of one run, so the configuration uses the {statistic}; {sup}.")
+
+
+def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
+    """How many finished runs ended above the training-loss threshold, and their accuracy."""
+    ok = acc[acc.status == "ok"]
+    if ok.empty or math.isnan(loss_max):
+        return ""
+    above = ok[ok.train_loss > loss_max]
+    below = ok[ok.train_loss <= loss_max]
+    text = f"Here {len(above)} of the {len(ok)} finished runs end above it"
+    if len(above) and len(below):
+        text += (f"; their mean test accuracy is {100 * above.test_accuracy.mean():.1f}\\,\\%, against "
+                 f"{100 * below.test_accuracy.mean():.1f}\\,\\% for the others")
+    return text + "."
+
+
 def claims_table(claims: pd.DataFrame | None) -> str:
     """The ledger as a longtable-free tabular: claim, statistic, value [interval], threshold, verdict."""
     if claims is None or claims.empty:
@@ -199,6 +225,8 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
                                                                   | set(config.get("noise", {}).get("epochs", []))))
                or "--"),
         _macro("TrainLossMax", fmt(loss_max)),
+        _macro("KtwoSupSentence", k2_sentence(var, k2_stat)),
+        _macro("LossSentence", loss_sentence(acc_main, loss_max)),
         _macro("NumClaims", str(len(claims) if claims is not None else 0)),
         _macro("NumHeld", str(int(verdicts.get("held", 0)))), _macro("NumNotHeld", str(int(verdicts.get("not held", 0)))),
         _macro("NumUndetermined", str(int(verdicts.get("undetermined", 0)))),
@@ -223,8 +251,8 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
         if c is None:
             continue
         if c.established:
-            parts.append(f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ (established; "
-                         f"{100 * c.bootstrap_established:.0f}\\,\\% of bootstrap replicates agree that it is), "
+            parts.append(f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ (established; bootstrap "
+                         f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]), "
                          f"so $C^2_{{\\mathrm{{{names[opt]}}}}} < {fmt(var.c2_bound.get(opt, math.nan))}$")
         else:
             parts.append(f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}" +
@@ -356,8 +384,13 @@ def noise_section(noise: pd.DataFrame | None, var: pd.DataFrame, crit: pd.DataFr
         ])
     rse = (n.c2_stderr / n.c2).median()
     ratio = (n.c2 / n.c2_per_example).median()
-    counts = {k: _bad(n[k]) for k in ("c2", "c2_per_example", "k2", "noise_scale", "direction_noise_sq")}
     n_pe = int(n.n_per_example.max()) if len(n) else 0
+    measured = ["c2", "k2", "noise_scale", "direction_noise_sq"] + (["c2_per_example"] if n_pe else [])
+    counts = {k: _bad(n[k]) for k in measured}
+    per_example = (
+        f"the same from {n_pe} per-example gradients inside train-mode batches (median ratio of the two: "
+        f"{fmt(ratio, 3)}; it is 1 without BatchNorm, and its distance from 1 measures how BatchNorm couples a "
+        "batch's examples); " if n_pe else "")
     functions = sorted(set(n.bn_mode))
     header = ["", "$C^2$ bound", "$C^2$ measured (median [range] over $b$)", "$C^2$ per-example", "$K^2$",
               r"$\delta_{\mathrm{emp}}/\delta$", r"$B_{\mathrm{simple}}$", "$b^*$"]
@@ -369,16 +402,15 @@ def noise_section(noise: pd.DataFrame | None, var: pd.DataFrame, crit: pd.DataFr
         f"$F_b$ (BatchNorm in {', '.join(functions)} mode on batches of the run's own $b$): "
         "$C^2 = b\\frac{n-1}{n-b}\\,\\overline{\\|g_B-\\nabla F_b\\|^2}$ over "
         f"{int(n.c2_batches.max())} batches per run, which is McCandlish et al.'s two-batch-size "
-        "estimator~\\cite{mccandlish2018} with the sizes $b$ and $n$ in paired form and is exact in expectation "
-        "without BatchNorm; the same from "
-        f"{n_pe} per-example gradients inside train-mode batches (median ratio of the two: {fmt(ratio, 3)}, "
-        "which is 1 without BatchNorm and measures how BatchNorm couples a batch's examples); "
+        "estimator~\\cite{mccandlish2018} with the sizes $b$ and $n$ in paired form, exact in expectation "
+        "without BatchNorm and augmentation; " + per_example +
         "$K^2=\\|\\nabla F_b\\|^2$; the empirical degree "
         "of smoothing $\\delta_{\\mathrm{emp}} = \\eta\\sqrt{\\mathbb{E}\\|d_t - \\nabla F_b(x_t)\\|^2}$ from each "
         "optimizer's own direction $d_t$; and the gradient noise scale $B_{\\mathrm{simple}} = C^2/K^2$. "
         f"The median relative standard error of $C^2$ is {fmt(100 * rse, 2)}\\,\\%. Estimates that are NaN or not "
-        f"positive, counted over the {len(n)} runs rather than dropped: $C^2$ {counts['c2']}, per-example "
-        f"$C^2$ {counts['c2_per_example']}, $K^2$ {counts['k2']}, $B_{{\\mathrm{{simple}}}}$ {counts['noise_scale']}, "
+        f"positive, counted over the {len(n)} runs rather than dropped: $C^2$ {counts['c2']}, "
+        + (f"per-example $C^2$ {counts['c2_per_example']}, " if n_pe else "")
+        + f"$K^2$ {counts['k2']}, $B_{{\\mathrm{{simple}}}}$ {counts['noise_scale']}, "
         f"direction noise {counts['direction_noise_sq']}. The measurements took {fmt(n.seconds.sum(), 3)}\\,s in all.\n"
         "\\begin{table}[tbp]\n\\centering\n\\caption{Inferred and measured noise, medians over the batch sizes of "
         "the main study (last measurement of each run).}\n\\label{tab:noise}\n\\small\n"

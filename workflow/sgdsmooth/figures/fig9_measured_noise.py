@@ -48,7 +48,7 @@ def draw(noise: str, variance: str, delta: str, critical_batch_size: str, pdf: s
         if len(star):
             ax.axvline(float(star.batch_size.iloc[0]), color=PALETTE[opt], ls=":", lw=1.5)
     log2_batch_axis(ax)
-    ax.set(yscale="log", ylabel=r"$B_{\mathrm{simple}} = \mathrm{tr}\,\Sigma / \|G\|^2$",
+    ax.set(yscale="log", ylabel=r"$B_{\mathrm{simple}} = C^2 / K^2$",
            title="(c) noise scale; dotted: measured $b^*$")
     relabel_legend(ax, fontsize=8)
     save(fig, pdf, png)
