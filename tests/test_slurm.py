@@ -90,12 +90,23 @@ def test_every_job_runs_as_a_slurm_job_and_matches_a_local_run(tmp_path):
     assert (remote / "results/slurm/paper/paper.pdf").exists()
 
 
+def epochs_lasting(seconds: float, folder: Path) -> int:
+    """Epochs of the time-limit test's run (SGD, b = 8, digits) that train for about ``seconds``
+    on this machine, timed on epochs 2–4: machines differ about threefold, and the test needs a
+    run that one job cannot finish and three attempts (Snakemake's retries) can."""
+    cfg = RunConfig(protocol="epochs", optimizer="sgd", lr=0.1, batch_size=8, epochs=4, device="cpu")
+    train(cfg, folder)
+    wall = tables.read_table(folder / "metrics.parquet", "epochs").wall_time  # cumulative, per epoch
+    return max(20, round(seconds / ((wall.iloc[-1] - wall.iloc[0]) / 3)))  # the first epoch warms up
+
+
 def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
     """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it): it checkpoints before the limit,
     the job fails, Snakemake resubmits it, and the new job resumes from the checkpoint."""
     work = copy_workflow(tmp_path)
+    epochs = epochs_lasting(55, tmp_path / "timing")
     long = TINY | {"experiment": "limit", "optimizers": {"sgd": 0.0}, "batch_sizes": [8],
-                   "accuracy": {"epochs": 180, "seeds": [0]}, "sharpness": {"lrs": []}}
+                   "accuracy": {"epochs": epochs, "seeds": [0]}, "sharpness": {"lrs": []}}
     target = "results/limit/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
     proc = on_slurm(work, long, target, extra=["--set-resources", "train_epochs:runtime=1"])
     states = list(slurm_states(proc).values())  # in job-id order
