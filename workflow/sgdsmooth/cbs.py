@@ -53,6 +53,13 @@ def _num(x: float) -> str:
     return s[:-2] if s.endswith(".0") else s
 
 
+def challengers(mean_sfo, censored, best: float) -> np.ndarray:
+    """Indices of the censored batch sizes whose mean SFO lower bound does not exceed ``best``
+    (b*'s mean SFO): given more steps, they might still have reached ε more cheaply."""
+    m = np.asarray(mean_sfo, dtype=float)
+    return np.flatnonzero(np.asarray(censored, dtype=bool) & ~(m > best))
+
+
 def judge(batch_sizes, mean_sfo, eligible, censored) -> tuple[float, str]:
     """b* of one cell (NaN if none) and why it is not established ("" when it is).
 
@@ -75,7 +82,7 @@ def judge(batch_sizes, mean_sfo, eligible, censored) -> tuple[float, str]:
         reasons.append(f"b* = {star} at the smallest batch size of the grid")
     elif i == len(b) - 1:
         reasons.append(f"b* = {star} at the largest batch size of the grid")
-    for j in np.flatnonzero(np.asarray(censored, dtype=bool) & ~(m > best)):
+    for j in challengers(m, censored, best):
         rel = "<" if m[j] < best else "="
         reasons.append(f"b={int(b[j])} censored: SFO lower bound {_num(m[j])} {rel} {_num(best)} at b*={star}")
     return float(star), "; ".join(reasons)

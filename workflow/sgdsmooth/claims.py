@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import theory
+from . import cbs, theory
 from .correlate import quadratic_log_fit
 
 HELD, NOT_HELD, UNDETERMINED = "held", "not held", "undetermined"
@@ -61,15 +61,20 @@ def _percentiles(values, level: float) -> tuple[float, float]:
 def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
     """b* exists inside the grid (per optimizer); b*_SHB > b*_SGD; b*_SGD ≈ b*_NSHB."""
     main = crit[(crit.lr - lr).abs() < 1e-12]
-    cells = {opt: rows.iloc[0] for opt, rows in main.groupby("optimizer")}
+    cells = {opt: rows.iloc[0].copy() for opt, rows in main.groupby("optimizer")}
+    for opt, c in cells.items():  # b*'s own mean SFO (NaN without b*), for the challengers
+        at = main[(main.optimizer == opt) & main.is_critical].sfo_mean
+        c["sfo_mean_at_bstar"] = float(at.iloc[0]) if len(at) else np.nan
     runs = main.groupby("optimizer").n_runs.sum()
     rows = []
     share = cfg["established_share"]
     for opt, c in cells.items():
         grid = main[main.optimizer == opt].batch_size
         b = float(c.critical_batch_size) if c.critical_batch_size > 0 else math.nan
-        edge = b in (grid.min(), grid.max())
-        only_edge = edge and "censored" not in c.reason  # nothing else could beat it
+        cell = main[main.optimizer == opt]
+        censored = ((cell.n_censored > 0) & (cell.n_diverged == 0)).to_numpy()
+        beatable = len(cbs.challengers(cell.sfo_lower_mean, censored, c.sfo_mean_at_bstar)) > 0
+        only_edge = b in (grid.min(), grid.max()) and not beatable  # nothing else could beat it
         if c.established and c.bootstrap_established >= share:
             v = HELD
         elif only_edge and len(grid) > 2 and c.bstar_ci_low == c.bstar_ci_high == b:
@@ -173,8 +178,7 @@ def best_delta_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[d
             pick = cells[max(rep, key=rep.get)].iloc[0]
             lows.append(pick.delta_low)
             highs.append(pick.delta_high)
-        q = 100 * (1 - cfg["level"]) / 2
-        lo, hi = float(np.percentile(lows, q)), float(np.percentile(highs, 100 - q))
+        lo, hi = _percentiles(lows, cfg["level"])[0], _percentiles(highs, cfg["level"])[1]
         v = verdict(lo, hi, above=lo_art, below=hi_art) if first.established else UNDETERMINED
         rows.append(_row(f"the best δ lies in the article's range ({NAMES[opt]})",
                          f"δ at the best mean test accuracy (b = {best}; bootstrap over seeds, K² band)",

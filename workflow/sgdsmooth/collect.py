@@ -82,10 +82,11 @@ def k2_table(paths) -> pd.DataFrame:
 
 
 def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    modes = runs.groupby(keys).bn_mode.agg(lambda m: ",".join(sorted(set(m))))
-    if (modes.str.contains(",")).any():
-        raise ValueError(f"K² measured on different functions within one cell: {modes[modes.str.contains(',')]}")
     g = runs.groupby(keys)
+    mixed = g.bn_mode.nunique() > 1
+    if mixed.any():
+        raise ValueError(f"K² measured on different functions within one cell: {list(mixed[mixed].index)}")
+    modes = g.bn_mode.first()
     out = pd.DataFrame({
         "n_runs": g.size(), "n_points": g.n_points.sum(), "k2_sup": g["sup"].max(),
         "k2_mean": g["mean"].mean(), "k2_mean_stderr": g["mean"].agg(_stderr),

@@ -103,6 +103,16 @@ def _size(data) -> int:
     return data[0].shape[0] if isinstance(data, tuple) else data.n_train
 
 
+def _device(data) -> torch.device:
+    return data[0].device if isinstance(data, tuple) else data.train_x.device
+
+
+def _uniform_batch(data, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uniform batch of ``batch_size`` distinct training examples, as the optimizer sees it."""
+    idx = torch.randperm(_size(data), generator=generator, device=_device(data))[:batch_size]
+    return _batch(data, idx, generator)
+
+
 def batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn = F.cross_entropy
                    ) -> list[torch.Tensor]:
     """The mini-batch gradient g_B of the mean loss on (x, y), BatchNorm in train mode."""
@@ -171,10 +181,6 @@ def full_gradient(model: nn.Module, data, batch_size: int, generator: torch.Gene
     return total
 
 
-def _device(data) -> torch.device:
-    return data[0].device if isinstance(data, tuple) else data.train_x.device
-
-
 def full_gradient_norm_sq(model: nn.Module, data, batch_size: int, seed: int) -> float:
     """K² = ‖∇F_b(x)‖² at the model's point, from its own generator seeded with ``seed``."""
     gen = torch.Generator(device=_device(data)).manual_seed(seed)
@@ -191,8 +197,7 @@ def batch_noise(model: nn.Module, data, batch_size: int, n_batches: int, generat
     scale = b * (n - 1) / (n - b)
     draws = []
     for _ in range(n_batches):
-        idx = torch.randperm(n, generator=generator, device=_device(data))[:b]
-        draws.append(scale * distance_sq(batch_gradient(model, *_batch(data, idx, generator), loss), full))
+        draws.append(scale * distance_sq(batch_gradient(model, *_uniform_batch(data, b, generator), loss), full))
     d = torch.tensor(draws, dtype=torch.float64)
     return {"c2": float(d.mean()), "c2_stderr": float(d.std() / math.sqrt(n_batches)), "c2_batches": n_batches}
 
@@ -229,12 +234,10 @@ def direction_noise(model: nn.Module, optimizer, data, batch_size: int, steps: i
     twin_opt = type(optimizer)(_params(twin), lr=group["lr"], beta=group["beta"], grad_scale=group["grad_scale"])
     # load_state_dict keeps same-device tensors as they are: copy, or the twin steps the run.
     twin_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    n = _size(data)
     total = 0.0
     for step in range(steps):
         full = first_full if step == 0 and first_full is not None else full_gradient(twin, data, batch_size, generator, loss)
-        idx = torch.randperm(n, generator=generator, device=_device(data))[:batch_size]
-        x, y = _batch(data, idx, generator)
+        x, y = _uniform_batch(data, batch_size, generator)
         with frozen_buffers(twin):  # the run's BN statistics are not advanced
             twin_opt.zero_grad(set_to_none=True)
             loss(twin(x), y).backward()
