@@ -3,8 +3,8 @@
 
 OPTIMIZERS = ("sgd", "shb", "nshb")
 PROTOCOLS = ("cbs", "epochs")
-DATASETS = ("digits", "cifar100")
+DATASETS = ("digits", "cifar100", "fashion_mnist")
 MODELS = ("resnet18", "small_cnn")
 PRECISIONS = ("fp32", "bf16")  # of the training forward pass
 # Training-set sizes, known before loading so that configs can be checked up front.
-TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000}
+TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000, "fashion_mnist": 60_000}
