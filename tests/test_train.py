@@ -83,9 +83,25 @@ def test_cbs_min_epochs_delays_the_stop(tmp_path, digits):
     assert delayed["steps"] == 2 * (digits.n_train // 64)
 
 
+def test_cbs_no_run_reaches_epsilon_before_it_has_learned(tmp_path, digits):
+    # ε = 5 lies above every gradient norm of this network: the bare rule stops at step 1,
+    # at chance loss (ln 10 = 2.30): it measures the initialisation.
+    cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.1, batch_size=64, epsilon=5.0, max_steps=2000)
+    bare = train(cfg, tmp_path / "bare", digits)
+    assert bare["steps"] == 1 and bare["train_loss"] > 2.0
+    armed = train(RunConfig(**(cfg.to_dict() | {"learned_loss": 0.5})), tmp_path / "armed", digits)
+    rows = table(tmp_path / "armed", "cbs_epochs")
+    learned = int((rows.train_loss <= 0.5).to_numpy().argmax())  # the first epoch that learned
+    assert armed["status"] == "reached" and learned > 0 and (rows.train_loss.iloc[:learned] > 0.5).all()
+    # It stops on the first step after that epoch, not earlier, and has learned.
+    assert armed["steps"] == (learned + 1) * (digits.n_train // 64) + 1
+    assert rows.train_loss.iloc[learned] <= 0.5
+
+
 def test_cbs_budget_censors(tmp_path, digits):
     cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.01, batch_size=8, epsilon=1e-3, max_steps=100)
     summary = train(cfg, tmp_path, digits)
+    assert summary.pop("train_loss") > 0
     assert summary == {"status": "censored", "steps": 100, "sfo": 800, "epochs": 1, "reached": False}
 
 

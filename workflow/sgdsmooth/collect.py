@@ -16,14 +16,15 @@ def run_identity(meta: dict) -> dict:
 
 
 def cbs_runs(paths) -> pd.DataFrame:
-    """One row per CBS run: steps T, SFO = T·b, whether ε was reached, the run status."""
+    """One row per CBS run: steps T, SFO = T·b, whether ε was reached, the run status, and
+    the mean training loss of its last epoch (what it had learned when it stopped)."""
     rows = []
     for path in paths:
         meta = read_metadata(path)
         s = meta["summary"]
         rows.append(run_identity(meta) | {
             "epsilon": float(meta["config"]["epsilon"]), "steps": s["steps"], "sfo": s["sfo"],
-            "reached": s["reached"], "status": s["status"],
+            "reached": s["reached"], "status": s["status"], "train_loss": s.get("train_loss", np.nan),
         })
     return pd.DataFrame(rows)
 

@@ -17,7 +17,8 @@ class RunConfig:
     """Everything that determines one training run.
 
     protocol ``cbs`` trains until the running mean of mini-batch gradient norms reaches
-    ``epsilon`` (not before ``min_epochs``) or ``max_steps`` runs out; protocol ``epochs``
+    ``epsilon`` (not before ``min_epochs``, nor before an epoch whose mean training loss is
+    at most ``learned_loss``) or ``max_steps`` runs out; protocol ``epochs``
     trains ``epochs`` epochs and evaluates after each.
     """
 
@@ -33,6 +34,7 @@ class RunConfig:
     epochs: int = 10
     epsilon: float = 0.5
     min_epochs: int = 0
+    learned_loss: float | None = None  # the stopping rule is armed only after an epoch with mean loss ≤ this
     max_steps: int = 100_000
     full_grad_epochs: list[int] = field(default_factory=list)
     noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs (K² too)
@@ -71,6 +73,8 @@ class RunConfig:
                 bad(key, "must be ≥ 1")
         if self.min_epochs < 0:
             bad("min_epochs", "must be ≥ 0")
+        if self.learned_loss is not None and not self.learned_loss > 0:
+            bad("learned_loss", "must be > 0 or null")
         if self.compile and self.cuda_graph:
             bad("cuda_graph", "choose compile or cuda_graph, not both")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -119,7 +123,8 @@ def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: 
     if protocol == "cbs":
         c = config["cbs"]
         eps = c["epsilon"] if epsilon is None else epsilon
-        return common | {"epsilon": float(eps), "max_steps": cbs_max_steps(config, batch_size), "min_epochs": c["min_epochs"]}
+        return common | {"epsilon": float(eps), "max_steps": cbs_max_steps(config, batch_size),
+                         "min_epochs": c["min_epochs"], "learned_loss": c.get("learned_loss")}
     a, n = config["accuracy"], config["noise"]
     return common | {
         "epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": n["epochs"],

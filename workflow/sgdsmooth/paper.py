@@ -89,6 +89,20 @@ def pow2(b: float) -> str:
     return f"\\ensuremath{{2^{{{int(k)}}}}}" if k.is_integer() else fmt(b)
 
 
+def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
+    """What the stopping rule's loss gate (``cbs.learned_loss``) was, and what the runs that
+    reached ε had learned when they stopped."""
+    if limit is None:
+        return "The rule may fire from the first step."
+    reached = runs[runs.status == "reached"]
+    text = (f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
+            f"so that no run stops at its initialisation.")
+    if "train_loss" in reached and reached.train_loss.notna().any():
+        text += (f" The {len(reached)} runs that reached $\\varepsilon$ ended with a mean training loss of at most "
+                 f"{fmt(reached.train_loss.max())} in their last epoch.")
+    return text
+
+
 def _macro(name: str, value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]+", name):
         raise ValueError(f"TeX macro names are letters only: {name!r}")
@@ -204,7 +218,8 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
     names = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
     m = [
         _macro("Experiment", config["experiment"].replace("_", r"\_")),
-        _macro("Dataset", {"digits": "scikit-learn digits", "cifar100": "CIFAR-100"}[config["dataset"]]),
+        _macro("Dataset", {"digits": "scikit-learn digits", "cifar100": "CIFAR-100",
+                            "fashion_mnist": "Fashion-MNIST"}[config["dataset"]]),
         _macro("Model", {"small_cnn": "a small CNN", "resnet18": "ResNet-18"}[config["model"]]),
         _macro("LearningRate", fmt(lr)), _macro("Epsilon", fmt(eps)),
         _macro("Momentum", fmt(max(config["optimizers"].values()))),
@@ -225,6 +240,7 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
                                                                   | set(config.get("noise", {}).get("epochs", []))))
                or "--"),
         _macro("TrainLossMax", fmt(loss_max)),
+        _macro("LearnedSentence", learned_sentence(tables["cbs_runs"], config["cbs"].get("learned_loss"))),
         _macro("KtwoSupSentence", k2_sentence(var, k2_stat)),
         _macro("LossSentence", loss_sentence(acc_main, loss_max)),
         _macro("NumClaims", str(len(claims) if claims is not None else 0)),

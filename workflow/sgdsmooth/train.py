@@ -12,8 +12,14 @@ augmentation draw from one generator seeded with ``seed`` that is saved in check
 so on CPU a resumed run is bitwise the same as an uninterrupted one.
 
 Stopping rule (CBS protocol, METHOD §4): after step t, stop when
-(1/t)·Σ_{k≤t} ‖g_k‖ ≤ ε and at least ``min_epochs`` epochs have passed; ‖g_k‖ is the L2 norm
-of all parameter gradients of mini-batch k. A run whose budget ``max_steps`` runs out first
+(1/t)·Σ_{k≤t} ‖g_k‖ ≤ ε, at least ``min_epochs`` epochs have passed and the run has learned:
+some finished epoch had a mean training loss ≤ ``learned_loss`` (when set); ‖g_k‖ is the L2
+norm of all parameter gradients of mini-batch k. Why the last condition: a network whose
+gradients at initialisation are already small (a small CNN on 60,000 images at b ≥ 512) has
+a running mean below ε = 0.5 within a few steps, at chance loss; the rule would then measure
+the initialisation, not training. The authors' guard, a minimum of epochs, only delays such a
+stop, and it puts an SFO floor of ``min_epochs``·n under every batch size; a loss threshold
+says directly what "learned" means. A run whose budget ``max_steps`` runs out first
 is *censored*. A non-finite loss ends any run with status ``diverged``.
 
 Command line: ``python -m sgdsmooth.train --help``.
@@ -207,7 +213,7 @@ class Run:
         sums = self.norm_sum + torch.cumsum(norms, 0)
         t = torch.arange(first, self.step + 1, dtype=torch.float64)
         min_steps = self.cfg.min_epochs * self.steps_per_epoch
-        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps)
+        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps) & self.learned()
         if hit.any():
             k = int(hit.nonzero()[0])
             self.stop_step = first + k
@@ -217,6 +223,12 @@ class Run:
             self.status = "censored"
         self.norm_sum = float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
         self._checked = len(self.trace["norm"])
+
+    def learned(self) -> bool:
+        """Whether the stopping rule is armed: no ``learned_loss`` is set, or a finished epoch's
+        mean training loss was at most it (read off the rows, so a resumed run agrees)."""
+        limit = self.cfg.learned_loss
+        return limit is None or any(row["train_loss"] <= limit for row in self.rows)
 
     # -- one epoch's row -----------------------------------------------------------------
     def close_epoch(self, wall: float) -> None:
@@ -274,6 +286,9 @@ class Run:
         return {
             "status": self.status or "ok", "steps": steps, "sfo": steps * self.cfg.batch_size,
             "epochs": self.epoch, "reached": self.status == "reached",
+            # the mean training loss of the last epoch (up to the stopping step): what a
+            # reached run had learned when it stopped
+            "train_loss": self.rows[-1]["train_loss"] if self.rows else math.nan,
         }
 
 
