@@ -73,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
     validate(cfg, "config/schema.yaml")  # fills in the defaults, as the workflow does
-    data = load_dataset(cfg["dataset"], cfg.get("data_root", "resources"))
+    data = load_dataset(cfg["dataset"], cfg.get("data_root", "resources"), subset=cfg.get("data_subset"))
     sizes = args.batch_sizes or [min(cfg["batch_sizes"]), max(cfg["batch_sizes"])]
     print(f"{cfg['dataset']}, {cfg['model']}, {cfg['accuracy']['epochs']} epochs, noise at epochs "
           f"{cfg['noise']['epochs']}, {args.threads} thread(s), torch {torch.__version__}")

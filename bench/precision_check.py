@@ -57,7 +57,7 @@ def runs(cfg: dict, protocol: str, optimizer: str, b: int, seeds: list[int], dev
     """The cell's runs in both precisions: their tables, by precision, in seed order."""
     keys = cell_settings(cfg, protocol, optimizer, cfg["lr"], cfg["optimizers"][optimizer], b)
     keys |= {"device": device, "noise_epochs": [], "full_grad_epochs": []} if protocol == "epochs" else {"device": device}
-    data = load_dataset(keys["dataset"], keys["data_root"])
+    data = load_dataset(keys["dataset"], keys["data_root"], subset=keys.get("data_subset"))
     out = {}
     for precision in PRECISIONS:
         tables = []

@@ -18,7 +18,9 @@ training jobs as the workflow runs them (sgdsmooth.grid):
   batches do not hide, so a ratio well below 1 means the Figure 8 groups take longer;
 * rates are interpolated linearly in log size–log rate between measured points, flat above
   them, and proportional to the size below them (a step's time no longer shrinks there);
-* CBS runs count at ``cbs.min_epochs``: they stop later, when they reach ε.
+* CBS runs count at their whole budget (``cbs.max_sfo``/``max_steps``) when the config
+  sets ``cbs.max_sfo``, an upper bound; otherwise at ``cbs.min_epochs``, a lower one
+  (``workload.run_steps``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from sgdsmooth.grid import training_jobs
 
-from workload import read_config, run_steps  # bench/
+from workload import cbs_note, read_config, run_steps  # bench/
 
 Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
 
@@ -86,11 +88,22 @@ def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, flo
     return dict(sorted(out.items()))
 
 
-def same_session(records: list[dict], model: str, precision: str) -> list[dict]:
-    """The records of the newest run of ``model`` on its device and day, at ``precision``."""
-    ours = [r for r in records if r["model"] == model and r["options"]["precision"] == precision]
+def record_dataset(record: dict) -> str:
+    """The data set whose image shape a record was measured on (older records: by model)."""
+    return record.get("dataset") or ("cifar100" if record["model"] == "resnet18" else "digits")
+
+
+def same_session(records: list[dict], model: str, precision: str, dataset: str | None = None,
+                 hardware: str | None = None) -> list[dict]:
+    """The records of the newest run of ``model`` (on ``dataset``'s images, when given; on
+    hardware whose name contains ``hardware``, when given) on its device and day, at
+    ``precision``."""
+    ours = [r for r in records if r["model"] == model and r["options"]["precision"] == precision
+            and (dataset is None or record_dataset(r) == dataset)
+            and (hardware is None or hardware.lower() in r["hardware"].lower())]
     if not ours:
-        raise SystemExit(f"no {precision} record of {model}")
+        raise SystemExit(f"no {precision} record of {model}" + (f" on {dataset}" if dataset else "")
+                         + (f" on {hardware}" if hardware else ""))
     last = ours[-1]
     return [r for r in ours if (r["date"], r["hardware"]) == (last["date"], last["hardware"])]
 
@@ -100,10 +113,13 @@ def main() -> None:
     ap.add_argument("results", help="train_throughput.py's JSON-lines file")
     ap.add_argument("--config", default="config/paper.yaml")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)")
+    ap.add_argument("--budget-seconds", type=float,
+                    help="exit with status 3 when the projection exceeds this (a device script's check)")
     args = ap.parse_args()
     cfg = read_config(args.config)
     records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
-    pooled = same_session(records, cfg["model"], args.precision)
+    pooled = same_session(records, cfg["model"], args.precision, cfg["dataset"], args.hardware)
     single, fused = rate_points(pooled)
     k = base_pack(fused)
     per_b = projected_seconds(cfg, single, fused[k])
@@ -112,10 +128,15 @@ def main() -> None:
     for b, s in per_b.items():
         print(f"{b:>6} {s / 3600:>9.2f} h")
     total = sum(per_b.values())
-    print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; CBS runs at min_epochs = {cfg['cbs']['min_epochs']})")
+    print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; {cbs_note(cfg)})")
     for other, n, measured, read in pack_checks(fused):
         print(f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
               f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})")
+    if args.budget_seconds is not None:
+        verdict = "within" if total <= args.budget_seconds else "OVER"
+        print(f"budget: {total:,.0f} s projected, {verdict} the {args.budget_seconds:,.0f} s allowed")
+        if total > args.budget_seconds:
+            raise SystemExit(3)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@
     counted over all members and divided by K for the per-model rate.
 ``--bf16``, ``--channels-last``, ``--compile`` and ``--cuda-graph`` switch on the speed options
 of (b) and (c) (sgdsmooth.models.Executor); the baseline stays plain fp32.
-Images are random uint8 in CIFAR's shape (the cost does not depend on them), so nothing is
-downloaded. Prints images/s, ratios to (a), and the fraction of the FLOP floor (3.33 GFLOP
-per ResNet-18 training image at --peak-tflops), and appends the table with the hardware,
+Images are random uint8 in the shape of ``--dataset`` (CIFAR's for ResNet-18, digits' for the
+small CNN unless asked; the cost does not depend on the pixels), so nothing is downloaded, and
+they are augmented by that data set's policy. Prints images/s, ratios to (a), and the fraction
+of the FLOP floor (3 × the model's forward FLOPs per training image, ``models.forward_flops``:
+3.33 GFLOP for ResNet-18 on CIFAR, at --peak-tflops), and appends the table with the hardware,
 versions and date to bench/results/train_throughput.jsonl, with the projected time of the
 whole ``--config`` grid at the measured rates (for a config of the benchmarked model).
 """
@@ -21,6 +23,7 @@ whole ``--config`` grid at the measured rates (for a config of the benchmarked m
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -31,23 +34,40 @@ from torchvision.transforms import v2
 from sgdsmooth.config import RunConfig
 from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
 from sgdsmooth.ensemble import FusedTrainer
-from sgdsmooth.models import Executor, make_model
+from sgdsmooth.models import Executor, forward_flops, make_model
 from sgdsmooth.train import Run, pick_device
 
 from results_file import append_record, hardware  # bench/
 from projection import projected_seconds, rate_points  # bench/
 from workload import read_config  # bench/
 
-GFLOP_PER_IMAGE = {"resnet18": 3.33, "small_cnn": 0.0014}
+MODELS = ("resnet18", "small_cnn")
+# Image shape, classes and augmentation policy of each data set (None: not augmented).
+SHAPES = {"cifar100": ((3, 32, 32), 100, "cifar"), "digits": ((1, 8, 8), 10, None),
+          "fashion_mnist": ((1, 28, 28), 10, "fashion")}
 
 
-def synthetic(n: int, model: str) -> ImageData:
+def default_dataset(model: str) -> str:
+    """The data set a record of ``model`` was measured on when it does not say (older records)."""
+    return "cifar100" if model == "resnet18" else "digits"
+
+
+def gflop_per_image(model: str, dataset: str) -> float:
+    """Training GFLOP per image: three forward passes' worth (forward, and backward twice)."""
+    shape, classes, _ = SHAPES[dataset]
+    return 3 * forward_flops(make_model(model, classes, shape[0]), shape) / 1e9
+
+
+def synthetic(n: int, dataset: str) -> ImageData:
     g = torch.Generator().manual_seed(0)
-    shape, classes = ((3, 32, 32), 100) if model == "resnet18" else ((1, 8, 8), 10)
+    shape, classes, policy = SHAPES[dataset]
     x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
     y = torch.randint(0, classes, (n,), generator=g)
     mean, std = (CIFAR100_MEAN, CIFAR100_STD) if shape[0] == 3 else ((0.3,), (0.37,))
-    return ImageData("synthetic", x, y, x[:100], y[:100], mean, std, classes, augment=shape[0] == 3)
+    data = ImageData("synthetic", x, y, x[:100], y[:100], mean, std, classes, augment=policy is not None)
+    if policy is not None:
+        data.augmentation = policy
+    return data
 
 
 class PerImage(Dataset):
@@ -126,7 +146,9 @@ def fused(data, model_name, b, steps, device, k, options) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="resnet18", choices=sorted(GFLOP_PER_IMAGE))
+    ap.add_argument("--model", default="resnet18", choices=MODELS)
+    ap.add_argument("--dataset", choices=sorted(SHAPES), help="the images' shape (default: the model's usual set)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip (a): on a device where only our rates matter")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64, 512, 4096])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--members", type=int, default=7)
@@ -144,28 +166,30 @@ def main() -> None:
     device = pick_device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = synthetic(args.images, args.model).to(device)
+    dataset = args.dataset or default_dataset(args.model)
+    data = synthetic(args.images, dataset).to(device)
+    gflop = gflop_per_image(args.model, dataset)
     hw = hardware(device)
-    print(f"{args.model} on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
+    print(f"{args.model} on {dataset}-shaped images ({gflop:.4g} GFLOP a training image) on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
           f" (b), (c): {options}")
     print(f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}")
     rows = []
     for b in args.batch_sizes:
-        a = baseline(data, args.model, b, args.steps, device)
+        a = math.nan if args.no_baseline else baseline(data, args.model, b, args.steps, device)
         s = single(data, args.model, b, args.steps, device, options)
         f = fused(data, args.model, b, args.steps, device, args.members, options)
         # Share of the FLOP floor's rate reached by the faster path, counting every image trained.
-        floor = 100 * max(s, f) * GFLOP_PER_IMAGE[args.model] * 1e9 / (args.peak_tflops * 1e12)
+        floor = 100 * max(s, f) * gflop * 1e9 / (args.peak_tflops * 1e12)
         rows.append({"batch_size": b, "baseline": a, "single": s, "fused_total": f, "fused_per_model": f / args.members,
                      "floor_percent": floor})
         print(f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}")
     cfg = read_config(args.config) if args.config else None
     hours = None
-    if cfg and cfg["model"] == args.model:
+    if cfg and cfg["model"] == args.model and cfg["dataset"] == dataset:
         single_rates, fused_rates = rate_points([{"members": args.members, "rows": rows}])
         hours = sum(projected_seconds(cfg, single_rates, fused_rates[args.members]).values()) / 3600
         print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
-    append_record(args.results, hw, model=args.model, steps=args.steps, members=args.members, options=options,
+    append_record(args.results, hw, model=args.model, dataset=dataset, steps=args.steps, members=args.members, options=options,
                   rows=rows, projected_hours={args.config: hours} if args.config else {})
 
 

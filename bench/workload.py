@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from sgdsmooth.config import cbs_max_steps, train_size
 from sgdsmooth.grid import Job, training_jobs, with_defaults
-from sgdsmooth.names import TRAIN_SIZES
 
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
@@ -30,14 +30,27 @@ def read_config(path: str | Path) -> dict:
     return with_defaults(yaml.safe_load(Path(path).read_text()), yaml.safe_load(SCHEMA.read_text()))
 
 
-def run_epochs(cfg: dict, job: Job) -> int:
-    """Epochs of each run of ``job`` (CBS runs at their ``min_epochs``)."""
-    return cfg["accuracy"]["epochs"] if job.protocol == "epochs" else cfg["cbs"]["min_epochs"]
+def cbs_at_budget(cfg: dict) -> bool:
+    """Whether CBS runs are counted at their whole step budget (an upper bound: a config
+    with ``cbs.max_sfo`` has a budget of a few epochs), else at ``min_epochs`` (a lower one:
+    the article's config has a budget of millions of steps that no run uses)."""
+    return cfg["cbs"].get("max_sfo") is not None
+
+
+def cbs_note(cfg: dict) -> str:
+    return ("CBS runs counted at their whole budget; those that reach ε stop sooner" if cbs_at_budget(cfg) else
+            f"CBS runs counted at min_epochs = {cfg['cbs']['min_epochs']}; they run longer")
 
 
 def run_steps(cfg: dict, job: Job) -> int:
-    """Optimizer steps of each run of ``job``."""
-    return run_epochs(cfg, job) * (TRAIN_SIZES[cfg["dataset"]] // job.batch_size)
+    """Optimizer steps of each run of ``job``: fixed-epoch runs' epochs, CBS runs' budget
+    (``cbs_at_budget``) or minimum."""
+    per_epoch = train_size(cfg) // job.batch_size
+    if job.protocol == "epochs":
+        return cfg["accuracy"]["epochs"] * per_epoch
+    if cbs_at_budget(cfg):
+        return cbs_max_steps(cfg, job.batch_size)
+    return cfg["cbs"]["min_epochs"] * per_epoch
 
 
 def workload(cfg: dict) -> dict[int, dict[str, float]]:
@@ -46,7 +59,7 @@ def workload(cfg: dict) -> dict[int, dict[str, float]]:
     for job in training_jobs(cfg):
         row, steps = per_b[job.batch_size], run_steps(cfg, job)
         row[f"{job.protocol}_runs"] += job.runs
-        row["epochs"] += job.runs * run_epochs(cfg, job)
+        row["epochs"] += job.runs * steps / (train_size(cfg) // job.batch_size)
         row["steps"] += job.runs * steps
         row["images"] += job.runs * steps * job.batch_size
         row["device_steps"] += steps if job.fused else job.runs * steps
@@ -57,9 +70,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default="config/paper.yaml")
     ap.add_argument("--tflops", type=float, default=790.0, help="peak bf16 matrix rate (H200 measured: 790)")
-    ap.add_argument("--gflop-per-image", type=float, default=3.33)
+    ap.add_argument("--gflop-per-image", type=float, help="default: 3 × the config's model's forward FLOPs")
     args = ap.parse_args()
     cfg = read_config(args.config)
+    if args.gflop_per_image is None:
+        from train_throughput import gflop_per_image  # bench/
+
+        args.gflop_per_image = gflop_per_image(cfg["model"], cfg["dataset"])
     rows = workload(cfg)
     print(f"{'b':>6} {'epoch runs':>10} {'CBS runs':>8} {'epochs':>9} {'steps':>12} {'images':>14} {'device steps':>13}")
     total = defaultdict(float)
@@ -71,8 +88,8 @@ def main() -> None:
     print(f"{'all':>6} {total['epochs_runs']:>10.0f} {total['cbs_runs']:>8.0f} {total['epochs']:>9.0f} "
           f"{total['steps']:>12,.0f} {total['images']:>14,.0f} {total['device_steps']:>13,.0f}")
     floor = total["images"] * args.gflop_per_image * 1e9 / (args.tflops * 1e12)
-    print(f"FLOP floor at {args.tflops:g} TFLOP/s: {floor:,.0f} s = {floor / 3600:.2f} GPU-hours "
-          f"(CBS runs counted at min_epochs = {cfg['cbs']['min_epochs']}; they run longer)")
+    print(f"FLOP floor at {args.tflops:g} TFLOP/s and {args.gflop_per_image:.4g} GFLOP a training image: "
+          f"{floor:,.0f} s = {floor / 3600:.2f} GPU-hours ({cbs_note(cfg)})")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,27 @@ def test_augmentation_is_reproducible_from_the_generator():
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="dataset"):
         D.load_dataset("mnist")
+
+
+def test_data_subset_is_a_fixed_slice_that_keeps_the_sets_normalisation():
+    full = D.load_dataset("digits")
+    part = D.load_dataset("digits", subset=300)
+    assert part.n_train == 300 and part.test_x.shape[0] == round(full.test_x.shape[0] * 300 / full.n_train)
+    assert torch.equal(part.train_x, D.load_dataset("digits", subset=300).train_x)  # the same slice every time
+    # Its images are the set's own, and most classes keep their share.
+    rows = {bytes(x.flatten().tolist()) for x in full.train_x}
+    assert all(bytes(x.flatten().tolist()) in rows for x in part.train_x)
+    assert torch.bincount(part.train_y, minlength=10).min() >= 15
+    assert part.mean == full.mean and part.std == full.std
+    with pytest.raises(ValueError, match="data_subset"):
+        D.load_dataset("digits", subset=full.n_train + 1)
+
+
+def test_run_config_checks_batch_size_against_the_subset():
+    from sgdsmooth.config import ConfigError, RunConfig
+
+    RunConfig(batch_size=256, data_subset=256).validate()
+    with pytest.raises(ConfigError, match="batch_size"):
+        RunConfig(batch_size=512, data_subset=256).validate()
+    with pytest.raises(ConfigError, match="data_subset"):
+        RunConfig(data_subset=0).validate()

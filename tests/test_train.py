@@ -31,6 +31,7 @@ def test_fixed_epoch_run_records_every_epoch(tmp_path, digits):
     assert list(t.epoch) == [1, 2, 3] and list(t.step) == [22, 44, 66]
     assert t.test_accuracy.between(0, 1).all() and t.test_accuracy.iloc[-1] > 0.5
     assert t.full_grad_norm_sq.isna().tolist() == [True, True, False]
+    assert summary.pop("train_loss") == t.train_loss.iloc[-1]
     assert summary == {"status": "ok", "steps": 66, "sfo": 66 * 64, "epochs": 3, "reached": False}
     assert (tmp_path / "final.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
     meta = read_metadata(tmp_path / "metrics.parquet")

@@ -5,15 +5,14 @@ import os
 from snakemake.utils import validate
 
 from sgdsmooth import grid
-from sgdsmooth.config import cbs_max_steps, cell_settings
-from sgdsmooth.names import TRAIN_SIZES
+from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
 
 validate(config, "../../config/schema.yaml")
 
 
 def _check_config(cfg):
     """Checks JSON schema cannot express; each message names its key."""
-    n = TRAIN_SIZES[cfg["dataset"]]
+    n = train_size(cfg)
     grids = {"batch_sizes": cfg["batch_sizes"]}
     grids["sharpness.batch_sizes"] = cfg["sharpness"].get("batch_sizes", [])
     for key, grid in grids.items():
@@ -155,7 +154,7 @@ def train_benchmark(protocol, cell):
 
 def train_runtime(wildcards, attempt, protocol, cells=1):
     """Minutes for ``cells`` cells on the configured device, with headroom growing per attempt."""
-    n = TRAIN_SIZES[config["dataset"]]
+    n = train_size(config)
     if protocol == "cbs":
         seeds, steps = len(CBS_SEEDS), cbs_max_steps(config, wildcards.b)
         images = min(steps * int(wildcards.b), 10**9)

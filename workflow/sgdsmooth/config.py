@@ -25,6 +25,7 @@ class RunConfig:
     protocol: str = "epochs"
     dataset: str = "digits"
     data_root: str = "resources"
+    data_subset: int | None = None  # train on this many images of the set (smoke runs); None: all
     model: str = "small_cnn"
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -66,8 +67,11 @@ class RunConfig:
             bad("epsilon", "must be > 0")
         if self.batch_size < 1:
             bad("batch_size", "must be ≥ 1")
-        if self.batch_size > TRAIN_SIZES[self.dataset]:
-            bad("batch_size", f"exceeds the {TRAIN_SIZES[self.dataset]} training examples of {self.dataset}")
+        if self.data_subset is not None and not 1 <= self.data_subset <= TRAIN_SIZES[self.dataset]:
+            bad("data_subset", f"must be in 1..{TRAIN_SIZES[self.dataset]} or null")
+        n = self.data_subset or TRAIN_SIZES[self.dataset]
+        if self.batch_size > n:
+            bad("batch_size", f"exceeds the {n} training examples of {self.dataset}")
         for key in ("epochs", "max_steps", "checkpoint_every", "eval_batch_size"):
             if getattr(self, key) < 1:
                 bad(key, "must be ≥ 1")
@@ -93,6 +97,11 @@ class RunConfig:
         return cls(**values).validate()
 
 
+def train_size(config: dict) -> int:
+    """Training images a workflow config trains on: ``data_subset`` or the whole set."""
+    return config.get("data_subset") or TRAIN_SIZES[config["dataset"]]
+
+
 def cbs_max_steps(config: dict, batch_size: int) -> int:
     """The step budget of a CBS run at ``batch_size``: ``cbs.max_steps``, or, when
     ``cbs.max_sfo`` is set, ``min(cbs.max_steps, ceil(max_sfo / b))``.
@@ -115,6 +124,7 @@ def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: 
     graph = int(batch_size) <= train["cuda_graph_max_batch"]
     common = {
         "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
+        "data_subset": config.get("data_subset"),
         "model": config["model"], "optimizer": optimizer, "lr": float(lr), "beta": float(beta),
         "batch_size": int(batch_size), "device": config.get("device", "auto"),
         **{k: train[k] for k in ("eval_batch_size", "checkpoint_every", "precision", "channels_last", "compile")},

@@ -30,6 +30,7 @@ normalisation.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -115,6 +116,19 @@ class ImageData:
         x = x_uint8_or_float.to(torch.get_default_dtype()).div_(255.0)
         mean, std = _moments(self.mean, self.std, x.device, x.dtype)
         return (x - mean) / std
+
+    def subset(self, n_train: int, seed: int = 0) -> "ImageData":
+        """A fixed slice of the set for smoke runs: ``n_train`` training images drawn without
+        replacement with ``seed`` (so the classes keep about their balance), and the test set
+        cut in the same proportion. Normalisation and augmentation stay the whole set's."""
+        if not 1 <= n_train <= self.n_train:
+            raise ValueError(f"data_subset: must be in 1..{self.n_train}, got {n_train}")
+        g = torch.Generator().manual_seed(seed)
+        train = torch.randperm(self.n_train, generator=g)[:n_train]
+        n_test = max(1, round(self.test_x.shape[0] * n_train / self.n_train))
+        test = torch.randperm(self.test_x.shape[0], generator=g)[:n_test]
+        return dataclasses.replace(self, train_x=self.train_x[train], train_y=self.train_y[train],
+                                   test_x=self.test_x[test], test_y=self.test_y[test])
 
     def train_batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The training examples at ``idx``, augmented with the set's policy if switched on, normalised."""
@@ -364,8 +378,10 @@ def fashion_mnist_folder(root: str | Path = "resources") -> Path:
     )
 
 
-def load_dataset(name: str, root: str | Path = "resources", augment: bool | None = None) -> ImageData:
-    """Load a data set by its config name; ``root`` is the config's ``data_root``."""
+def load_dataset(name: str, root: str | Path = "resources", augment: bool | None = None,
+                 subset: int | None = None) -> ImageData:
+    """Load a data set by its config name; ``root`` is the config's ``data_root``; ``subset``
+    (the config's ``data_subset``) keeps that many training images (``ImageData.subset``)."""
     if name == "digits":
         data = load_digits()
     elif name == "cifar100":
@@ -376,4 +392,4 @@ def load_dataset(name: str, root: str | Path = "resources", augment: bool | None
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
     if augment is not None:
         data.augment = augment
-    return data
+    return data if subset is None else data.subset(subset)

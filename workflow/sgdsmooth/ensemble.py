@@ -213,7 +213,7 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
     if any(k != keys[0] for k in keys):
         raise ValueError("train_fused: the configs must differ only in seed and learning rate")
     if data is None:
-        data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment)
+        data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset)
     # On the device once, shared: open_run's own move is then a no-op, where K members
     # would otherwise each hold a copy of the data set on the GPU.
     data = data.to(T.pick_device(cfgs[0].device))

@@ -4,7 +4,7 @@
 OPTIMIZERS = ("sgd", "shb", "nshb")
 PROTOCOLS = ("cbs", "epochs")
 DATASETS = ("digits", "cifar100", "fashion_mnist")
-MODELS = ("resnet18", "small_cnn")
+MODELS = ("resnet18", "small_cnn", "mnist_cnn")
 PRECISIONS = ("fp32", "bf16")  # of the training forward pass
 # Training-set sizes, known before loading so that configs can be checked up front.
 TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000, "fashion_mnist": 60_000}

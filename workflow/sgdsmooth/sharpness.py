@@ -237,7 +237,7 @@ def measure_runs(run_tables: list[str], weights: list[str], out_tables: list[str
             continue
         device = pick_device(cfg["device"])
         if data is None:
-            data = load_dataset(cfg["dataset"], cfg["data_root"]).to(device)
+            data = load_dataset(cfg["dataset"], cfg["data_root"], subset=cfg.get("data_subset")).to(device)
         model = make_model(cfg["model"], data.num_classes, data.in_channels).to(device)
         model.load_state_dict(torch.load(weight_file, map_location=device))
         x = data.normalize(data.train_x[:n_examples])

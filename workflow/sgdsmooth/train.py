@@ -302,7 +302,7 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: time the kernels once, keep the fastest
     if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment)
+        data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment, cfg.data_subset)
     elif cfg.augment is not None:
         data = dataclasses.replace(data, augment=cfg.augment)
     run = Run(cfg, data.to(device), device, out)
@@ -464,7 +464,7 @@ def train_cells(runs: list[dict], seeds: list[int], tables: list[str], threads: 
     cfgs = [RunConfig.from_dict({**run, "seed": seed}) for run in runs for seed in seeds]
     if len(tables) != len(cfgs):
         raise ValueError(f"{len(tables)} tables for {len(cfgs)} runs")
-    data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment)
+    data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset)
     folders = [Path(path).parent for path in tables]
     if fuse and len(cfgs) > 1:
         from .ensemble import train_fused
