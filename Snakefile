@@ -1,5 +1,6 @@
 # Degree of smoothing of SGD, SHB and NSHB: Sato & Iiduka reproduced as a workflow.
 # Default: the embedded digits config (CPU, minutes). The article: --configfile config/paper.yaml
+# `snakemake archive` writes archive/<experiment>/ to commit; --config source=archive rebuilds from it.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -20,11 +21,12 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/sharpness.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/archive.smk"
 
 
 rule all:
     default_target: True
     input:
-        ALL_TABLES,
+        TABLES_IN,
         ALL_FIGURES,
         PAPER_PDF,

@@ -2,6 +2,7 @@
 what reruns after each kind of change, the article's plan, and bad configs."""
 
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -239,3 +240,67 @@ def test_html_report_has_every_figure_with_its_caption(tiny):
     for caption in (ROOT / "workflow" / "report").glob("*.rst"):
         assert caption.stem in html, caption.stem
     assert "critical batch size" in html  # a phrase from fig4's caption
+
+
+TRAINING_OR_TABLES = {"train_cbs", "train_cbs_lrs", "train_epochs", "train_epochs_lrs", "sharpness", "noise_table",
+                      "cbs_runs", "critical_batch_size", "k2", "variance", "delta", "accuracy", "sharpness_table",
+                      "correlations", "claims", "download_cifar100"}
+REBUILT = {"fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "paper_generated", "paper", "all"}
+
+
+@pytest.fixture(scope="module")
+def archived(tiny, tmp_path_factory):
+    """The tiny run archived from a clean git commit, and a fresh copy of the workflow that
+    has that archive but no results/ (the state of a new clone of a repository with it)."""
+    (tiny / ".gitignore").write_text("results/\n.snakemake/\n__pycache__/\nreport.html\n")
+    (tiny / "config" / "test.yaml").write_text(yaml.safe_dump(TINY))  # the run's config, as committed
+    git = ["git", "-C", str(tiny), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "tiny"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert planned(smk(tiny, "-n", "archive")) == {"archive": 1}  # a finished run: archiving trains nothing
+    smk(tiny, "--", "archive")  # (after --configfile, which would take it for a file)
+    fresh = copy_workflow(tmp_path_factory.mktemp("clone"))
+    shutil.copytree(tiny / "archive", fresh / "archive")
+    # The config the archive was measured with, as its README tells to rebuild with.
+    shutil.copy(fresh / "archive" / "tiny" / "config.yaml", fresh / "config" / "test.yaml")
+    return tiny, fresh, commit
+
+
+def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
+    tiny, _, commit = archived
+    a, r = tiny / "archive" / "tiny", tiny / "results" / "tiny"
+    assert sorted(p.name for p in (a / "tables").iterdir()) == sorted(p.name for p in (r / "tables").iterdir())
+    assert sorted(p.name for p in (a / "figures").iterdir()) == sorted(p.name for p in (r / "figures").iterdir())
+    assert (a / "paper.pdf").read_bytes() == (r / "paper" / "paper.pdf").read_bytes()
+    stamp = json.loads((a / "stamp.json").read_text())
+    assert stamp["commit"] == commit and stamp["dirty"] is False, stamp["changed"]
+    archived_config = yaml.safe_load((a / "config.yaml").read_text())
+    assert archived_config == {k: v for k, v in grid.with_defaults(TINY, SCHEMA).items() if k != "source"}
+    assert stamp["config_hash"] == tables.config_hash(archived_config)
+    assert stamp["device"] == "cpu" and stamp["device_source"] == "runs"
+    assert set(stamp["versions"]) == {"python", "torch", "snakemake", "pandas", "pyarrow", "numpy"}
+    assert all(stamp["versions"].values()) and stamp["date"]
+    assert commit in (a / "README.md").read_text()
+
+
+def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
+    _, fresh, _ = archived
+    proc = smk(fresh, "-n", "--config", "source=archive")
+    plan = planned(proc)
+    assert set(plan) == REBUILT and not set(plan) & TRAINING_OR_TABLES
+    assert "is not that of" not in proc.stdout + proc.stderr  # the archived config is the one it was measured with
+    assert not (fresh / "results").exists()
+
+
+def test_the_paper_rebuilt_from_the_archive_quotes_the_same_numbers(archived):
+    tiny, fresh, _ = archived
+    smk(fresh, "--config", "source=archive")
+    r = fresh / "results" / "tiny"
+    assert (r / "paper" / "paper.pdf").stat().st_size > 10000
+    assert sorted(p.name for p in r.iterdir()) == ["figures", "logs", "paper"]  # no runs/, tables/, benchmarks/
+    for tex in ("numbers", "claims", "comparison", "cbs", "sharpness", "noise"):
+        original = (tiny / "results" / "tiny" / "paper" / "generated" / f"{tex}.tex").read_text()
+        assert (r / "paper" / "generated" / f"{tex}.tex").read_text() == original, tex
+    assert planned(smk(fresh, "-n", "--config", "source=archive")) == {}

@@ -1,11 +1,14 @@
 # Config validation, paths and the run grid: the one place that knows where files live.
 
+import json
 import os
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from sgdsmooth import grid
 from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
+from sgdsmooth.tables import config_hash
 
 validate(config, "../../config/schema.yaml")
 
@@ -83,6 +86,46 @@ TABLE = f"{R}/tables/{{name}}.parquet"
 
 def table(name):
     return TABLE.format(name=name)
+
+
+# `source: archive` rebuilds the figures and the paper from a committed archive/<experiment>/
+# (rule archive) without training: the rules that read tables (and the few other files the
+# paper quotes) switch to the archive's copy, while the rules that produce them keep writing
+# results/, so no rule claims an archive path and nothing upstream is scheduled.
+A = f"archive/{config['experiment']}"
+ARCHIVED = config["source"] == "archive"
+# The config that results depend on: all of it but `source`.
+STUDY_CONFIG = {k: v for k, v in config.items() if k != "source"}
+
+
+def from_source(path):
+    """Where a consumer reads ``path`` (a path under results/<experiment>/): the path
+    itself, or under `source: archive` the same path in archive/<experiment>/."""
+    if not ARCHIVED:
+        return path
+    assert path.startswith(f"{R}/"), path
+    return A + path[len(R) :]
+
+
+def table_in(name):
+    """A table as figures and the paper read it (see from_source)."""
+    return from_source(table(name))
+
+
+if ARCHIVED:
+    if not os.path.exists(f"{A}/stamp.json"):
+        raise ValueError(
+            f"source: archive, but {A}/stamp.json does not exist: archive a finished run "
+            "first (`snakemake archive`), or leave source at results"
+        )
+    with open(f"{A}/stamp.json") as fh:
+        _archived_hash = json.load(fh)["config_hash"]
+    if _archived_hash != config_hash(STUDY_CONFIG):
+        logger.warning(
+            f"source: archive: this config's hash {config_hash(STUDY_CONFIG)} is not that of "
+            f"{A}/config.yaml ({_archived_hash}), which the archive was measured with: the "
+            "paper will quote this config's settings beside the archive's measurements"
+        )
 
 
 def _paths(pattern, cell_list, seeds, **extra):

@@ -1,5 +1,6 @@
 # One rule per figure; `snakemake fig4` rebuilds Figure 4 alone. Each figure depends on its
 # own module and the shared style, so editing one figure's code reruns only that figure.
+# They read tables through table_in: results/, or archive/ under `source: archive`.
 
 FIG = f"{R}/figures/{{name}}"
 MAIN_LR = config["lr"]
@@ -38,8 +39,8 @@ rule fig3:
 
 rule fig4:
     input:
-        cbs_runs=table("cbs_runs"),
-        critical_batch_size=table("critical_batch_size"),
+        cbs_runs=table_in("cbs_runs"),
+        critical_batch_size=table_in("critical_batch_size"),
         code=figure_code("fig4_sfo"),
     output:
         **figure_outputs("fig4_sfo"),
@@ -56,7 +57,7 @@ rule fig4:
 
 rule fig5:
     input:
-        delta=table("delta"),
+        delta=table_in("delta"),
         code=figure_code("fig5_delta"),
     output:
         **figure_outputs("fig5_delta"),
@@ -73,7 +74,7 @@ rule fig5:
 
 rule fig6:
     input:
-        accuracy=table("accuracy"),
+        accuracy=table_in("accuracy"),
         code=figure_code("fig6_accuracy"),
     output:
         **figure_outputs("fig6_accuracy"),
@@ -90,8 +91,8 @@ rule fig6:
 
 rule fig7:
     input:
-        accuracy=table("accuracy"),
-        delta=table("delta"),
+        accuracy=table_in("accuracy"),
+        delta=table_in("delta"),
         code=figure_code("fig7_delta_accuracy"),
     output:
         **figure_outputs("fig7_delta_accuracy"),

@@ -22,10 +22,10 @@ rule noise_table:
 
 rule fig9:
     input:
-        noise=table("noise"),
-        variance=table("variance"),
-        delta=table("delta"),
-        critical_batch_size=table("critical_batch_size"),
+        noise=table_in("noise"),
+        variance=table_in("variance"),
+        delta=table_in("delta"),
+        critical_batch_size=table_in("critical_batch_size"),
         code=figure_code("fig9_measured_noise"),
     output:
         **figure_outputs("fig9_measured_noise"),

@@ -78,7 +78,7 @@ rule correlations:
 
 rule fig8:
     input:
-        sharpness=table("sharpness"),
+        sharpness=table_in("sharpness"),
         code=figure_code("fig8_sharpness"),
     output:
         **figure_outputs("fig8_sharpness"),

@@ -1,0 +1,56 @@
+"""The archive's stamp without a pipeline: the git state it records, and its README.
+(Archiving a real run and rebuilding the paper from it: tests/test_workflow.py.)"""
+
+import subprocess
+
+import pandas as pd
+
+from sgdsmooth import archive, tables
+
+
+def git(repo, *args):
+    cmd = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.org", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_state_lists_changes_but_not_the_archive_being_written(tmp_path):
+    git(tmp_path, "init", "-q")
+    for name in ("a.py", "b.py", "archive/x/old.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    clean = archive.git_state(tmp_path, exclude=tmp_path / "archive" / "x")
+    assert clean == {"commit": git(tmp_path, "rev-parse", "HEAD"), "dirty": False, "changed": []}
+
+    (tmp_path / "archive" / "x" / "old.txt").unlink()  # the rule replaces its folder
+    (tmp_path / "archive" / "x" / "new.txt").write_text("new")
+    assert archive.git_state(tmp_path, exclude=tmp_path / "archive" / "x")["dirty"] is False
+
+    (tmp_path / "a.py").write_text("edited")
+    git(tmp_path, "mv", "b.py", "c.py")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "new.py").write_text("untracked")
+    state = archive.git_state(tmp_path, exclude=tmp_path / "archive" / "x")
+    assert state["dirty"] is True and state["changed"] == ["a.py", "c.py", "sub/new.py"]
+
+
+def test_outside_git_the_stamp_says_so(tmp_path):
+    assert archive.git_state(tmp_path) == {"commit": None, "dirty": None, "changed": []}
+
+
+def test_stamp_and_readme(tmp_path):
+    run = tmp_path / "run.parquet"
+    frame = pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in
+                          zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)})
+    tables.write_table(frame, run, "epochs", {"device": "NVIDIA H200"})
+    cfg = {"experiment": "demo", "lr": 0.1}
+    stamp = archive.make_stamp(cfg, {"accuracy": run}, [run, run], tmp_path)
+    assert stamp["device"] == "NVIDIA H200" and stamp["runs_per_device"] == {"NVIDIA H200": 2}
+    assert stamp["config_hash"] == tables.config_hash(cfg) and stamp["commit"] is None
+    assert stamp["tables"]["accuracy"]["rows"] == 0
+    text = archive.readme(stamp)
+    assert "commit: none recorded" in text and stamp["config_hash"] in text
+    assert "bin/run --configfile archive/demo/config.yaml --config source=archive" in text
+    # Without run metadata naming a device, the stamp names the archiving machine.
+    assert archive.make_stamp(cfg, {}, [], tmp_path)["device_source"] == "archiving machine"

@@ -1,0 +1,42 @@
+# archive/<experiment>/: a finished study's tables, figures, paper and a stamp (commit, config
+# hash, device, versions), to commit to git. `--config source=archive` rebuilds the figures and
+# the paper from it without training (common.smk: from_source); there this rule does not
+# exist, so that no archive path is an output and nothing upstream of the tables is planned.
+
+if not ARCHIVED:
+
+    localrules:
+        archive,
+
+    rule archive:
+        """Copy the tables, figures, paper and what the paper quotes besides (the training
+        jobs' benchmarks, one run's metadata) from results/, and stamp them."""
+        input:
+            tables=ALL_TABLES,
+            figures=ALL_FIGURES,
+            paper=PAPER_PDF,
+            benchmarks=BENCHMARKS,
+            runs=ALL_EPOCH_RUNS + ALL_CBS_RUNS,  # their metadata name the training device
+            code=lib("archive", "tables"),
+        output:
+            f"{A}/stamp.json",  # written last; the folder is replaced as a whole
+        log:
+            f"{R}/logs/archive.log",
+        conda:
+            ENV
+        params:
+            results=R,
+            example_run=ALL_EPOCH_RUNS[0],
+            config=STUDY_CONFIG,
+            repo=workflow.basedir,
+        script:
+            "../scripts/archive.py"
+
+else:
+
+    rule archive:
+        """Under `source: archive` there is nothing to archive: say so rather than look for a file."""
+        run:
+            raise ValueError(
+                f"source: archive reads {A}/; archive from results/ with source: results"
+            )

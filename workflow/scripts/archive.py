@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from sgdsmooth import archive
+
+inp, p = snakemake.input, snakemake.params
+stamp = archive.write_archive(
+    Path(snakemake.output[0]).parent, p.results, inp.tables, inp.figures, inp.paper, inp.benchmarks,
+    p.example_run, inp.runs, p.config, p.repo,
+)
+with open(snakemake.log[0], "w") as log:
+    print(f"archived {p.results} to {Path(snakemake.output[0]).parent}: commit {stamp['commit']}, dirty {stamp['dirty']}, "
+          f"config hash {stamp['config_hash']}, device {stamp['device']}", file=log)
