@@ -31,7 +31,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from sgdsmooth.grid import training_jobs
+from sgdsmooth.grid import sharpness_cells, training_jobs
 
 from workload import cbs_note, read_config, run_steps  # bench/
 
@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--config", default="config/paper.yaml")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)")
+    ap.add_argument("--job-seconds", type=float, default=0.0,
+                    help="a job's fixed cost on this device (start, imports, CUDA context, data): measured by the caller")
+    ap.add_argument("--parallel", type=int, default=1, help="jobs the workflow runs at once (their fixed costs overlap)")
     ap.add_argument("--budget-seconds", type=float,
                     help="exit with status 3 when the projection exceeds this (a device script's check)")
     args = ap.parse_args()
@@ -129,6 +132,12 @@ def main() -> None:
         print(f"{b:>6} {s / 3600:>9.2f} h")
     total = sum(per_b.values())
     print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; {cbs_note(cfg)})")
+    if args.job_seconds:
+        jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
+        fixed = jobs * args.job_seconds / args.parallel
+        print(f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s / {args.parallel} "
+              f"at once = {fixed:,.0f} s; with the training's device time (not overlapped): {total + fixed:,.0f} s")
+        total += fixed
     for other, n, measured, read in pack_checks(fused):
         print(f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
               f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})")

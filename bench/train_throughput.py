@@ -35,13 +35,13 @@ from sgdsmooth.config import RunConfig
 from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
 from sgdsmooth.ensemble import FusedTrainer
 from sgdsmooth.models import Executor, forward_flops, make_model
+from sgdsmooth.names import MODELS
 from sgdsmooth.train import Run, pick_device
 
 from results_file import append_record, hardware  # bench/
 from projection import projected_seconds, rate_points  # bench/
 from workload import read_config  # bench/
 
-MODELS = ("resnet18", "small_cnn")
 # Image shape, classes and augmentation policy of each data set (None: not augmented).
 SHAPES = {"cifar100": ((3, 32, 32), 100, "cifar"), "digits": ((1, 8, 8), 10, None),
           "fashion_mnist": ((1, 28, 28), 10, "fashion")}

@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -156,3 +158,47 @@ def test_projection_pools_one_sessions_fastest_fp32_rates(tmp_path):
     # Fused points: 16 images a step at the faster 0.32 img/s, 128 at 1.28: rate ∝ n^(2/3) between.
     fused = {k: 0.32 * (k / 16) ** (2 / 3) for k in (32, 48)}
     assert hours[8] == pytest.approx((4 * (n // 8) * 8 / fused[32] + 12 * (n // 8) * 8 / fused[48]) / 3600, rel=2e-3)
+
+
+def test_fashion_study_runs_every_step_in_smoke_mode_and_its_archive_gets_a_paper_at_home(tmp_path):
+    # The device command runs rarely, on a lent machine: here every step runs on the CPU on a
+    # 2,048-image slice of the real set (bench/fashion_smoke.yaml), in a copy of the workflow.
+    from sgdsmooth.data import fashion_mnist_folder
+
+    try:
+        fashion_mnist_folder(ROOT / "resources")
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            raise  # CI installs dataset-fashion-mnist (bin/setup): its absence is a fault there
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    for name in ("Snakefile", "workflow", "config", "paper", "envs", "bench"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name, **(
+            {"ignore": shutil.ignore_patterns("*.egg-info", "__pycache__", "results")} if src.is_dir() else {}))
+    out = tmp_path / "out"
+    env = {**os.environ, "FASHION_SMOKE": "1", "OUT": str(out),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "bench/fashion_study.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # The projection was made from this machine's measured rates, against the budget (over it
+    # here: the smoke mode goes on regardless).
+    assert "budget:" in (out / "projection.txt").read_text()
+    archived = out / "archive" / "fashion_smoke"
+    stamp = json.loads((archived / "stamp.json").read_text())
+    assert stamp["config_hash"] and not (archived / "paper.pdf").exists()  # no TeX on the device
+    runs = pd.read_parquet(archived / "tables" / "cbs_runs.parquet")
+    assert len(runs) == 3 and set(runs.status) <= {"reached", "censored"}
+    # No run stopped before it had learned: the gate (learned_loss) held for every reached run.
+    reached = runs[runs.status == "reached"]
+    assert (reached.steps > 2048 // 256).all()  # not within the first epoch, before the gate could arm
+    # At home: what came back is the archive; the paper is built from it alone and added to it.
+    shutil.rmtree(tmp_path / "archive")
+    shutil.copytree(archived, tmp_path / "archive" / "fashion_smoke")
+    shutil.rmtree(tmp_path / "results")
+    home = subprocess.run([sys.executable, "-m", "snakemake", "archive_paper", "--cores", "2", "--configfile",
+                           "config/fashion.yaml", "bench/fashion_smoke.yaml", "--config", "source=archive"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert home.returncode == 0, home.stdout[-3000:] + home.stderr[-3000:]
+    assert (tmp_path / "archive" / "fashion_smoke" / "paper.pdf").stat().st_size > 10_000
+    assert not (tmp_path / "results" / "fashion_smoke" / "runs").exists()  # nothing was trained

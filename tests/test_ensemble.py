@@ -23,7 +23,8 @@ def members(name, classes, channels):
 
 
 def test_packed_forward_equals_each_member_in_both_modes():
-    for name, classes, shape in (("small_cnn", 10, (5, 1, 8, 8)), ("resnet18", 100, (2, 3, 32, 32))):
+    for name, classes, shape in (("small_cnn", 10, (5, 1, 8, 8)), ("mnist_cnn", 10, (4, 1, 28, 28)),
+                                 ("resnet18", 100, (2, 3, 32, 32))):
         models = members(name, classes, shape[1])
         packed = E.pack(models)
         xs = [torch.randn(shape, generator=torch.Generator().manual_seed(10 + i)) for i in range(len(models))]

@@ -199,3 +199,28 @@ def test_fig8_draws_the_primary_variant_first(tmp_path, monkeypatch, adaptive):
     assert saved == [str(tmp_path / "f.pdf"), str(tmp_path / "f.png")]
     monkeypatch.undo()
     fig8_sharpness.plt.close(figs[0])
+
+
+def test_fig8_says_how_many_points_a_log_axis_cannot_show(tmp_path, monkeypatch):
+    # δ is missing where b* is undetermined and a sharpness estimate can be ≤ 0: the figure is
+    # still drawn, and each panel counts what it leaves out instead of dropping it silently.
+    from matplotlib.figure import Figure
+
+    from sgdsmooth import tables
+    from sgdsmooth.figures import fig8_sharpness
+
+    rows = [{"optimizer": "sgd", "lr": 0.1, "beta": 0.0, "batch_size": b, "seed": 0, "rho": 2e-4, "p": "inf",
+             "sharpness": 1e-3 * b - 2e-3, "average_sharpness": 0.0, "sharpness_plain": 0.1, "average_sharpness_plain": 0.0,
+             "test_accuracy": 0.9, "delta": float("nan")} for b in (1, 2, 4, 8)]
+    tables.write_table(pd.DataFrame(rows), tmp_path / "s.parquet", "sharpness")
+    figs = []
+    monkeypatch.setattr(fig8_sharpness.plt, "close", figs.append)
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: None)
+    fig8_sharpness.draw(str(tmp_path / "s.parquet"), str(tmp_path / "f.pdf"), str(tmp_path / "f.png"))
+    axes = figs[0].axes
+    notes = [[t.get_text() for t in ax.texts] for ax in axes[:6]]
+    assert notes[0] == ["2 of 4 without a positive sharpness"]  # b = 1 and 2: −1e-3 and 0
+    assert axes[0].get_yscale() == "log" and axes[3].get_xscale() == "linear"  # no δ at all: linear
+    assert "4 of 4 without a positive delta" in notes[3] and "4 of 4 without a positive delta" in notes[5]
+    monkeypatch.undo()
+    fig8_sharpness.plt.close(figs[0])

@@ -304,3 +304,18 @@ def test_the_paper_rebuilt_from_the_archive_quotes_the_same_numbers(archived):
         original = (tiny / "results" / "tiny" / "paper" / "generated" / f"{tex}.tex").read_text()
         assert (r / "paper" / "generated" / f"{tex}.tex").read_text() == original, tex
     assert planned(smk(fresh, "-n", "--config", "source=archive")) == {}
+
+
+def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp_path):
+    work = copy_workflow(tmp_path)
+    shutil.copy(ROOT / "config" / "fashion.yaml", work / "config" / "test.yaml")
+    plan = planned(smk(work, "-n"))
+    cfg = grid.with_defaults(yaml.safe_load((ROOT / "config" / "fashion.yaml").read_text()), SCHEMA)
+    assert cfg["dataset"] == "fashion_mnist" and cfg["batch_sizes"] == [2**k for k in range(3, 14)]
+    assert set(cfg["optimizers"]) == {"sgd", "shb", "nshb"} and len(cfg["sharpness"]["lrs"]) == 4
+    # Every training job the projection counts (sgdsmooth.grid) is planned, and nothing is downloaded.
+    for protocol in ("cbs", "epochs"):
+        jobs = [j for j in grid.training_jobs(cfg) if j.protocol == protocol]
+        assert Counter(len(j.cells) > 1 for j in jobs) == {
+            False: plan[f"train_{protocol}"], True: plan[f"train_{protocol}_lrs"]}
+    assert plan["sharpness"] == 4 * 11 and plan["paper"] == 1 and "download_cifar100" not in plan

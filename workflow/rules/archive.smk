@@ -14,7 +14,7 @@ if not ARCHIVED:
         input:
             tables=ALL_TABLES,
             figures=ALL_FIGURES,
-            paper=PAPER_PDF,
+            paper=PAPER_PDF if config["archive_paper"] else [],
             benchmarks=BENCHMARKS,
             runs=ALL_EPOCH_RUNS + ALL_CBS_RUNS,  # their metadata name the training device
             code=lib("archive", "tables"),
@@ -40,3 +40,13 @@ else:
             raise ValueError(
                 f"source: archive reads {A}/; archive from results/ with source: results"
             )
+
+    rule archive_paper:
+        """An archive made without its paper (archive_paper: false, on a machine without
+        TeX) gets the paper built from it."""
+        input:
+            PAPER_PDF,
+        output:
+            f"{A}/paper.pdf",
+        shell:
+            "cp {input} {output}"

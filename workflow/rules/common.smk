@@ -94,8 +94,10 @@ def table(name):
 # results/, so no rule claims an archive path and nothing upstream is scheduled.
 A = f"archive/{config['experiment']}"
 ARCHIVED = config["source"] == "archive"
-# The config that results depend on: all of it but `source`.
-STUDY_CONFIG = {k: v for k, v in config.items() if k != "source"}
+# The config that results depend on: all of it but where they are read from and archived.
+STUDY_CONFIG = {
+    k: v for k, v in config.items() if k not in ("source", "archive_paper")
+}
 
 
 def from_source(path):

@@ -4,7 +4,7 @@ from sgdsmooth import archive
 
 inp, p = snakemake.input, snakemake.params
 stamp = archive.write_archive(
-    Path(snakemake.output[0]).parent, p.results, inp.tables, inp.figures, inp.paper, inp.benchmarks,
+    Path(snakemake.output[0]).parent, p.results, inp.tables, inp.figures, inp.paper or None, inp.benchmarks,
     p.example_run, inp.runs, p.config, p.repo,
 )
 with open(snakemake.log[0], "w") as log:

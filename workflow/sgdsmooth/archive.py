@@ -133,7 +133,7 @@ pyarrow {v['pyarrow']}, numpy {v['numpy']}
 
 | file | what |
 |---|---|
-| `paper.pdf` | the reproduction report as built from these results |
+| `paper.pdf` | the reproduction report as built from these results (an archive made without TeX gets it from `bin/run archive_paper --configfile archive/{exp}/config.yaml --config source=archive`) |
 | `figures/*.pdf`, `figures/*.png` | the figures |
 | `tables/*.parquet` | every table of `results/{exp}/tables/`: {tables} |
 | `benchmarks/` | wall time of every training job (the paper's compute hours) |
@@ -151,7 +151,7 @@ If the table schemas have changed since, check out the commit above first.
 """
 
 
-def write_archive(out: str | Path, results: str | Path, tables, figures, paper: str | Path, benchmarks,
+def write_archive(out: str | Path, results: str | Path, tables, figures, paper: str | Path | None, benchmarks,
                   example_run: str | Path, runs, config: dict, repo: str | Path) -> dict:
     """Copy a finished study from ``results`` into ``out`` (emptied first) and stamp it;
     ``stamp.json`` comes last, so that a folder without one is an unfinished archive."""
@@ -162,7 +162,8 @@ def write_archive(out: str | Path, results: str | Path, tables, figures, paper: 
         dest = out / Path(src).relative_to(results)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest)
-    shutil.copy2(paper, out / "paper.pdf")
+    if paper is not None:  # None: archived where TeX is missing; rule archive_paper adds it later
+        shutil.copy2(paper, out / "paper.pdf")
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     stamp = make_stamp(config, {Path(t).stem: t for t in tables}, runs, repo, exclude=out)
     (out / "README.md").write_text(readme(stamp))

@@ -98,7 +98,8 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     text = (f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
             f"so that no run stops at its initialisation.")
     if "train_loss" in reached and reached.train_loss.notna().any():
-        text += (f" The {len(reached)} runs that reached $\\varepsilon$ ended with a mean training loss of at most "
+        runs = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
+        text += (f" {runs} that reached $\\varepsilon$ ended with a mean training loss of at most "
                  f"{fmt(reached.train_loss.max())} in their last epoch.")
     return text
 
@@ -220,7 +221,8 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
         _macro("Experiment", config["experiment"].replace("_", r"\_")),
         _macro("Dataset", {"digits": "scikit-learn digits", "cifar100": "CIFAR-100",
                             "fashion_mnist": "Fashion-MNIST"}[config["dataset"]]),
-        _macro("Model", {"small_cnn": "a small CNN", "resnet18": "ResNet-18"}[config["model"]]),
+        _macro("Model", {"small_cnn": "a small CNN", "mnist_cnn": "a two-block CNN with a flattened head (50,282 parameters)",
+                         "resnet18": "ResNet-18"}[config["model"]]),
         _macro("LearningRate", fmt(lr)), _macro("Epsilon", fmt(eps)),
         _macro("Momentum", fmt(max(config["optimizers"].values()))),
         _macro("BatchGrid", ", ".join(pow2(b) for b in sorted(config["batch_sizes"]))),
