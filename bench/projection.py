@@ -33,8 +33,11 @@ from pathlib import Path
 
 from sgdsmooth.grid import sharpness_cells, training_jobs
 
+from sgdsmooth.config import train_size
+
 from workload import cbs_note, read_config, run_steps  # bench/
 
+TAIL_DEPTH = 8  # cbs_runs → critical_batch_size → variance → delta → claims → paper_generated → paper → archive
 Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
 
 
@@ -93,6 +96,20 @@ def record_dataset(record: dict) -> str:
     return record.get("dataset") or ("cifar100" if record["model"] == "resnet18" else "digits")
 
 
+def side_seconds(cfg: dict, single: Points) -> float:
+    """Device seconds of what the fixed-epoch runs do besides their steps, one run at a time:
+    evaluation on the test set after every epoch (a forward pass: a third of a training
+    image) and the full-gradient passes of K² and the noise measurements (forward and
+    backward over the training set, in large chunks), all at the single-run rate of the
+    largest batch measured."""
+    rate = log_interp(single, max(single))
+    n_test = {"fashion_mnist": 10_000, "cifar100": 10_000, "digits": 359}[cfg["dataset"]]
+    passes = len(set(cfg["accuracy"]["full_grad_epochs"]) | set(cfg["noise"]["epochs"]))
+    per_run = cfg["accuracy"]["epochs"] * n_test / 3 + passes * train_size(cfg)
+    runs = sum(job.runs for job in training_jobs(cfg) if job.protocol == "epochs")
+    return runs * per_run / rate
+
+
 def same_session(records: list[dict], model: str, precision: str, dataset: str | None = None,
                  hardware: str | None = None) -> list[dict]:
     """The records of the newest run of ``model`` (on ``dataset``'s images, when given; on
@@ -111,7 +128,7 @@ def same_session(records: list[dict], model: str, precision: str, dataset: str |
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", help="train_throughput.py's JSON-lines file")
-    ap.add_argument("--config", default="config/paper.yaml")
+    ap.add_argument("--config", nargs="+", default=["config/paper.yaml"], help="config files, merged in order")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)")
     ap.add_argument("--job-seconds", type=float, default=0.0,
@@ -120,24 +137,30 @@ def main() -> None:
     ap.add_argument("--budget-seconds", type=float,
                     help="exit with status 3 when the projection exceeds this (a device script's check)")
     args = ap.parse_args()
-    cfg = read_config(args.config)
+    cfg = read_config(*args.config)
     records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
     pooled = same_session(records, cfg["model"], args.precision, cfg["dataset"], args.hardware)
     single, fused = rate_points(pooled)
     k = base_pack(fused)
     per_b = projected_seconds(cfg, single, fused[k])
-    print(f"{args.config} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
+    print(f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
           f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:")
     for b, s in per_b.items():
         print(f"{b:>6} {s / 3600:>9.2f} h")
     total = sum(per_b.values())
     print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; {cbs_note(cfg)})")
+    side = side_seconds(cfg, single)
+    total += side
+    print(f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; with the steps: {total:,.0f} s")
     if args.job_seconds:
         jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
         fixed = jobs * args.job_seconds / args.parallel
+        # After training, the tables, figures and archive are a chain of about 8 jobs deep.
+        tail = TAIL_DEPTH * args.job_seconds
+        total += fixed + tail
         print(f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s / {args.parallel} "
-              f"at once = {fixed:,.0f} s; with the training's device time (not overlapped): {total + fixed:,.0f} s")
-        total += fixed
+              f"at once = {fixed:,.0f} s, and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
+              f"in all (nothing overlapped on the device): {total:,.0f} s")
     for other, n, measured, read in pack_checks(fused):
         print(f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
               f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})")

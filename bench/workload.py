@@ -25,9 +25,19 @@ from sgdsmooth.grid import Job, training_jobs, with_defaults
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
 
-def read_config(path: str | Path) -> dict:
-    """A workflow config with the schema's defaults, as the workflow sees it."""
-    return with_defaults(yaml.safe_load(Path(path).read_text()), yaml.safe_load(SCHEMA.read_text()))
+def _merge(into: dict, new: dict) -> dict:
+    for key, value in new.items():
+        into[key] = _merge(dict(into.get(key) or {}), value) if isinstance(value, dict) else value
+    return into
+
+
+def read_config(*paths: str | Path) -> dict:
+    """A workflow config with the schema's defaults, as the workflow sees it; several files
+    are merged in order, key by key, as ``snakemake --configfile a b`` merges them."""
+    cfg: dict = {}
+    for path in paths:
+        _merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
+    return with_defaults(cfg, yaml.safe_load(SCHEMA.read_text()))
 
 
 def cbs_at_budget(cfg: dict) -> bool:

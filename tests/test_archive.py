@@ -21,7 +21,7 @@ def test_git_state_lists_changes_but_not_the_archive_being_written(tmp_path):
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-q", "-m", "one")
     clean = archive.git_state(tmp_path, exclude=tmp_path / "archive" / "x")
-    assert clean == {"commit": git(tmp_path, "rev-parse", "HEAD"), "dirty": False, "changed": []}
+    assert clean == {"commit": git(tmp_path, "rev-parse", "HEAD"), "dirty": False, "changed": [], "commit_source": "git"}
 
     (tmp_path / "archive" / "x" / "old.txt").unlink()  # the rule replaces its folder
     (tmp_path / "archive" / "x" / "new.txt").write_text("new")
@@ -36,7 +36,10 @@ def test_git_state_lists_changes_but_not_the_archive_being_written(tmp_path):
 
 
 def test_outside_git_the_stamp_says_so(tmp_path):
-    assert archive.git_state(tmp_path) == {"commit": None, "dirty": None, "changed": []}
+    assert archive.git_state(tmp_path, env={}) == {"commit": None, "dirty": None, "changed": [], "commit_source": None}
+    # A tree copied to a GPU machine has no .git: the sender names the commit, the stamp says so.
+    sent = archive.git_state(tmp_path, env={"SOURCE_COMMIT": "abc123"})
+    assert sent == {"commit": "abc123", "dirty": None, "changed": [], "commit_source": "SOURCE_COMMIT"}
 
 
 def test_stamp_and_readme(tmp_path):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sgdsmooth import paper
@@ -60,3 +61,15 @@ def test_every_optimizer_macro_is_defined_even_when_not_configured(tmp_path):
     numbers = (tmp_path / "numbers.tex").read_text()
     for name in ("SGD", "SHB", "NSHB"):
         assert f"\\newcommand{{\\Bstar{name}Value}}{{--}}" in numbers
+
+
+def test_the_stopping_rule_sentence_counts_the_runs_the_loss_gate_stopped():
+    from sgdsmooth.paper import learned_sentence
+
+    runs = pd.DataFrame({"status": ["reached", "reached", "censored"], "train_loss": [0.3, 0.4, 1.0],
+                         "gate_bound": [True, False, False]})
+    text = learned_sentence(runs, 0.5)
+    assert "at most 0.5" in text and "The 2 runs" in text and "at most 0.4" in text
+    assert "1 of them stopped on the first step after the rule was armed" in text
+    assert "None of them" in learned_sentence(runs.assign(gate_bound=False), 0.5)
+    assert learned_sentence(runs, None) == "The rule may fire from the first step."

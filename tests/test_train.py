@@ -32,7 +32,8 @@ def test_fixed_epoch_run_records_every_epoch(tmp_path, digits):
     assert t.test_accuracy.between(0, 1).all() and t.test_accuracy.iloc[-1] > 0.5
     assert t.full_grad_norm_sq.isna().tolist() == [True, True, False]
     assert summary.pop("train_loss") == t.train_loss.iloc[-1]
-    assert summary == {"status": "ok", "steps": 66, "sfo": 66 * 64, "epochs": 3, "reached": False}
+    assert summary == {"status": "ok", "steps": 66, "sfo": 66 * 64, "epochs": 3, "reached": False,
+                       "armed_epoch": None, "gate_bound": False}
     assert (tmp_path / "final.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
     meta = read_metadata(tmp_path / "metrics.parquet")
     assert meta["seed"] == 1 and meta["device"] == "cpu" and meta["config"]["optimizer"] == "shb"
@@ -94,16 +95,20 @@ def test_cbs_no_run_reaches_epsilon_before_it_has_learned(tmp_path, digits):
     rows = table(tmp_path / "armed", "cbs_epochs")
     learned = int((rows.train_loss <= 0.5).to_numpy().argmax())  # the first epoch that learned
     assert armed["status"] == "reached" and learned > 0 and (rows.train_loss.iloc[:learned] > 0.5).all()
-    # It stops on the first step after that epoch, not earlier, and has learned.
+    # It stops on the first step after that epoch, not earlier, and has learned; the summary
+    # says that the loss threshold, not ε, decided when (gate_bound), and reports the loss
+    # of the last complete epoch, not of the one-step partial epoch.
     assert armed["steps"] == (learned + 1) * (digits.n_train // 64) + 1
-    assert rows.train_loss.iloc[learned] <= 0.5
+    assert armed["armed_epoch"] == learned + 1 and armed["gate_bound"] and not bare["gate_bound"]
+    assert armed["train_loss"] == rows.train_loss.iloc[learned] <= 0.5
 
 
 def test_cbs_budget_censors(tmp_path, digits):
     cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.01, batch_size=8, epsilon=1e-3, max_steps=100)
     summary = train(cfg, tmp_path, digits)
     assert summary.pop("train_loss") > 0
-    assert summary == {"status": "censored", "steps": 100, "sfo": 800, "epochs": 1, "reached": False}
+    assert summary == {"status": "censored", "steps": 100, "sfo": 800, "epochs": 1, "reached": False,
+                       "armed_epoch": 0, "gate_bound": False}
 
 
 def test_divergence_is_recorded_and_not_an_error(tmp_path, digits):

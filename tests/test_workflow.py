@@ -197,6 +197,8 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     [
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"lr": "fast"}, "lr"),
+        ({"model": "mnist_cnn"}, "model"),
+        ({"data_subset": 5000}, "data_subset"),
         ({"batch_sizes": []}, "batch_sizes"),
         ({"batch_sizes": [64, 4096]}, "batch_sizes"),
         ({"cbs": {"epsilon": 0, "seeds": [0]}}, "epsilon"),
@@ -277,7 +279,8 @@ def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
     stamp = json.loads((a / "stamp.json").read_text())
     assert stamp["commit"] == commit and stamp["dirty"] is False, stamp["changed"]
     archived_config = yaml.safe_load((a / "config.yaml").read_text())
-    assert archived_config == {k: v for k, v in grid.with_defaults(TINY, SCHEMA).items() if k != "source"}
+    assert archived_config == {k: v for k, v in grid.with_defaults(TINY, SCHEMA).items()
+                               if k not in ("source", "archive_paper")}
     assert stamp["config_hash"] == tables.config_hash(archived_config)
     assert stamp["device"] == "cpu" and stamp["device_source"] == "runs"
     assert set(stamp["versions"]) == {"python", "torch", "snakemake", "pandas", "pyarrow", "numpy"}

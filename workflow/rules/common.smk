@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from sgdsmooth import grid
 from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
+from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.tables import config_hash
 
 validate(config, "../../config/schema.yaml")
@@ -27,6 +28,14 @@ def _check_config(cfg):
     if cfg["sharpness"]["lrs"] and "sgd" not in cfg["optimizers"]:
         raise ValueError(
             "sharpness.lrs: Figure 8 studies SGD, so optimizers must include sgd"
+        )
+    if cfg["model"] == "mnist_cnn" and cfg["dataset"] != "fashion_mnist":
+        raise ValueError(
+            "model: mnist_cnn's head is sized for 28×28 images: use it with dataset fashion_mnist"
+        )
+    if cfg.get("data_subset") and cfg["data_subset"] > TRAIN_SIZES[cfg["dataset"]]:
+        raise ValueError(
+            f"data_subset: exceeds the {TRAIN_SIZES[cfg['dataset']]} training examples of {cfg['dataset']}"
         )
     if cfg["sharpness"]["n_examples"] > n:
         raise ValueError(f"sharpness.n_examples: exceeds the {n} training examples")

@@ -11,6 +11,7 @@ the figures and the paper from these files alone.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -27,10 +28,12 @@ from .tables import config_hash, read_metadata
 VERSIONS = ("torch", "snakemake", "pandas", "pyarrow", "numpy")
 
 
-def git_state(repo: str | Path, exclude: str | Path | None = None) -> dict:
+def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.environ) -> dict:
     """The commit checked out in ``repo`` and the paths that differ from it (modified, staged
     or untracked; ignored files do not count), leaving out those under ``exclude``. Outside a
-    git checkout, or without git: commit and dirty are None."""
+    git checkout, or without git: the commit given in ``SOURCE_COMMIT`` (a copy of a tree sent
+    to a GPU machine has no .git; the sender names its commit, and ``commit_source`` says so)
+    with dirty unknown, else commit and dirty are None."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
@@ -40,7 +43,8 @@ def git_state(repo: str | Path, exclude: str | Path | None = None) -> dict:
         top = Path(git("rev-parse", "--show-toplevel").strip())
         entries = git("status", "--porcelain=v1", "-z", "--untracked-files=all").split("\0")
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None, "changed": []}
+        given = env.get("SOURCE_COMMIT") or None
+        return {"commit": given, "dirty": None, "changed": [], "commit_source": "SOURCE_COMMIT" if given else None}
     skip = Path(exclude).resolve() if exclude is not None else None
     changed, i = [], 0
     while i < len(entries):
@@ -54,7 +58,7 @@ def git_state(repo: str | Path, exclude: str | Path | None = None) -> dict:
         if skip is not None and (top / path).resolve().is_relative_to(skip):
             continue
         changed.append(path)
-    return {"commit": commit, "dirty": bool(changed), "changed": sorted(changed)}
+    return {"commit": commit, "dirty": bool(changed), "changed": sorted(changed), "commit_source": "git"}
 
 
 def training_devices(runs) -> dict[str, int]:
@@ -112,6 +116,8 @@ def readme(stamp: dict) -> str:
     exp, v = stamp["experiment"], stamp["versions"]
     if stamp["commit"] is None:
         commit = "none recorded (not archived from a git checkout)"
+    elif stamp.get("commit_source") == "SOURCE_COMMIT":
+        commit = f"`{stamp['commit']}`, as named by SOURCE_COMMIT where the tree had no .git (uncommitted changes unknown)"
     elif stamp["dirty"]:
         commit = f"`{stamp['commit']}` with uncommitted changes to {len(stamp['changed'])} file(s) (`stamp.json`)"
     else:

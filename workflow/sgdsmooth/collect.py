@@ -17,7 +17,8 @@ def run_identity(meta: dict) -> dict:
 
 def cbs_runs(paths) -> pd.DataFrame:
     """One row per CBS run: steps T, SFO = T·b, whether ε was reached, the run status, and
-    the mean training loss of its last epoch (what it had learned when it stopped)."""
+    the mean training loss of its last complete epoch (what it had learned), the epoch after
+    which its stopping rule was armed (NaN: never) and whether that, not ε, set its T."""
     rows = []
     for path in paths:
         meta = read_metadata(path)
@@ -25,6 +26,8 @@ def cbs_runs(paths) -> pd.DataFrame:
         rows.append(run_identity(meta) | {
             "epsilon": float(meta["config"]["epsilon"]), "steps": s["steps"], "sfo": s["sfo"],
             "reached": s["reached"], "status": s["status"], "train_loss": s.get("train_loss", np.nan),
+            "armed_epoch": np.nan if s.get("armed_epoch") is None else float(s["armed_epoch"]),
+            "gate_bound": bool(s.get("gate_bound", False)),
         })
     return pd.DataFrame(rows)
 

@@ -67,6 +67,8 @@ class RunConfig:
             bad("epsilon", "must be > 0")
         if self.batch_size < 1:
             bad("batch_size", "must be ≥ 1")
+        if self.model == "mnist_cnn" and self.dataset != "fashion_mnist":
+            bad("model", "mnist_cnn's head is sized for 28×28 images: use it with dataset fashion_mnist")
         if self.data_subset is not None and not 1 <= self.data_subset <= TRAIN_SIZES[self.dataset]:
             bad("data_subset", f"must be in 1..{TRAIN_SIZES[self.dataset]} or null")
         n = self.data_subset or TRAIN_SIZES[self.dataset]

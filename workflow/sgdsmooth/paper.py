@@ -90,17 +90,22 @@ def pow2(b: float) -> str:
 
 
 def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
-    """What the stopping rule's loss gate (``cbs.learned_loss``) was, and what the runs that
-    reached ε had learned when they stopped."""
+    """What the stopping rule's loss gate (``cbs.learned_loss``) was, what the runs that
+    reached ε had learned, and how many of them the gate rather than ε stopped."""
     if limit is None:
         return "The rule may fire from the first step."
     reached = runs[runs.status == "reached"]
     text = (f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
             f"so that no run stops at its initialisation.")
     if "train_loss" in reached and reached.train_loss.notna().any():
-        runs = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
-        text += (f" {runs} that reached $\\varepsilon$ ended with a mean training loss of at most "
-                 f"{fmt(reached.train_loss.max())} in their last epoch.")
+        which = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
+        text += (f" {which} that reached $\\varepsilon$ had a mean training loss of at most "
+                 f"{fmt(reached.train_loss.max())} in their last complete epoch.")
+    if "gate_bound" in reached:
+        bound = int(reached.gate_bound.sum())
+        text += (f" {bound} of them stopped on the first step after the rule was armed: for those the loss "
+                 f"threshold, not $\\varepsilon$, set $T$." if bound else
+                 " None of them stopped on the first step after the rule was armed: $\\varepsilon$ set every $T$.")
     return text
 
 

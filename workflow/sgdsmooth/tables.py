@@ -46,7 +46,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "cbs_runs": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
         ("batch_size", _i64), ("seed", _i64), ("steps", _i64), ("sfo", _i64),
-        ("reached", _bool), ("status", _str), ("train_loss", _f64),
+        ("reached", _bool), ("status", _str), ("train_loss", _f64), ("armed_epoch", _f64), ("gate_bound", _bool),
     ),
     "critical_batch_size": _schema(
         ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),

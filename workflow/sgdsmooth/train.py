@@ -224,11 +224,21 @@ class Run:
         self.norm_sum = float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
         self._checked = len(self.trace["norm"])
 
-    def learned(self) -> bool:
-        """Whether the stopping rule is armed: no ``learned_loss`` is set, or a finished epoch's
-        mean training loss was at most it (read off the rows, so a resumed run agrees)."""
+    def armed_epoch(self) -> int | None:
+        """The epoch after which the stopping rule is armed: 0 without ``learned_loss``, else
+        the first finished epoch whose mean training loss was at most it, None while there is
+        none (read off the rows, so a resumed run agrees)."""
         limit = self.cfg.learned_loss
-        return limit is None or any(row["train_loss"] <= limit for row in self.rows)
+        if limit is None:
+            return 0
+        return next((row["epoch"] for row in self.rows if self._complete(row) and row["train_loss"] <= limit), None)
+
+    def learned(self) -> bool:
+        """Whether the stopping rule is armed."""
+        return self.armed_epoch() is not None
+
+    def _complete(self, row: dict) -> bool:
+        return row["step"] == row["epoch"] * self.steps_per_epoch
 
     # -- one epoch's row -----------------------------------------------------------------
     def close_epoch(self, wall: float) -> None:
@@ -283,12 +293,18 @@ class Run:
 
     def summary(self) -> dict:
         steps = self.stop_step if self.stop_step is not None else self.step
+        armed = self.armed_epoch() if self.cfg.protocol == "cbs" else None
+        complete = [row for row in self.rows if self._complete(row)] or self.rows[-1:]
         return {
             "status": self.status or "ok", "steps": steps, "sfo": steps * self.cfg.batch_size,
             "epochs": self.epoch, "reached": self.status == "reached",
-            # the mean training loss of the last epoch (up to the stopping step): what a
-            # reached run had learned when it stopped
-            "train_loss": self.rows[-1]["train_loss"] if self.rows else math.nan,
+            # the mean training loss of the last complete epoch (of the partial one if the run
+            # stopped within its first): what the run had learned; none for a diverged run
+            "train_loss": complete[-1]["train_loss"] if complete and self.status != "diverged" else math.nan,
+            # CBS: when the rule was armed (cbs.learned_loss), and whether the run stopped on the
+            # first step after it, i.e. the loss threshold rather than ε decided T
+            "armed_epoch": armed,
+            "gate_bound": bool(self.status == "reached" and armed and steps == armed * self.steps_per_epoch + 1),
         }
 
 
