@@ -35,11 +35,13 @@ if not ARCHIVED:
 else:
 
     rule archive:
+        conda:
+            ENV
         """Under `source: archive` there is nothing to archive: say so rather than look for a file."""
-        run:
-            raise ValueError(
-                f"source: archive reads {A}/; archive from results/ with source: results"
-            )
+        params:
+            message=f"source: archive reads {A}/; archive from results/ with source: results",
+        shell:
+            "echo '{params.message}' >&2; exit 1"
 
     rule archive_paper:
         """An archive made without its paper (archive_paper: false, on a machine without
@@ -48,5 +50,7 @@ else:
             PAPER_PDF,
         output:
             f"{A}/paper.pdf",
+        conda:
+            ENV
         shell:
             "cp {input} {output}"
