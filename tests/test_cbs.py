@@ -130,6 +130,21 @@ def test_bstar_at_the_edge_of_the_grid_is_not_established(edge, steps, reason):
     assert (t.bstar_ci_low == edge).all() and (t.bstar_ci_high == edge).all()
 
 
+def test_bstar_where_the_loss_gate_set_t_is_not_established():
+    # b = 16 wins, but one of its three runs stopped on the first step after its rule was
+    # armed (gate_bound): there the loss threshold, not ε, decided T.
+    df = runs([(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)])
+    df["gate_bound"] = (df.batch_size == 16) & (df.seed == 1)
+    t = cbs.critical_batch_sizes(df, n_boot=200)
+    assert (t.critical_batch_size == 16).all() and not t.established.any()
+    assert (t.reason == "b* = 16: 1 run(s) stopped as the loss gate opened, not by ε").all()
+    # A replicate that draws no gate-bound run at b = 16 ((2/3)³ of them) is established.
+    assert 0.2 < t.bootstrap_established.iloc[0] < 0.5
+    # Gate-bound runs elsewhere do not touch b*.
+    df["gate_bound"] = df.batch_size == 32
+    assert cbs.critical_batch_sizes(df, n_boot=20).established.all()
+
+
 def test_bootstrap_established_is_one_when_every_replicate_agrees():
     df = runs([(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)])
     t = cbs.critical_batch_sizes(df, n_boot=100)

@@ -18,7 +18,10 @@ by both the point estimate and every bootstrap replicate:
       given more steps, might still have reached ε cheaper than b\\*: the data do not rule
       it out. A referee found exactly this at b = 16 (lower bound 32,000 below the chosen
       b\\*'s 34,528). ``cbs.max_sfo`` (config) sets the budget in SFO terms so that every
-      censored run's lower bound is at least max_sfo.
+      censored run's lower bound is at least max_sfo;
+  (d) no run at b\\* is *gate-bound*: stopped on the first step after its stopping rule was
+      armed (``cbs.learned_loss``), when the running mean was already below ε. There the
+      loss threshold, not ε, set T, and the bound C² < b*·ε²/η of Theorem 4.4 does not apply.
 
   Batch sizes with a diverged run cannot be b\\* (the run never reaches ε), so they do
   not block establishment; they are counted (``n_diverged``).
@@ -60,13 +63,14 @@ def challengers(mean_sfo, censored, best: float) -> np.ndarray:
     return np.flatnonzero(np.asarray(censored, dtype=bool) & ~(m > best))
 
 
-def judge(batch_sizes, mean_sfo, eligible, censored) -> tuple[float, str]:
+def judge(batch_sizes, mean_sfo, eligible, censored, gated=None) -> tuple[float, str]:
     """b* of one cell (NaN if none) and why it is not established ("" when it is).
 
     Arrays over the cell's batch grid, ascending: ``mean_sfo`` the mean over a batch size's
     runs of their SFO (the steps·b lower bound for a censored run); ``eligible`` whether
     every run reached ε; ``censored`` whether the batch size is ineligible because of
-    censored runs only (no diverged run), so that it might still beat b*.
+    censored runs only (no diverged run), so that it might still beat b*; ``gated`` (optional)
+    how many of a batch size's runs were gate-bound.
     """
     b = np.asarray(batch_sizes)
     m = np.asarray(mean_sfo, dtype=float)
@@ -85,6 +89,8 @@ def judge(batch_sizes, mean_sfo, eligible, censored) -> tuple[float, str]:
     for j in challengers(m, censored, best):
         rel = "<" if m[j] < best else "="
         reasons.append(f"b={int(b[j])} censored: SFO lower bound {_num(m[j])} {rel} {_num(best)} at b*={star}")
+    if gated is not None and gated[i]:
+        reasons.append(f"b* = {star}: {int(gated[i])} run(s) stopped as the loss gate opened, not by ε")
     return float(star), "; ".join(reasons)
 
 
@@ -105,13 +111,15 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
     complete = (out.n_reached == out.n_runs).to_numpy()
     censored = ((out.n_censored > 0) & (out.n_diverged == 0)).to_numpy()
     grid = out.batch_size.to_numpy()
-    b_star, reason = judge(grid, lower, complete, censored)
+    gate = runs.gate_bound.astype(bool) if "gate_bound" in runs else pd.Series(False, index=runs.index)
+    gated = gate.groupby(runs.batch_size).sum().reindex(grid).to_numpy()
+    b_star, reason = judge(grid, lower, complete, censored, gated)
     out["sfo_lower_mean"] = np.where(out.n_diverged > 0, np.nan, lower)
 
     # Bootstrap over runs: resample each batch size's runs (censored and diverged ones
     # included) with replacement and judge every replicate by the same rule.
     rng = np.random.default_rng(seed)
-    cols = {"mean": [], "ok": [], "censored": []}
+    cols = {"mean": [], "ok": [], "censored": [], "gated": []}
     for _, g in by_b:
         i = rng.integers(0, len(g), (n_boot, len(g)))
         sfo, hit = g.sfo.to_numpy(float)[i], g.reached.to_numpy()[i]
@@ -119,10 +127,11 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
         cols["mean"].append(sfo.mean(axis=1))
         cols["ok"].append(hit.all(axis=1))
         cols["censored"].append((status == "censored").any(axis=1) & ~(status == "diverged").any(axis=1))
-    mean, ok, cen = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored"))
+        cols["gated"].append(gate.loc[g.index].to_numpy()[i].sum(axis=1))
+    mean, ok, cen, gat = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored", "gated"))
     picks, settled = np.full(n_boot, np.nan), np.zeros(n_boot, dtype=bool)
     for r in range(n_boot):
-        picks[r], why = judge(grid, mean[r], ok[r], cen[r])
+        picks[r], why = judge(grid, mean[r], ok[r], cen[r], gat[r])
         settled[r] = not why
     found = picks[~np.isnan(picks)]
     low, high = (np.percentile(found, [2.5, 97.5], method="inverted_cdf") if len(found) else (np.nan, np.nan))
