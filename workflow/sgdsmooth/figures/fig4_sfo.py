@@ -31,5 +31,5 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
         log2_batch_axis(ax)
         ax.set_title(f"{LABELS[opt]}", color=PALETTE[opt])
         ax.set_ylabel("SFO complexity $T\\,b$")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")  # the curve decides where: upper left covered b = 2⁴ on the default
     save(fig, pdf, png)
