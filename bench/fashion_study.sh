@@ -43,7 +43,6 @@ else
 fi
 # device: auto, so jobs ask for no gpu resource: they share the one GPU, --cores / train.threads
 # at a time (config/fashion.yaml: 16 / 2 = 8).
-parallel=$((cores / 2))
 limit="${FASHION_LIMIT_S:-570}"  # the whole call; the pipeline gets what the steps before it left
 budget="${FASHION_BUDGET_S:-480}"
 
@@ -86,14 +85,14 @@ if python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   fi
   tail -1 "$out/agreement.txt"
 fi
+# The study's config as the workflow will see it (bench/workload.read_config merges the files
+# as --configfile does): whether it replays CUDA graphs, and how many jobs share the GPU.
+read -r graphed threads < <(cd bench && python3 -c "import sys; from workload import read_config
+t = read_config(*sys.argv[1:])['train']; print(int(t['cuda_graph_max_batch'] > 0), t['threads'])" \
+  "${configs[@]/#/../}" "$override") || exit 4
 graph=()
-python3 - "${configs[@]}" "$override" <<'EOF' && graph=(--cuda-graph)
-import sys, yaml
-cfg = {}
-for path in sys.argv[1:]:
-    cfg.setdefault("train", {}).update((yaml.safe_load(open(path)) or {}).get("train", {}))
-sys.exit(not cfg["train"].get("cuda_graph_max_batch"))
-EOF
+((graphed)) && graph=(--cuda-graph)
+parallel=$((cores / threads))
 
 # 3. This device's rates for the config's model, and the study's projected time from them.
 say "training rates on this device, and the projection"

@@ -34,6 +34,7 @@ from pathlib import Path
 from sgdsmooth.grid import sharpness_cells, training_jobs
 
 from sgdsmooth.config import train_size
+from sgdsmooth.names import TEST_SIZES, TRAIN_SIZES
 
 from workload import cbs_note, read_config, run_steps  # bench/
 
@@ -103,7 +104,7 @@ def side_seconds(cfg: dict, single: Points) -> float:
     backward over the training set, in large chunks), all at the single-run rate of the
     largest batch measured."""
     rate = log_interp(single, max(single))
-    n_test = {"fashion_mnist": 10_000, "cifar100": 10_000, "digits": 359}[cfg["dataset"]]
+    n_test = TEST_SIZES[cfg["dataset"]] * train_size(cfg) / TRAIN_SIZES[cfg["dataset"]]  # a subset cuts both
     passes = len(set(cfg["accuracy"]["full_grad_epochs"]) | set(cfg["noise"]["epochs"]))
     per_run = cfg["accuracy"]["epochs"] * n_test / 3 + passes * train_size(cfg)
     runs = sum(job.runs for job in training_jobs(cfg) if job.protocol == "epochs")

@@ -48,7 +48,7 @@ def test_cifar100_missing_files_are_named(tmp_path):
 def test_digits_split_is_fixed_and_stratified():
     a, b = D.load_digits(), D.load_digits()
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
-    assert a.n_train == D.TRAIN_SIZES["digits"]
+    assert a.n_train == D.TRAIN_SIZES["digits"] and a.test_x.shape[0] == D.TEST_SIZES["digits"]
     assert a.n_train + a.test_x.shape[0] == 1797
     assert a.train_x.dtype == torch.uint8 and a.train_x.max() == 255
     share = torch.bincount(a.test_y, minlength=10).float() / torch.bincount(a.train_y, minlength=10).float()

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .names import DATASETS, TRAIN_SIZES  # noqa: F401  (re-exported)
+from .names import DATASETS, TEST_SIZES, TRAIN_SIZES  # noqa: F401  (re-exported)
 
 CIFAR100_MEAN = (0.5071, 0.4866, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -65,7 +65,7 @@ FASHION_MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
 # Examples per split: what the headers must say (None: whatever they say, images and labels agreeing).
-FASHION_MNIST_COUNTS = {"train": TRAIN_SIZES["fashion_mnist"], "test": 10_000}
+FASHION_MNIST_COUNTS = {"train": TRAIN_SIZES["fashion_mnist"], "test": TEST_SIZES["fashion_mnist"]}
 FASHION_MNIST_SUBDIR = "fashion-mnist"  # under data_root
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 FASHION_MNIST_CLASSES = 10

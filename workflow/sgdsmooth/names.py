@@ -8,3 +8,4 @@ MODELS = ("resnet18", "small_cnn", "mnist_cnn")
 PRECISIONS = ("fp32", "bf16")  # of the training forward pass
 # Training-set sizes, known before loading so that configs can be checked up front.
 TRAIN_SIZES = {"digits": 1438, "cifar100": 50_000, "fashion_mnist": 60_000}
+TEST_SIZES = {"digits": 359, "cifar100": 10_000, "fashion_mnist": 10_000}

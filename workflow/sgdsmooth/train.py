@@ -213,7 +213,9 @@ class Run:
         sums = self.norm_sum + torch.cumsum(norms, 0)
         t = torch.arange(first, self.step + 1, dtype=torch.float64)
         min_steps = self.cfg.min_epochs * self.steps_per_epoch
-        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps) & self.learned()
+        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps)
+        if hit.any() and not self.learned():  # asked only when the rule would fire
+            hit[:] = False
         if hit.any():
             k = int(hit.nonzero()[0])
             self.stop_step = first + k
