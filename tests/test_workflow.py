@@ -197,8 +197,8 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     [
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"lr": "fast"}, "lr"),
-        ({"model": "mnist_cnn"}, "model"),
-        ({"data_subset": 5000}, "data_subset"),
+        ({"model": "mnist_cnn"}, "model: mnist_cnn's head"),
+        ({"data_subset": 5000}, "data_subset: exceeds"),
         ({"batch_sizes": []}, "batch_sizes"),
         ({"batch_sizes": [64, 4096]}, "batch_sizes"),
         ({"cbs": {"epsilon": 0, "seeds": [0]}}, "epsilon"),
