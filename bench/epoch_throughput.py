@@ -39,8 +39,13 @@ class PerSample(Dataset):
 
 def baseline_epoch(data, b, seed) -> float:
     tf = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)])
-    loader = DataLoader(PerSample(data.train_x, data.train_y, tf), batch_size=b, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        PerSample(data.train_x, data.train_y, tf),
+        batch_size=b,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     torch.manual_seed(seed)
     model = make_model("small_cnn", data.num_classes, data.in_channels)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -68,12 +73,16 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--channels-last", action="store_true", help="our engine with train.channels_last")
+    ap.add_argument(
+        "--channels-last", action="store_true", help="our engine with train.channels_last"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_digits()
-    print(f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; best of {args.repeats} epochs"
-          + ("; ours in channels_last" if args.channels_last else ""))
+    print(
+        f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; best of {args.repeats} epochs"
+        + ("; ours in channels_last" if args.channels_last else "")
+    )
     print(f"{'b':>5} {'baseline img/s':>15} {'ours img/s':>11} {'ratio':>6}")
     for b in args.batch_sizes:
         images = (data.n_train // b) * b

@@ -28,8 +28,13 @@ from sgdsmooth.train import Run, train
 
 def run_config(cfg: dict, optimizer: str, batch_size: int, measured: bool) -> RunConfig:
     """One of the config's fixed-epoch runs on the CPU, with or without its measurements."""
-    keys = cell_settings(cfg, "epochs", optimizer, cfg["lr"], cfg["optimizers"][optimizer], batch_size)
-    return RunConfig(**keys | {"seed": 0, "device": "cpu", "noise_epochs": keys["noise_epochs"] if measured else []})
+    keys = cell_settings(
+        cfg, "epochs", optimizer, cfg["lr"], cfg["optimizers"][optimizer], batch_size
+    )
+    return RunConfig(
+        **keys
+        | {"seed": 0, "device": "cpu", "noise_epochs": keys["noise_epochs"] if measured else []}
+    )
 
 
 def seconds(cfg: RunConfig, data, repeats: int) -> float:
@@ -66,17 +71,25 @@ def parts(cfg: RunConfig, data) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--threads", type=int, default=1, help="as the pipeline's training jobs (train.threads)")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", help="default: the config's smallest and largest")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="as the pipeline's training jobs (train.threads)"
+    )
+    ap.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="default: the config's smallest and largest"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
     validate(cfg, "config/schema.yaml")  # fills in the defaults, as the workflow does
-    data = load_dataset(cfg["dataset"], cfg.get("data_root", "resources"), subset=cfg.get("data_subset"))
+    data = load_dataset(
+        cfg["dataset"], cfg.get("data_root", "resources"), subset=cfg.get("data_subset")
+    )
     sizes = args.batch_sizes or [min(cfg["batch_sizes"]), max(cfg["batch_sizes"])]
-    print(f"{cfg['dataset']}, {cfg['model']}, {cfg['accuracy']['epochs']} epochs, noise at epochs "
-          f"{cfg['noise']['epochs']}, {args.threads} thread(s), torch {torch.__version__}")
+    print(
+        f"{cfg['dataset']}, {cfg['model']}, {cfg['accuracy']['epochs']} epochs, noise at epochs "
+        f"{cfg['noise']['epochs']}, {args.threads} thread(s), torch {torch.__version__}"
+    )
     print(f"{'optimizer':>9} {'b':>5} {'plain s':>8} {'noise s':>8} {'overhead':>8}")
     seconds(run_config(cfg, "sgd", sizes[-1], True), data, 1)  # warm-up: first-call costs
     total = {False: 0.0, True: 0.0}
@@ -85,10 +98,18 @@ def main() -> None:
             t = {m: seconds(run_config(cfg, opt, b, m), data, args.repeats) for m in (False, True)}
             for m in t:
                 total[m] += t[m]
-            print(f"{opt:>9} {b:>5} {t[False]:8.2f} {t[True]:8.2f} {100 * (t[True] / t[False] - 1):7.1f}%")
-    print(f"{'all':>15} {total[False]:8.2f} {total[True]:8.2f} {100 * (total[True] / total[False] - 1):7.1f}%")
-    print("one measurement, by part (s):",
-          ", ".join(f"{k} {v:.3f}" for k, v in parts(run_config(cfg, "shb", sizes[0], True), data).items()))
+            print(
+                f"{opt:>9} {b:>5} {t[False]:8.2f} {t[True]:8.2f} {100 * (t[True] / t[False] - 1):7.1f}%"
+            )
+    print(
+        f"{'all':>15} {total[False]:8.2f} {total[True]:8.2f} {100 * (total[True] / total[False] - 1):7.1f}%"
+    )
+    print(
+        "one measurement, by part (s):",
+        ", ".join(
+            f"{k} {v:.3f}" for k, v in parts(run_config(cfg, "shb", sizes[0], True), data).items()
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ from pathlib import Path
 
 import torch
 import yaml
+from results_file import append_record, hardware  # bench/
 from snakemake.utils import validate
 
 from sgdsmooth.config import RunConfig, cell_settings
 from sgdsmooth.data import load_dataset
 from sgdsmooth.tables import read_table
 from sgdsmooth.train import pick_device, train
-
-from results_file import append_record, hardware  # bench/
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -53,10 +52,16 @@ def seed_noise_z(fp32: list[float], bf16: list[float]) -> float:
     return diff / se
 
 
-def runs(cfg: dict, protocol: str, optimizer: str, b: int, seeds: list[int], device: str, work: Path) -> dict:
+def runs(
+    cfg: dict, protocol: str, optimizer: str, b: int, seeds: list[int], device: str, work: Path
+) -> dict:
     """The cell's runs in both precisions: their tables, by precision, in seed order."""
     keys = cell_settings(cfg, protocol, optimizer, cfg["lr"], cfg["optimizers"][optimizer], b)
-    keys |= {"device": device, "noise_epochs": [], "full_grad_epochs": []} if protocol == "epochs" else {"device": device}
+    keys |= (
+        {"device": device, "noise_epochs": [], "full_grad_epochs": []}
+        if protocol == "epochs"
+        else {"device": device}
+    )
     data = load_dataset(keys["dataset"], keys["data_root"], subset=keys.get("data_subset"))
     out = {}
     for precision in PRECISIONS:
@@ -64,7 +69,11 @@ def runs(cfg: dict, protocol: str, optimizer: str, b: int, seeds: list[int], dev
         for seed in seeds:
             folder = work / f"{protocol}-{optimizer}-b{b}-{precision}-{seed}"
             train(RunConfig(**keys | {"seed": seed, "precision": precision}), folder, data)
-            tables.append(read_table(folder / "metrics.parquet", "cbs_epochs" if protocol == "cbs" else "epochs"))
+            tables.append(
+                read_table(
+                    folder / "metrics.parquet", "cbs_epochs" if protocol == "cbs" else "epochs"
+                )
+            )
         out[precision] = tables
     return out
 
@@ -78,26 +87,42 @@ def compare(cfg: dict, optimizer: str, b: int, seeds: list[int], device: str, wo
     norm = {p: [float(t["grad_norm_mean"].mean()) for t in epochs[p]] for p in PRECISIONS}
     diverged = sum(bool(t["train_loss"].isna().any()) for p in PRECISIONS for t in epochs[p])
     return {
-        "optimizer": optimizer, "batch_size": b,
-        "stop_fp32": statistics.fmean(stop["fp32"]), "stop_bf16": statistics.fmean(stop["bf16"]),
+        "optimizer": optimizer,
+        "batch_size": b,
+        "stop_fp32": statistics.fmean(stop["fp32"]),
+        "stop_bf16": statistics.fmean(stop["bf16"]),
         "stop_z": seed_noise_z(stop["fp32"], stop["bf16"]),
-        "norm_fp32": statistics.fmean(norm["fp32"]), "norm_bf16": statistics.fmean(norm["bf16"]),
+        "norm_fp32": statistics.fmean(norm["fp32"]),
+        "norm_bf16": statistics.fmean(norm["bf16"]),
         "norm_z": seed_noise_z(norm["fp32"], norm["bf16"]),
-        "acc_fp32": statistics.fmean(acc["fp32"]), "acc_bf16": statistics.fmean(acc["bf16"]),
-        "acc_z": seed_noise_z(acc["fp32"], acc["bf16"]), "diverged_runs": diverged,
+        "acc_fp32": statistics.fmean(acc["fp32"]),
+        "acc_bf16": statistics.fmean(acc["bf16"]),
+        "acc_z": seed_noise_z(acc["fp32"], acc["bf16"]),
+        "diverged_runs": diverged,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", help="default: the config's smallest, middle and largest")
+    ap.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        help="default: the config's smallest, middle and largest",
+    )
     ap.add_argument("--optimizers", nargs="+", help="default: the config's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--device", default=None, help="default: the config's device")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--set", nargs=2, action="append", default=[], metavar=("SECTION.KEY", "VALUE"),
-                    help="override a config value (YAML), e.g. --set accuracy.epochs 2")
+    ap.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SECTION.KEY", "VALUE"),
+        help="override a config value (YAML), e.g. --set accuracy.epochs 2",
+    )
     ap.add_argument("--results", default="bench/results/precision_check.jsonl")
     args = ap.parse_args()
     if len(args.seeds) < 2:
@@ -113,26 +138,40 @@ def main() -> None:
     optimizers = args.optimizers or list(cfg["optimizers"])
     device = pick_device(args.device or cfg.get("device", "auto"))
     hw = hardware(device)
-    print(f"{cfg['dataset']}, {cfg['model']} on {hw}; torch {torch.__version__}; seeds {args.seeds}; "
-          f"CBS ε = {cfg['cbs']['epsilon']}, {cfg['accuracy']['epochs']} epochs")
-    print(f"{'optimizer':>9} {'b':>5} {'stop fp32':>9} {'bf16':>8} {'z':>6} {'‖g‖ fp32':>9} {'bf16':>7} {'z':>6} "
-          f"{'acc fp32':>8} {'bf16':>7} {'z':>6}")
+    print(
+        f"{cfg['dataset']}, {cfg['model']} on {hw}; torch {torch.__version__}; seeds {args.seeds}; "
+        f"CBS ε = {cfg['cbs']['epsilon']}, {cfg['accuracy']['epochs']} epochs"
+    )
+    print(
+        f"{'optimizer':>9} {'b':>5} {'stop fp32':>9} {'bf16':>8} {'z':>6} {'‖g‖ fp32':>9} {'bf16':>7} {'z':>6} "
+        f"{'acc fp32':>8} {'bf16':>7} {'z':>6}"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="precision-") as work:
         for opt in optimizers:
             for b in sizes:
                 r = compare(cfg, opt, b, args.seeds, str(device), Path(work))
                 rows.append(r)
-                print(f"{opt:>9} {b:>5} {r['stop_fp32']:9.1f} {r['stop_bf16']:8.1f} {r['stop_z']:6.2f} "
-                      f"{r['norm_fp32']:9.4f} {r['norm_bf16']:7.4f} {r['norm_z']:6.2f} "
-                      f"{r['acc_fp32']:8.4f} {r['acc_bf16']:7.4f} {r['acc_z']:6.2f}", flush=True)
+                print(
+                    f"{opt:>9} {b:>5} {r['stop_fp32']:9.1f} {r['stop_bf16']:8.1f} {r['stop_z']:6.2f} "
+                    f"{r['norm_fp32']:9.4f} {r['norm_bf16']:7.4f} {r['norm_z']:6.2f} "
+                    f"{r['acc_fp32']:8.4f} {r['acc_bf16']:7.4f} {r['acc_z']:6.2f}",
+                    flush=True,
+                )
     verdict = {}
     for key in ("stop_z", "norm_z", "acc_z"):
         flagged = sum(abs(r[key]) > 2 for r in rows)
         verdict[key] = flagged
         print(f"{key}: {flagged} of {len(rows)} cells with |z| > 2")
-    append_record(args.results, hw, config=args.config, overrides=dict(args.set), seeds=args.seeds, rows=rows,
-                  cells_beyond_2=verdict)
+    append_record(
+        args.results,
+        hw,
+        config=args.config,
+        overrides=dict(args.set),
+        seeds=args.seeds,
+        rows=rows,
+        cells_beyond_2=verdict,
+    )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,11 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from sgdsmooth.grid import sharpness_cells, training_jobs
+from workload import cbs_note, read_config, run_steps  # bench/
 
 from sgdsmooth.config import train_size
+from sgdsmooth.grid import sharpness_cells, training_jobs
 from sgdsmooth.names import TEST_SIZES, TRAIN_SIZES
-
-from workload import cbs_note, read_config, run_steps  # bench/
 
 TAIL_DEPTH = 8  # cbs_runs → critical_batch_size → variance → delta → claims → paper_generated → paper → archive
 Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
@@ -77,8 +76,12 @@ def pack_checks(fused: dict[int, Points]) -> list[tuple[int, float, float, float
     """(k, images per step, measured rate, the base packs' rate there) for every other pack
     size: how far the reading by images per step is from packs of that size."""
     base = base_pack(fused)
-    return [(k, n, rate, log_interp(fused[base], n)) for k in sorted(fused) if k != base
-            for n, rate in sorted(fused[k].items())]
+    return [
+        (k, n, rate, log_interp(fused[base], n))
+        for k in sorted(fused)
+        if k != base
+        for n, rate in sorted(fused[k].items())
+    ]
 
 
 def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, float]:
@@ -87,7 +90,11 @@ def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, flo
     out: dict[int, float] = defaultdict(float)
     for job in training_jobs(cfg):
         images = job.runs * run_steps(cfg, job) * job.batch_size
-        rate = log_interp(fused, job.runs * job.batch_size) if job.fused else log_interp(single, job.batch_size)
+        rate = (
+            log_interp(fused, job.runs * job.batch_size)
+            if job.fused
+            else log_interp(single, job.batch_size)
+        )
         out[job.batch_size] += images / rate
     return dict(sorted(out.items()))
 
@@ -104,24 +111,39 @@ def side_seconds(cfg: dict, single: Points) -> float:
     backward over the training set, in large chunks), all at the single-run rate of the
     largest batch measured."""
     rate = log_interp(single, max(single))
-    n_test = TEST_SIZES[cfg["dataset"]] * train_size(cfg) / TRAIN_SIZES[cfg["dataset"]]  # a subset cuts both
+    n_test = (
+        TEST_SIZES[cfg["dataset"]] * train_size(cfg) / TRAIN_SIZES[cfg["dataset"]]
+    )  # a subset cuts both
     passes = len(set(cfg["accuracy"]["full_grad_epochs"]) | set(cfg["noise"]["epochs"]))
     per_run = cfg["accuracy"]["epochs"] * n_test / 3 + passes * train_size(cfg)
     runs = sum(job.runs for job in training_jobs(cfg) if job.protocol == "epochs")
     return runs * per_run / rate
 
 
-def same_session(records: list[dict], model: str, precision: str, dataset: str | None = None,
-                 hardware: str | None = None) -> list[dict]:
+def same_session(
+    records: list[dict],
+    model: str,
+    precision: str,
+    dataset: str | None = None,
+    hardware: str | None = None,
+) -> list[dict]:
     """The records of the newest run of ``model`` (on ``dataset``'s images, when given; on
     hardware whose name contains ``hardware``, when given) on its device and day, at
     ``precision``."""
-    ours = [r for r in records if r["model"] == model and r["options"]["precision"] == precision
-            and (dataset is None or record_dataset(r) == dataset)
-            and (hardware is None or hardware.lower() in r["hardware"].lower())]
+    ours = [
+        r
+        for r in records
+        if r["model"] == model
+        and r["options"]["precision"] == precision
+        and (dataset is None or record_dataset(r) == dataset)
+        and (hardware is None or hardware.lower() in r["hardware"].lower())
+    ]
     if not ours:
-        raise SystemExit(f"no {precision} record of {model}" + (f" on {dataset}" if dataset else "")
-                         + (f" on {hardware}" if hardware else ""))
+        raise SystemExit(
+            f"no {precision} record of {model}"
+            + (f" on {dataset}" if dataset else "")
+            + (f" on {hardware}" if hardware else "")
+        )
     last = ours[-1]
     return [r for r in ours if (r["date"], r["hardware"]) == (last["date"], last["hardware"])]
 
@@ -129,45 +151,73 @@ def same_session(records: list[dict], model: str, precision: str, dataset: str |
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", help="train_throughput.py's JSON-lines file")
-    ap.add_argument("--config", nargs="+", default=["config/paper.yaml"], help="config files, merged in order")
+    ap.add_argument(
+        "--config", nargs="+", default=["config/paper.yaml"], help="config files, merged in order"
+    )
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)")
-    ap.add_argument("--job-seconds", type=float, default=0.0,
-                    help="a job's fixed cost on this device (start, imports, CUDA context, data): measured by the caller")
-    ap.add_argument("--parallel", type=int, default=1, help="jobs the workflow runs at once (their fixed costs overlap)")
-    ap.add_argument("--budget-seconds", type=float,
-                    help="exit with status 3 when the projection exceeds this (a device script's check)")
+    ap.add_argument(
+        "--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)"
+    )
+    ap.add_argument(
+        "--job-seconds",
+        type=float,
+        default=0.0,
+        help="a job's fixed cost on this device (start, imports, CUDA context, data): measured by the caller",
+    )
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="jobs the workflow runs at once (their fixed costs overlap)",
+    )
+    ap.add_argument(
+        "--budget-seconds",
+        type=float,
+        help="exit with status 3 when the projection exceeds this (a device script's check)",
+    )
     args = ap.parse_args()
     cfg = read_config(*args.config)
-    records = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+    records = [
+        json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()
+    ]
     pooled = same_session(records, cfg["model"], args.precision, cfg["dataset"], args.hardware)
     single, fused = rate_points(pooled)
     k = base_pack(fused)
     per_b = projected_seconds(cfg, single, fused[k])
-    print(f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
-          f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:")
+    print(
+        f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
+        f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:"
+    )
     for b, s in per_b.items():
         print(f"{b:>6} {s / 3600:>9.2f} h")
     total = sum(per_b.values())
     print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; {cbs_note(cfg)})")
     side = side_seconds(cfg, single)
     total += side
-    print(f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; with the steps: {total:,.0f} s")
+    print(
+        f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; with the steps: {total:,.0f} s"
+    )
     if args.job_seconds:
         jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
         fixed = jobs * args.job_seconds / args.parallel
         # After training, the tables, figures and archive are a chain of about 8 jobs deep.
         tail = TAIL_DEPTH * args.job_seconds
         total += fixed + tail
-        print(f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s / {args.parallel} "
-              f"at once = {fixed:,.0f} s, and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
-              f"in all (nothing overlapped on the device): {total:,.0f} s")
+        print(
+            f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s / {args.parallel} "
+            f"at once = {fixed:,.0f} s, and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
+            f"in all (nothing overlapped on the device): {total:,.0f} s"
+        )
     for other, n, measured, read in pack_checks(fused):
-        print(f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
-              f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})")
+        print(
+            f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
+            f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})"
+        )
     if args.budget_seconds is not None:
         verdict = "within" if total <= args.budget_seconds else "OVER"
-        print(f"budget: {total:,.0f} s projected, {verdict} the {args.budget_seconds:,.0f} s allowed")
+        print(
+            f"budget: {total:,.0f} s projected, {verdict} the {args.budget_seconds:,.0f} s allowed"
+        )
         if total > args.budget_seconds:
             raise SystemExit(3)
 

@@ -20,7 +20,12 @@ def hardware(device: torch.device) -> str:
 
 def append_record(path: str | Path, hw: str, **fields) -> None:
     """Append one run's results to a JSON-lines file (made if missing) and say where."""
-    record = {"date": datetime.date.today().isoformat(), "hardware": hw, "torch": torch.__version__, **fields}
+    record = {
+        "date": datetime.date.today().isoformat(),
+        "hardware": hw,
+        "torch": torch.__version__,
+        **fields,
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -39,14 +39,18 @@ def main() -> None:
     torch.manual_seed(0)
     model = make_model("small_cnn", 10, 1).to(device)
     seconds, value = timed(model, data.normalize(data.train_x[:1024]), data.train_y[:1024])
-    print(f"small_cnn, 1024 digits, {device}, {args.threads} threads: {seconds:.2f} s (sharpness {value:.3g})")
+    print(
+        f"small_cnn, 1024 digits, {device}, {args.threads} threads: {seconds:.2f} s (sharpness {value:.3g})"
+    )
     if args.resnet:
         g = torch.Generator().manual_seed(0)
         x = torch.randn(1024, 3, 32, 32, generator=g).to(device)
         y = torch.randint(0, 100, (1024,), generator=g).to(device)
         model = make_model("resnet18", 100, 3).to(device)
         seconds, value = timed(model, x, y)
-        print(f"resnet18, 1024 images, {device}, {args.threads} threads: {seconds:.1f} s (sharpness {value:.3g})")
+        print(
+            f"resnet18, 1024 images, {device}, {args.threads} threads: {seconds:.1f} s (sharpness {value:.3g})"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from projection import projected_seconds, rate_points  # bench/
+from results_file import append_record, hardware  # bench/
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+from workload import read_config  # bench/
 
 from sgdsmooth.config import RunConfig
 from sgdsmooth.data import CIFAR100_MEAN, CIFAR100_STD, ImageData
@@ -38,13 +41,12 @@ from sgdsmooth.models import Executor, forward_flops, make_model
 from sgdsmooth.names import MODELS
 from sgdsmooth.train import Run, pick_device
 
-from results_file import append_record, hardware  # bench/
-from projection import projected_seconds, rate_points  # bench/
-from workload import read_config  # bench/
-
 # Image shape, classes and augmentation policy of each data set (None: not augmented).
-SHAPES = {"cifar100": ((3, 32, 32), 100, "cifar"), "digits": ((1, 8, 8), 10, None),
-          "fashion_mnist": ((1, 28, 28), 10, "fashion")}
+SHAPES = {
+    "cifar100": ((3, 32, 32), 100, "cifar"),
+    "digits": ((1, 8, 8), 10, None),
+    "fashion_mnist": ((1, 28, 28), 10, "fashion"),
+}
 
 
 def default_dataset(model: str) -> str:
@@ -64,7 +66,9 @@ def synthetic(n: int, dataset: str) -> ImageData:
     x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
     y = torch.randint(0, classes, (n,), generator=g)
     mean, std = (CIFAR100_MEAN, CIFAR100_STD) if shape[0] == 3 else ((0.3,), (0.37,))
-    data = ImageData("synthetic", x, y, x[:100], y[:100], mean, std, classes, augment=policy is not None)
+    data = ImageData(
+        "synthetic", x, y, x[:100], y[:100], mean, std, classes, augment=policy is not None
+    )
     if policy is not None:
         data.augmentation = policy
     return data
@@ -73,9 +77,15 @@ def synthetic(n: int, dataset: str) -> ImageData:
 class PerImage(Dataset):
     def __init__(self, data: ImageData):
         self.data = data
-        aug = [v2.RandomCrop(data.train_x.shape[-1], padding=4), v2.RandomHorizontalFlip(), v2.RandomRotation(15)]
-        self.tf = v2.Compose((aug if data.augment else []) + [v2.ToDtype(torch.float32, scale=True),
-                                                              v2.Normalize(data.mean, data.std)])
+        aug = [
+            v2.RandomCrop(data.train_x.shape[-1], padding=4),
+            v2.RandomHorizontalFlip(),
+            v2.RandomRotation(15),
+        ]
+        self.tf = v2.Compose(
+            (aug if data.augment else [])
+            + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data.mean, data.std)]
+        )
 
     def __len__(self):
         return self.data.n_train
@@ -90,8 +100,14 @@ def sync(device):
 
 
 def baseline(data, model_name, b, steps, device) -> float:
-    loader = DataLoader(PerImage(data), batch_size=b, shuffle=True, drop_last=True, num_workers=2,
-                        persistent_workers=True)
+    loader = DataLoader(
+        PerImage(data),
+        batch_size=b,
+        shuffle=True,
+        drop_last=True,
+        num_workers=2,
+        persistent_workers=True,
+    )
     model = make_model(model_name, data.num_classes, data.in_channels).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     it = iter(loader)
@@ -101,7 +117,9 @@ def baseline(data, model_name, b, steps, device) -> float:
             sync(device)
             start = time.perf_counter()
         x, y = next(it)
-        loss = F.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+        loss = F.cross_entropy(
+            model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -110,7 +128,11 @@ def baseline(data, model_name, b, steps, device) -> float:
 
 
 def single(data, model_name, b, steps, device, options) -> float:
-    run = Run(RunConfig(model=model_name, optimizer="shb", beta=0.9, batch_size=b, **options), data, device)
+    run = Run(
+        RunConfig(model=model_name, optimizer="shb", beta=0.9, batch_size=b, **options),
+        data,
+        device,
+    )
     run.perm = torch.randperm(data.n_train, device=device, generator=run.generator)
     start = None
     for i in range(steps + 2):
@@ -147,8 +169,16 @@ def fused(data, model_name, b, steps, device, k, options) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18", choices=MODELS)
-    ap.add_argument("--dataset", choices=sorted(SHAPES), help="the images' shape (default: the model's usual set)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip (a): on a device where only our rates matter")
+    ap.add_argument(
+        "--dataset",
+        choices=sorted(SHAPES),
+        help="the images' shape (default: the model's usual set)",
+    )
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip (a): on a device where only our rates matter",
+    )
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64, 512, 4096])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--members", type=int, default=7)
@@ -158,11 +188,21 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="(b) and (c) autocast to bfloat16")
     ap.add_argument("--channels-last", action="store_true", help="(b) and (c) in NHWC layout")
     ap.add_argument("--compile", action="store_true", help="(b) and (c) with torch.compile")
-    ap.add_argument("--cuda-graph", action="store_true", help="(b) and (c) replay each step as a CUDA graph")
-    ap.add_argument("--config", default="config/paper.yaml", help="the grid whose GPU time is projected ('' for none)")
+    ap.add_argument(
+        "--cuda-graph", action="store_true", help="(b) and (c) replay each step as a CUDA graph"
+    )
+    ap.add_argument(
+        "--config",
+        default="config/paper.yaml",
+        help="the grid whose GPU time is projected ('' for none)",
+    )
     args = ap.parse_args()
-    options = {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last, "compile": args.compile,
-               "cuda_graph": args.cuda_graph}
+    options = {
+        "precision": "bf16" if args.bf16 else "fp32",
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "cuda_graph": args.cuda_graph,
+    }
     device = pick_device()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -170,9 +210,13 @@ def main() -> None:
     data = synthetic(args.images, dataset).to(device)
     gflop = gflop_per_image(args.model, dataset)
     hw = hardware(device)
-    print(f"{args.model} on {dataset}-shaped images ({gflop:.4g} GFLOP a training image) on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
-          f" (b), (c): {options}")
-    print(f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}")
+    print(
+        f"{args.model} on {dataset}-shaped images ({gflop:.4g} GFLOP a training image) on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
+        f" (b), (c): {options}"
+    )
+    print(
+        f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}"
+    )
     rows = []
     for b in args.batch_sizes:
         a = math.nan if args.no_baseline else baseline(data, args.model, b, args.steps, device)
@@ -180,17 +224,38 @@ def main() -> None:
         f = fused(data, args.model, b, args.steps, device, args.members, options)
         # Share of the FLOP floor's rate reached by the faster path, counting every image trained.
         floor = 100 * max(s, f) * gflop * 1e9 / (args.peak_tflops * 1e12)
-        rows.append({"batch_size": b, "baseline": a, "single": s, "fused_total": f, "fused_per_model": f / args.members,
-                     "floor_percent": floor})
-        print(f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}")
+        rows.append(
+            {
+                "batch_size": b,
+                "baseline": a,
+                "single": s,
+                "fused_total": f,
+                "fused_per_model": f / args.members,
+                "floor_percent": floor,
+            }
+        )
+        print(
+            f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}"
+        )
     cfg = read_config(args.config) if args.config else None
     hours = None
     if cfg and cfg["model"] == args.model and cfg["dataset"] == dataset:
         single_rates, fused_rates = rate_points([{"members": args.members, "rows": rows}])
         hours = sum(projected_seconds(cfg, single_rates, fused_rates[args.members]).values()) / 3600
-        print(f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device")
-    append_record(args.results, hw, model=args.model, dataset=dataset, steps=args.steps, members=args.members, options=options,
-                  rows=rows, projected_hours={args.config: hours} if args.config else {})
+        print(
+            f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device"
+        )
+    append_record(
+        args.results,
+        hw,
+        model=args.model,
+        dataset=dataset,
+        steps=args.steps,
+        members=args.members,
+        options=options,
+        rows=rows,
+        projected_hours={args.config: hours} if args.config else {},
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,11 @@ def cbs_at_budget(cfg: dict) -> bool:
 
 
 def cbs_note(cfg: dict) -> str:
-    return ("CBS runs counted at their whole budget; those that reach ε stop sooner" if cbs_at_budget(cfg) else
-            f"CBS runs counted at min_epochs = {cfg['cbs']['min_epochs']}; they run longer")
+    return (
+        "CBS runs counted at their whole budget; those that reach ε stop sooner"
+        if cbs_at_budget(cfg)
+        else f"CBS runs counted at min_epochs = {cfg['cbs']['min_epochs']}; they run longer"
+    )
 
 
 def run_steps(cfg: dict, job: Job) -> int:
@@ -79,8 +82,12 @@ def workload(cfg: dict) -> dict[int, dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default="config/paper.yaml")
-    ap.add_argument("--tflops", type=float, default=790.0, help="peak bf16 matrix rate (H200 measured: 790)")
-    ap.add_argument("--gflop-per-image", type=float, help="default: 3 × the config's model's forward FLOPs")
+    ap.add_argument(
+        "--tflops", type=float, default=790.0, help="peak bf16 matrix rate (H200 measured: 790)"
+    )
+    ap.add_argument(
+        "--gflop-per-image", type=float, help="default: 3 × the config's model's forward FLOPs"
+    )
     args = ap.parse_args()
     cfg = read_config(args.config)
     if args.gflop_per_image is None:
@@ -88,18 +95,26 @@ def main() -> None:
 
         args.gflop_per_image = gflop_per_image(cfg["model"], cfg["dataset"])
     rows = workload(cfg)
-    print(f"{'b':>6} {'epoch runs':>10} {'CBS runs':>8} {'epochs':>9} {'steps':>12} {'images':>14} {'device steps':>13}")
+    print(
+        f"{'b':>6} {'epoch runs':>10} {'CBS runs':>8} {'epochs':>9} {'steps':>12} {'images':>14} {'device steps':>13}"
+    )
     total = defaultdict(float)
     for b, r in rows.items():
-        print(f"{b:>6} {r['epochs_runs']:>10.0f} {r['cbs_runs']:>8.0f} {r['epochs']:>9.0f} {r['steps']:>12,.0f} "
-              f"{r['images']:>14,.0f} {r['device_steps']:>13,.0f}")
+        print(
+            f"{b:>6} {r['epochs_runs']:>10.0f} {r['cbs_runs']:>8.0f} {r['epochs']:>9.0f} {r['steps']:>12,.0f} "
+            f"{r['images']:>14,.0f} {r['device_steps']:>13,.0f}"
+        )
         for k, v in r.items():
             total[k] += v
-    print(f"{'all':>6} {total['epochs_runs']:>10.0f} {total['cbs_runs']:>8.0f} {total['epochs']:>9.0f} "
-          f"{total['steps']:>12,.0f} {total['images']:>14,.0f} {total['device_steps']:>13,.0f}")
+    print(
+        f"{'all':>6} {total['epochs_runs']:>10.0f} {total['cbs_runs']:>8.0f} {total['epochs']:>9.0f} "
+        f"{total['steps']:>12,.0f} {total['images']:>14,.0f} {total['device_steps']:>13,.0f}"
+    )
     floor = total["images"] * args.gflop_per_image * 1e9 / (args.tflops * 1e12)
-    print(f"FLOP floor at {args.tflops:g} TFLOP/s and {args.gflop_per_image:.4g} GFLOP a training image: "
-          f"{floor:,.0f} s = {floor / 3600:.2f} GPU-hours ({cbs_note(cfg)})")
+    print(
+        f"FLOP floor at {args.tflops:g} TFLOP/s and {args.gflop_per_image:.4g} GFLOP a training image: "
+        f"{floor:,.0f} s = {floor / 3600:.2f} GPU-hours ({cbs_note(cfg)})"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,16 @@ from sgdsmooth import archive, tables
 
 
 def git(repo, *args):
-    cmd = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.org", *args]
+    cmd = [
+        "git",
+        "-C",
+        str(repo),
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@example.org",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -21,7 +30,12 @@ def test_git_state_lists_changes_but_not_the_archive_being_written(tmp_path):
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-q", "-m", "one")
     clean = archive.git_state(tmp_path, exclude=tmp_path / "archive" / "x")
-    assert clean == {"commit": git(tmp_path, "rev-parse", "HEAD"), "dirty": False, "changed": [], "commit_source": "git"}
+    assert clean == {
+        "commit": git(tmp_path, "rev-parse", "HEAD"),
+        "dirty": False,
+        "changed": [],
+        "commit_source": "git",
+    }
 
     (tmp_path / "archive" / "x" / "old.txt").unlink()  # the rule replaces its folder
     (tmp_path / "archive" / "x" / "new.txt").write_text("new")
@@ -36,16 +50,30 @@ def test_git_state_lists_changes_but_not_the_archive_being_written(tmp_path):
 
 
 def test_outside_git_the_stamp_says_so(tmp_path):
-    assert archive.git_state(tmp_path, env={}) == {"commit": None, "dirty": None, "changed": [], "commit_source": None}
+    assert archive.git_state(tmp_path, env={}) == {
+        "commit": None,
+        "dirty": None,
+        "changed": [],
+        "commit_source": None,
+    }
     # A tree copied to a GPU machine has no .git: the sender names the commit, the stamp says so.
     sent = archive.git_state(tmp_path, env={"SOURCE_COMMIT": "abc123"})
-    assert sent == {"commit": "abc123", "dirty": None, "changed": [], "commit_source": "SOURCE_COMMIT"}
+    assert sent == {
+        "commit": "abc123",
+        "dirty": None,
+        "changed": [],
+        "commit_source": "SOURCE_COMMIT",
+    }
 
 
 def test_stamp_and_readme(tmp_path):
     run = tmp_path / "run.parquet"
-    frame = pd.DataFrame({name: pd.Series(dtype=t.to_pandas_dtype()) for name, t in
-                          zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)})
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(dtype=t.to_pandas_dtype())
+            for name, t in zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)
+        }
+    )
     tables.write_table(frame, run, "epochs", {"device": "NVIDIA H200"})
     cfg = {"experiment": "demo", "lr": 0.1}
     stamp = archive.make_stamp(cfg, {"accuracy": run}, [run, run], tmp_path)

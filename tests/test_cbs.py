@@ -8,16 +8,27 @@ from sgdsmooth import cbs, theory
 def runs(table):
     """Rows (batch_size, seed, steps, status) → a cbs_runs frame for one SGD cell."""
     df = pd.DataFrame(table, columns=["batch_size", "seed", "steps", "status"])
-    return df.assign(optimizer="sgd", lr=0.1, beta=0.0, epsilon=0.5, sfo=df.steps * df.batch_size,
-                     reached=df.status == "reached")
+    return df.assign(
+        optimizer="sgd",
+        lr=0.1,
+        beta=0.0,
+        epsilon=0.5,
+        sfo=df.steps * df.batch_size,
+        reached=df.status == "reached",
+    )
 
 
 def test_argmin_of_mean_sfo_by_hand():
-    df = runs([
-        (8, 0, 100, "reached"), (8, 1, 120, "reached"),      # SFO mean 880
-        (16, 0, 40, "reached"), (16, 1, 60, "reached"),      # 800  ← b*
-        (32, 0, 30, "reached"), (32, 1, 32, "reached"),      # 992
-    ])
+    df = runs(
+        [
+            (8, 0, 100, "reached"),
+            (8, 1, 120, "reached"),  # SFO mean 880
+            (16, 0, 40, "reached"),
+            (16, 1, 60, "reached"),  # 800  ← b*
+            (32, 0, 30, "reached"),
+            (32, 1, 32, "reached"),  # 992
+        ]
+    )
     t = cbs.critical_batch_sizes(df, n_boot=200)
     assert set(t.critical_batch_size) == {16}
     row = t.set_index("batch_size").loc[16]
@@ -29,25 +40,36 @@ def test_argmin_of_mean_sfo_by_hand():
 
 
 def test_censored_and_diverged_runs_are_counted_and_excluded():
-    df = runs([
-        (8, 0, 10, "censored"), (8, 1, 5, "reached"),        # would win on the reached run alone
-        (16, 0, 40, "reached"), (16, 1, 50, "diverged"),
-        (32, 0, 30, "reached"), (32, 1, 31, "reached"),
-    ])
+    df = runs(
+        [
+            (8, 0, 10, "censored"),
+            (8, 1, 5, "reached"),  # would win on the reached run alone
+            (16, 0, 40, "reached"),
+            (16, 1, 50, "diverged"),
+            (32, 0, 30, "reached"),
+            (32, 1, 31, "reached"),
+        ]
+    )
     t = cbs.critical_batch_sizes(df, n_boot=50).set_index("batch_size")
     assert (t.critical_batch_size == 32).all()
     assert t.loc[8, "n_censored"] == 1 and t.loc[16, "n_diverged"] == 1
     assert t.loc[8, "n_reached"] == 1 and t.loc[8, "sfo_mean"] == 40
     assert t.loc[8, "bootstrap_share"] < 0.5  # only resamples that draw seed 1 twice pick b = 8
-    assert t.loc[8, "sfo_lower_mean"] == 60 and np.isnan(t.loc[16, "sfo_lower_mean"])  # (80 + 40) / 2; diverged: none
+    assert t.loc[8, "sfo_lower_mean"] == 60 and np.isnan(
+        t.loc[16, "sfo_lower_mean"]
+    )  # (80 + 40) / 2; diverged: none
     # b* = 32 is the largest batch size; b = 8 (censored, bound 60 < 976) would also stop it.
     assert not t.established.any()
-    assert (t.reason == "b* = 32 at the largest batch size of the grid; "
-                        "b=8 censored: SFO lower bound 60 < 976 at b*=32").all()
+    assert (
+        t.reason == "b* = 32 at the largest batch size of the grid; "
+        "b=8 censored: SFO lower bound 60 < 976 at b*=32"
+    ).all()
 
 
 def test_no_complete_batch_size_gives_unknown():
-    t = cbs.critical_batch_sizes(runs([(8, 0, 10, "censored"), (16, 0, 3, "diverged"), (16, 1, 9, "censored")]), n_boot=10)
+    t = cbs.critical_batch_sizes(
+        runs([(8, 0, 10, "censored"), (16, 0, 3, "diverged"), (16, 1, 9, "censored")]), n_boot=10
+    )
     assert (t.critical_batch_size == -1).all() and not t.is_critical.any()
     assert not t.established.any() and (t.reason == "no batch size where every run reached ε").all()
     assert t.bstar_ci_low.isna().all() and t.bstar_ci_high.isna().all()
@@ -55,35 +77,72 @@ def test_no_complete_batch_size_gives_unknown():
 
 
 def test_variance_and_delta_tables_use_theory():
-    cells = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "epsilon": [0.5], "critical_batch_size": [1024],
-                          "established": [False], "reason": ["b* = 1024 at the largest batch size of the grid"]})
-    k2 = pd.DataFrame({"optimizer": ["shb"], "lr": [0.1], "beta": [0.9], "k2": [3.0], "k2_sup": [12.0],
-                       "k2_mean": [3.0], "k2_final": [0.5]})
+    cells = pd.DataFrame(
+        {
+            "optimizer": ["shb"],
+            "lr": [0.1],
+            "beta": [0.9],
+            "epsilon": [0.5],
+            "critical_batch_size": [1024],
+            "established": [False],
+            "reason": ["b* = 1024 at the largest batch size of the grid"],
+        }
+    )
+    k2 = pd.DataFrame(
+        {
+            "optimizer": ["shb"],
+            "lr": [0.1],
+            "beta": [0.9],
+            "k2": [3.0],
+            "k2_sup": [12.0],
+            "k2_mean": [3.0],
+            "k2_final": [0.5],
+        }
+    )
     v = cbs.variance_bounds(cells, k2)
-    assert not v.established.iloc[0] and v.reason.iloc[0] == "b* = 1024 at the largest batch size of the grid"
+    assert (
+        not v.established.iloc[0]
+        and v.reason.iloc[0] == "b* = 1024 at the largest batch size of the grid"
+    )
     assert v.c2_bound.iloc[0] == pytest.approx(theory.c2_upper_bound("shb", 1024, 0.5, 0.1, 0.9))
     d = cbs.delta_table(v, [8, 64, 512], fine_points=50)
     cfg = d[d.grid == "config"]
-    np.testing.assert_allclose(cfg.delta, theory.degree_of_smoothing("shb", 0.1, np.array([8, 64, 512]), v.c2_bound.iloc[0], 0.9, 3.0))
+    np.testing.assert_allclose(
+        cfg.delta,
+        theory.degree_of_smoothing(
+            "shb", 0.1, np.array([8, 64, 512]), v.c2_bound.iloc[0], 0.9, 3.0
+        ),
+    )
     assert (d.grid == "fine").sum() == 50 and d.batch_size.max() == 512
     # The band spans δ over K²'s summaries: final (0.5) below, sup (12) above.
     for k2_value, column in ((0.5, "delta_low"), (12.0, "delta_high")):
-        np.testing.assert_allclose(cfg[column], theory.degree_of_smoothing("shb", 0.1, np.array([8, 64, 512]),
-                                                                          v.c2_bound.iloc[0], 0.9, k2_value))
+        np.testing.assert_allclose(
+            cfg[column],
+            theory.degree_of_smoothing(
+                "shb", 0.1, np.array([8, 64, 512]), v.c2_bound.iloc[0], 0.9, k2_value
+            ),
+        )
     assert not d.established.any()
 
 
 # -- b* that respects censoring -------------------------------------------------------------
 
+
 def referee_cell(b16):
     """The referee's case: b* = 64 with mean SFO 34528, b = 16's runs given by ``b16``."""
-    return runs([
-        (8, 0, 5000, "reached"), (8, 1, 5000, "reached"),          # 40000
-        *[(16, s, steps, status) for s, (steps, status) in enumerate(b16)],
-        (32, 0, 1200, "reached"), (32, 1, 1200, "reached"),        # 38400
-        (64, 0, 540, "reached"), (64, 1, 539, "reached"),          # (34560 + 34496) / 2 = 34528  ← b*
-        (128, 0, 300, "reached"), (128, 1, 300, "reached"),        # 38400
-    ])
+    return runs(
+        [
+            (8, 0, 5000, "reached"),
+            (8, 1, 5000, "reached"),  # 40000
+            *[(16, s, steps, status) for s, (steps, status) in enumerate(b16)],
+            (32, 0, 1200, "reached"),
+            (32, 1, 1200, "reached"),  # 38400
+            (64, 0, 540, "reached"),
+            (64, 1, 539, "reached"),  # (34560 + 34496) / 2 = 34528  ← b*
+            (128, 0, 300, "reached"),
+            (128, 1, 300, "reached"),  # 38400
+        ]
+    )
 
 
 def test_censored_batch_size_below_the_winner_leaves_bstar_undetermined():
@@ -105,7 +164,10 @@ def test_censored_batch_size_above_the_winner_does_not_block():
     assert (t.critical_batch_size == 64).all() and t.established.all() and (t.reason == "").all()
     # A bound equal to b*'s mean SFO does not rule b = 16 out: the rule needs strictly greater.
     t = cbs.critical_batch_sizes(referee_cell([(2158, "censored"), (2158, "censored")]), n_boot=10)
-    assert not t.established.any() and (t.reason == "b=16 censored: SFO lower bound 34528 = 34528 at b*=64").all()
+    assert (
+        not t.established.any()
+        and (t.reason == "b=16 censored: SFO lower bound 34528 = 34528 at b*=64").all()
+    )
 
 
 def test_a_diverged_batch_size_does_not_block():
@@ -114,10 +176,13 @@ def test_a_diverged_batch_size_does_not_block():
     assert t.set_index("batch_size").loc[16, "n_diverged"] == 1
 
 
-@pytest.mark.parametrize("edge, steps, reason", [
-    (8, 10, "b* = 8 at the smallest batch size of the grid"),
-    (128, 100, "b* = 128 at the largest batch size of the grid"),
-])
+@pytest.mark.parametrize(
+    "edge, steps, reason",
+    [
+        (8, 10, "b* = 8 at the smallest batch size of the grid"),
+        (128, 100, "b* = 128 at the largest batch size of the grid"),
+    ],
+)
 def test_bstar_at_the_edge_of_the_grid_is_not_established(edge, steps, reason):
     df = referee_cell([(2000, "reached"), (2000, "reached")])
     df.loc[df.batch_size == edge, "steps"] = steps
@@ -126,14 +191,18 @@ def test_bstar_at_the_edge_of_the_grid_is_not_established(edge, steps, reason):
     assert (t.critical_batch_size == edge).all()
     assert not t.established.any() and (t.reason == reason).all()
     # Identical runs: every replicate picks the same edge, so none is established.
-    assert (t.bootstrap_established == 0).all() and t.set_index("batch_size").bootstrap_share.loc[edge] == 1
+    assert (t.bootstrap_established == 0).all() and t.set_index("batch_size").bootstrap_share.loc[
+        edge
+    ] == 1
     assert (t.bstar_ci_low == edge).all() and (t.bstar_ci_high == edge).all()
 
 
 def test_bstar_where_the_loss_gate_set_t_is_not_established():
     # b = 16 wins, but one of its three runs stopped on the first step after its rule was
     # armed (gate_bound): there the loss threshold, not ε, decided T.
-    df = runs([(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)])
+    df = runs(
+        [(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)]
+    )
     df["gate_bound"] = (df.batch_size == 16) & (df.seed == 1)
     t = cbs.critical_batch_sizes(df, n_boot=200)
     assert (t.critical_batch_size == 16).all() and not t.established.any()
@@ -146,19 +215,29 @@ def test_bstar_where_the_loss_gate_set_t_is_not_established():
 
 
 def test_bootstrap_established_is_one_when_every_replicate_agrees():
-    df = runs([(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)])
+    df = runs(
+        [(b, s, steps, "reached") for b, steps in ((8, 100), (16, 40), (32, 30)) for s in range(3)]
+    )
     t = cbs.critical_batch_sizes(df, n_boot=100)
     assert (t.critical_batch_size == 16).all() and t.established.all()
-    assert (t.bootstrap_established == 1).all() and (t.bstar_ci_low == 16).all() and (t.bstar_ci_high == 16).all()
+    assert (
+        (t.bootstrap_established == 1).all()
+        and (t.bstar_ci_low == 16).all()
+        and (t.bstar_ci_high == 16).all()
+    )
 
 
 def test_bootstrap_resamples_censored_runs_and_judges_each_replicate():
-    df = runs([
-        *[(8, s, 1000, "reached") for s in range(3)],                                 # 8000
-        (16, 0, 200, "reached"), (16, 1, 200, "reached"), (16, 2, 100, "censored"),    # 3200 if it had reached
-        *[(32, s, 150, "reached") for s in range(3)],                                 # 4800  ← b*
-        *[(64, s, 100, "reached") for s in range(3)],                                 # 6400
-    ])
+    df = runs(
+        [
+            *[(8, s, 1000, "reached") for s in range(3)],  # 8000
+            (16, 0, 200, "reached"),
+            (16, 1, 200, "reached"),
+            (16, 2, 100, "censored"),  # 3200 if it had reached
+            *[(32, s, 150, "reached") for s in range(3)],  # 4800  ← b*
+            *[(64, s, 100, "reached") for s in range(3)],  # 6400
+        ]
+    )
     t = cbs.critical_batch_sizes(df, n_boot=4000)
     by_b = t.set_index("batch_size")
     assert (t.critical_batch_size == 32).all() and not t.established.any()
@@ -167,7 +246,10 @@ def test_bootstrap_resamples_censored_runs_and_judges_each_replicate():
     # established; otherwise b* = 32, blocked by b = 16's bound (≤ 2666.7... < 4800).
     assert by_b.bootstrap_share.loc[16] == pytest.approx(8 / 27, abs=0.03)
     assert by_b.bootstrap_share.loc[32] == pytest.approx(19 / 27, abs=0.03)
-    assert by_b.bootstrap_share.sum() == pytest.approx(1.0) and by_b.bootstrap_share.loc[[8, 64]].sum() == 0
+    assert (
+        by_b.bootstrap_share.sum() == pytest.approx(1.0)
+        and by_b.bootstrap_share.loc[[8, 64]].sum() == 0
+    )
     assert t.bootstrap_established.nunique() == 1
     assert 0 <= t.bootstrap_established.iloc[0] <= 1
     assert t.bootstrap_established.iloc[0] == pytest.approx(by_b.bootstrap_share.loc[16])
@@ -176,7 +258,9 @@ def test_bootstrap_resamples_censored_runs_and_judges_each_replicate():
 
 def test_bootstrap_share_sums_below_one_when_replicates_lack_bstar():
     # Every batch size has one censored run of two: a replicate has no b* with chance (3/4)³.
-    df = runs([(b, s, 10, "censored" if s == 0 else "reached") for b in (8, 16, 32) for s in range(2)])
+    df = runs(
+        [(b, s, 10, "censored" if s == 0 else "reached") for b in (8, 16, 32) for s in range(2)]
+    )
     t = cbs.critical_batch_sizes(df, n_boot=4000)
     assert (t.critical_batch_size == -1).all()
     assert t.bootstrap_share.sum() == pytest.approx(1 - 27 / 64, abs=0.03)
@@ -197,9 +281,16 @@ def test_cbs_max_steps_in_sfo_terms():
     from sgdsmooth.config import cbs_max_steps
 
     plain = {"cbs": {"max_steps": 100_000, "max_sfo": None}}
-    assert cbs_max_steps(plain, 16) == 100_000 and cbs_max_steps({"cbs": {"max_steps": 7}}, 512) == 7
+    assert (
+        cbs_max_steps(plain, 16) == 100_000 and cbs_max_steps({"cbs": {"max_steps": 7}}, 512) == 7
+    )
     sfo = {"cbs": {"max_steps": 100_000, "max_sfo": 32_000}}
-    assert [cbs_max_steps(sfo, b) for b in (1, 16, 24, 512)] == [32_000, 2000, 1334, 63]  # ⌈32000 / b⌉
+    assert [cbs_max_steps(sfo, b) for b in (1, 16, 24, 512)] == [
+        32_000,
+        2000,
+        1334,
+        63,
+    ]  # ⌈32000 / b⌉
     assert all(cbs_max_steps(sfo, b) * b >= 32_000 for b in (3, 7, 24, 1000))
     capped = {"cbs": {"max_steps": 1000, "max_sfo": 32_000}}
     assert [cbs_max_steps(capped, b) for b in (16, 64)] == [1000, 500]

@@ -9,12 +9,16 @@ def test_perfectly_monotone_and_concave_data():
     delta = np.geomspace(0.01, 10, 30)
     acc = 0.9 - 0.02 * (np.log(delta) - np.log(0.5)) ** 2  # peak at δ = 0.5
     sharp = 1 / delta  # strictly decreasing in δ
-    df = pd.DataFrame({"delta": delta, "sharpness": sharp, "sharpness_plain": 30 * sharp, "test_accuracy": acc})
+    df = pd.DataFrame(
+        {"delta": delta, "sharpness": sharp, "sharpness_plain": 30 * sharp, "test_accuracy": acc}
+    )
     t = correlate.correlations(df, n_boot=100).set_index(["predictor", "method"])
     assert t.loc[("delta", "quadratic_ln_delta_curvature"), "coefficient"] == pytest.approx(-0.02)
     assert t.loc[("delta", "quadratic_ln_delta_vertex"), "coefficient"] == pytest.approx(0.5)
     # Spearman of a concave peak centred in the range: small; of acc with 1/δ: the mirror image.
-    assert t.loc[("sharpness", "spearman"), "coefficient"] == pytest.approx(-t.loc[("delta", "spearman"), "coefficient"])
+    assert t.loc[("sharpness", "spearman"), "coefficient"] == pytest.approx(
+        -t.loc[("delta", "spearman"), "coefficient"]
+    )
     # Every predictor gets both rank statistics; plain sharpness, a multiple of adaptive here, the same ones.
     assert {"sharpness", "sharpness_plain", "delta"} <= set(t.xs("kendall", level="method").index)
     assert set(t.xs("sharpness_plain", level="predictor").index) == {"spearman", "kendall"}
@@ -25,8 +29,14 @@ def test_perfectly_monotone_and_concave_data():
 
 
 def test_rank_correlation_by_hand():
-    df = pd.DataFrame({"delta": [1, 2, 3, 4], "sharpness": [4, 3, 1, 2], "sharpness_plain": [1, 3, 2, 4],
-                       "test_accuracy": [0.1, 0.2, 0.3, 0.4]})
+    df = pd.DataFrame(
+        {
+            "delta": [1, 2, 3, 4],
+            "sharpness": [4, 3, 1, 2],
+            "sharpness_plain": [1, 3, 2, 4],
+            "test_accuracy": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
     t = correlate.correlations(df, n_boot=10).set_index(["predictor", "method"])
     assert t.loc[("delta", "spearman"), "coefficient"] == pytest.approx(1.0)
     # Ranks (4,3,1,2) vs (1,2,3,4): d² = 9+1+4+4 = 18 → ρ = 1 − 6·18/(4·15) = −0.8

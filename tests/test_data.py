@@ -23,7 +23,13 @@ def write_tiny_cifar100(root, n_train=40, n_test=20, seed=0):
         with open(folder / name, "wb") as fh:
             pickle.dump(entry, fh)
     with open(folder / "meta", "wb") as fh:
-        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)], "coarse_label_names": [f"s{i}" for i in range(20)]}, fh)
+        pickle.dump(
+            {
+                "fine_label_names": [f"c{i}" for i in range(100)],
+                "coarse_label_names": [f"s{i}" for i in range(20)],
+            },
+            fh,
+        )
     return root
 
 
@@ -51,7 +57,10 @@ def test_digits_split_is_fixed_and_stratified():
     assert a.n_train == D.TRAIN_SIZES["digits"] and a.test_x.shape[0] == D.TEST_SIZES["digits"]
     assert a.n_train + a.test_x.shape[0] == 1797
     assert a.train_x.dtype == torch.uint8 and a.train_x.max() == 255
-    share = torch.bincount(a.test_y, minlength=10).float() / torch.bincount(a.train_y, minlength=10).float()
+    share = (
+        torch.bincount(a.test_y, minlength=10).float()
+        / torch.bincount(a.train_y, minlength=10).float()
+    )
     assert torch.allclose(share, torch.full((10,), 0.25), atol=0.02)
     x = a.normalize(a.train_x)
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-3
@@ -65,7 +74,9 @@ def test_digits_are_scikit_learns_digits():
     pixels = torch.cat([ours.train_x, ours.test_x]).double() * 16 / 255
     labels = torch.cat([ours.train_y, ours.test_y])
     ref = {(tuple(img.ravel()), int(y)) for img, y in zip(sk.images, sk.target)}
-    assert {(tuple(x.round().ravel().tolist()), int(y)) for x, y in zip(pixels.numpy(), labels)} == ref
+    assert {
+        (tuple(x.round().ravel().tolist()), int(y)) for x, y in zip(pixels.numpy(), labels)
+    } == ref
 
 
 def test_random_crop_is_a_shifted_window_with_zero_fill():
@@ -110,8 +121,12 @@ def test_unknown_dataset():
 def test_data_subset_is_a_fixed_slice_that_keeps_the_sets_normalisation():
     full = D.load_dataset("digits")
     part = D.load_dataset("digits", subset=300)
-    assert part.n_train == 300 and part.test_x.shape[0] == round(full.test_x.shape[0] * 300 / full.n_train)
-    assert torch.equal(part.train_x, D.load_dataset("digits", subset=300).train_x)  # the same slice every time
+    assert part.n_train == 300 and part.test_x.shape[0] == round(
+        full.test_x.shape[0] * 300 / full.n_train
+    )
+    assert torch.equal(
+        part.train_x, D.load_dataset("digits", subset=300).train_x
+    )  # the same slice every time
     # Its images are the set's own, and most classes keep their share.
     rows = {bytes(x.flatten().tolist()) for x in full.train_x}
     assert all(bytes(x.flatten().tolist()) in rows for x in part.train_x)

@@ -35,8 +35,13 @@ def norm(name):
 
 @pytest.fixture(scope="module")
 def lists():
-    out = subprocess.run(["bash", "bench/device_wheels.sh", "--list"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", "bench/device_wheels.sh", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     wheels, left_out, image = {}, set(), set()
     for line in out.splitlines():
         kind, item = line.split()
@@ -80,15 +85,21 @@ def closure(lists):
 
 def test_every_requirement_is_carried_in_the_image_or_left_out(lists, closure):
     wheels, left_out, image = lists
-    missing = {name: parent for name, parent in closure.items()
-               if name not in wheels and name not in image and name not in left_out}
+    missing = {
+        name: parent
+        for name, parent in closure.items()
+        if name not in wheels and name not in image and name not in left_out
+    }
     assert not missing, f"add to WHEELS in bench/device_wheels.sh (name: required by): {missing}"
 
 
 def test_wheel_versions_are_the_venvs(lists):
     wheels, _, _ = lists
-    wrong = {name: (version, md.version(name)) for name, version in wheels.items()
-             if md.version(name) != version}
+    wrong = {
+        name: (version, md.version(name))
+        for name, version in wheels.items()
+        if md.version(name) != version
+    }
     assert not wrong, f"WHEELS version vs. this venv's: {wrong}"
 
 

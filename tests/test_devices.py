@@ -17,8 +17,12 @@ CHILD = textwrap.dedent("""
 
 
 def spawn(n, lock_dir, timeout=5, hold=3):
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(n), str(lock_dir), str(timeout), str(hold)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(n), str(lock_dir), str(timeout), str(hold)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_jobs_get_distinct_gpus(tmp_path):

@@ -23,11 +23,17 @@ def members(name, classes, channels):
 
 
 def test_packed_forward_equals_each_member_in_both_modes():
-    for name, classes, shape in (("small_cnn", 10, (5, 1, 8, 8)), ("mnist_cnn", 10, (4, 1, 28, 28)),
-                                 ("resnet18", 100, (2, 3, 32, 32))):
+    for name, classes, shape in (
+        ("small_cnn", 10, (5, 1, 8, 8)),
+        ("mnist_cnn", 10, (4, 1, 28, 28)),
+        ("resnet18", 100, (2, 3, 32, 32)),
+    ):
         models = members(name, classes, shape[1])
         packed = E.pack(models)
-        xs = [torch.randn(shape, generator=torch.Generator().manual_seed(10 + i)) for i in range(len(models))]
+        xs = [
+            torch.randn(shape, generator=torch.Generator().manual_seed(10 + i))
+            for i in range(len(models))
+        ]
         for train_mode in (False, True):
             for m in [packed, *models]:
                 m.train(train_mode)
@@ -44,7 +50,9 @@ def test_unpack_inverts_pack():
             assert ka == kb and torch.equal(va, vb)
 
 
-@pytest.mark.parametrize("optimizer, lrs", [("shb", [0.05] * 3), ("shb", [0.02, 0.05, 0.1]), ("sgd", [0.02, 0.05, 0.1])])
+@pytest.mark.parametrize(
+    "optimizer, lrs", [("shb", [0.05] * 3), ("shb", [0.02, 0.05, 0.1]), ("sgd", [0.02, 0.05, 0.1])]
+)
 def test_training_steps_match_separate_runs(digits, optimizer, lrs):
     """Over one epoch at b = 64: the fused ensemble against three separate runs with the
     same shuffles, step by step, with one η or one per member. In float64, so that the
@@ -53,8 +61,12 @@ def test_training_steps_match_separate_runs(digits, optimizer, lrs):
     b, steps = 64, digits.n_train // 64
     models = [m.double() for m in members("small_cnn", 10, 1)]
     fused = E.FusedTrainer(models, optimizer, lrs, 0.9)
-    singles = [make_optimizer(optimizer, list(m.parameters()), lr, 0.9) for m, lr in zip(models, lrs)]
-    perms = [torch.randperm(digits.n_train, generator=torch.Generator().manual_seed(s)) for s in SEEDS]
+    singles = [
+        make_optimizer(optimizer, list(m.parameters()), lr, 0.9) for m, lr in zip(models, lrs)
+    ]
+    perms = [
+        torch.randperm(digits.n_train, generator=torch.Generator().manual_seed(s)) for s in SEEDS
+    ]
     for step in range(steps):
         batches = [digits.train_batch(p[step * b : (step + 1) * b], None) for p in perms]
         xs, ys = [x.double() for x, _ in batches], [y for _, y in batches]
@@ -66,7 +78,9 @@ def test_training_steps_match_separate_runs(digits, optimizer, lrs):
             loss.backward()
             separate.append((loss.detach(), grad_norm(list(m.parameters()))))
             o.step()
-        torch.testing.assert_close(losses, torch.stack([l for l, _ in separate]), rtol=1e-10, atol=0)
+        torch.testing.assert_close(
+            losses, torch.stack([l for l, _ in separate]), rtol=1e-10, atol=0
+        )
         torch.testing.assert_close(norms, torch.stack([n for _, n in separate]), rtol=1e-10, atol=0)
     for m, member in zip(models, E.unpack(fused.model, models[0], len(SEEDS))):
         for (k, a), c in zip(m.state_dict().items(), member.state_dict().values()):
@@ -74,6 +88,7 @@ def test_training_steps_match_separate_runs(digits, optimizer, lrs):
 
 
 # -- the fused driver: whole runs, as the pipeline trains them --------------------------
+
 
 def cell(protocol, **kw):
     if protocol == "epochs":
@@ -103,7 +118,9 @@ def test_fused_runs_write_the_tables_of_separate_runs(tmp_path, digits, protocol
     assert summaries == separate and losses[0] == pytest.approx(losses[1], rel=1e-9)
     fused, apart = tmp_path / "fused", tmp_path / "separate"
     if protocol == "cbs":
-        assert len({s["steps"] for s in summaries}) == len(SEEDS), "members should stop at different steps"
+        assert len({s["steps"] for s in summaries}) == len(SEEDS), (
+            "members should stop at different steps"
+        )
         assert_same_tables(fused, apart, "metrics.parquet", "cbs_epochs", ["wall_time"])
         return
     assert_same_tables(fused, apart, "metrics.parquet", "epochs", ["wall_time"])
@@ -119,12 +136,20 @@ def test_fused_runs_in_channels_last_are_the_same_runs(tmp_path, digits, float64
     cfgs = cell("epochs", channels_last=True, noise_epochs=[])
     E.train_fused(cfgs, [tmp_path / "fused" / f"seed{s}" for s in SEEDS], digits)
     for c in cfgs:
-        train(RunConfig(**(c.to_dict() | {"channels_last": False})), tmp_path / "separate" / f"seed{c.seed}", digits)
-    assert_same_tables(tmp_path / "fused", tmp_path / "separate", "metrics.parquet", "epochs", ["wall_time"])
+        train(
+            RunConfig(**(c.to_dict() | {"channels_last": False})),
+            tmp_path / "separate" / f"seed{c.seed}",
+            digits,
+        )
+    assert_same_tables(
+        tmp_path / "fused", tmp_path / "separate", "metrics.parquet", "epochs", ["wall_time"]
+    )
 
 
 def test_a_diverging_cell_ends_every_member_as_diverged(tmp_path, digits):
-    summaries = E.train_fused(cell("epochs", lr=1e20), [tmp_path / f"seed{s}" for s in SEEDS], digits)
+    summaries = E.train_fused(
+        cell("epochs", lr=1e20), [tmp_path / f"seed{s}" for s in SEEDS], digits
+    )
     assert [s["status"] for s in summaries] == ["diverged"] * len(SEEDS)
     assert all((tmp_path / f"seed{s}" / "final.pt").exists() for s in SEEDS)
 
@@ -145,19 +170,25 @@ def test_an_interrupted_fused_cell_resumes_to_the_same_tables(tmp_path, digits):
         pd.testing.assert_frame_equal(ta, tb, check_exact=True)
 
 
-def test_learning_rates_train_together_and_a_diverging_one_leaves_the_rest_alone(tmp_path, digits, float64):
+def test_learning_rates_train_together_and_a_diverging_one_leaves_the_rest_alone(
+    tmp_path, digits, float64
+):
     """Figure 8's case: SGD at several η, one of which diverges, in one pack. Each member is
     its separate run; the diverged member's NaNs never reach the others. (η = 1e300: in
     float64 smaller ones leave BatchNorm to absorb the huge weights.)"""
     base = cell("epochs", optimizer="sgd", beta=0.0, noise_epochs=[])[0].to_dict()
-    cfgs = [RunConfig(**(base | {"lr": lr, "seed": s})) for lr, s in ((0.02, 0), (1e300, 0), (0.05, 1))]
+    cfgs = [
+        RunConfig(**(base | {"lr": lr, "seed": s})) for lr, s in ((0.02, 0), (1e300, 0), (0.05, 1))
+    ]
     folders = [tmp_path / "fused" / f"run{i}" for i in range(3)]
     summaries = E.train_fused(cfgs, folders, digits)
     assert [s["status"] for s in summaries] == ["ok", "diverged", "ok"]
     for i, c in enumerate(cfgs):
         assert train(c, tmp_path / "separate" / f"run{i}", digits) == summaries[i]
         a = read_table(folders[i] / "metrics.parquet", "epochs").drop(columns="wall_time")
-        b = read_table(tmp_path / "separate" / f"run{i}" / "metrics.parquet", "epochs").drop(columns="wall_time")
+        b = read_table(tmp_path / "separate" / f"run{i}" / "metrics.parquet", "epochs").drop(
+            columns="wall_time"
+        )
         pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12, obj=f"run {i}")
 
 

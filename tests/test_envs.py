@@ -21,5 +21,7 @@ def test_conda_env_matches_pyproject_pins():
 def test_every_rule_names_the_environment():
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        rules = len(re.findall(r"^\s*rule \w+:", text, re.MULTILINE))  # also rules defined under an if
+        rules = len(
+            re.findall(r"^\s*rule \w+:", text, re.MULTILINE)
+        )  # also rules defined under an if
         assert text.count("conda:") == rules, smk.name

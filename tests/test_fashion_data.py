@@ -40,11 +40,16 @@ def write_tiny_fashion(folder, n_train=20, n_test=10, seed=0, labels_train=None,
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8) if labels_train is None else labels_train,
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8)
+        if labels_train is None
+        else labels_train,
         "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
         "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
     }
-    checksums = {FILES[key]: write_idx(folder / FILES[key], a, **override.get(key, {})) for key, a in arrays.items()}
+    checksums = {
+        FILES[key]: write_idx(folder / FILES[key], a, **override.get(key, {}))
+        for key, a in arrays.items()
+    }
     return checksums, arrays
 
 
@@ -72,7 +77,9 @@ def test_tiny_files_round_trip_exactly(tmp_path):
     pixels = arrays["train_images"].astype(np.float64) / 255
     assert data.mean == pytest.approx((pixels.mean(),), abs=1e-12)
     assert data.std == pytest.approx((pixels.std(),), abs=1e-12)
-    assert not D.load_fashion_mnist(tmp_path, augment=False, checksums=checksums, counts=TINY_COUNTS).augment
+    assert not D.load_fashion_mnist(
+        tmp_path, augment=False, checksums=checksums, counts=TINY_COUNTS
+    ).augment
     # Counts None: whatever the headers say.
     assert D.load_fashion_mnist(tmp_path, checksums=checksums, counts={}).n_train == 20
 
@@ -105,7 +112,9 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
         D.load_dataset("fashion_mnist", tmp_path / "data")
     message = str(err.value)
     assert "apt-get install dataset-fashion-mnist" in message
-    assert str(tmp_path / "data" / "fashion-mnist") in message and str(tmp_path / "nowhere") in message
+    assert (
+        str(tmp_path / "data" / "fashion-mnist") in message and str(tmp_path / "nowhere") in message
+    )
     write_tiny_fashion(tmp_path / "some")
     (tmp_path / "some" / FILES["test_labels"]).unlink()
     with pytest.raises(FileNotFoundError, match=r"t10k-labels-idx1-ubyte\.gz"):
@@ -129,7 +138,9 @@ def test_truncated_gzip(tmp_path):
     path = tmp_path / FILES["train_images"]
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2])
-    checksums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()  # past the checksum, to the gzip check
+    checksums[path.name] = hashlib.sha256(
+        path.read_bytes()
+    ).hexdigest()  # past the checksum, to the gzip check
     with pytest.raises(D.DataError, match=r"train-images-idx3-ubyte\.gz: not a whole gzip file"):
         D.load_fashion_mnist(tmp_path, checksums=checksums, counts=TINY_COUNTS)
     path.write_bytes(b"not gzip at all")
@@ -138,11 +149,26 @@ def test_truncated_gzip(tmp_path):
         D.load_fashion_mnist(tmp_path, checksums=checksums, counts=TINY_COUNTS)
 
 
-@pytest.mark.parametrize("key, override, match", [
-    ("train_images", {"magic": 0x00000903}, r"train-images-idx3-ubyte\.gz: idx magic number is 0x00000903, expected 0x00000803"),
-    ("test_labels", {"magic": 0x00000803}, r"t10k-labels-idx1-ubyte\.gz: idx magic number is 0x00000803, expected 0x00000801"),
-    ("train_labels", {"count": 21}, r"train-labels-idx1-ubyte\.gz: header says 21 items, expected 20"),
-])
+@pytest.mark.parametrize(
+    "key, override, match",
+    [
+        (
+            "train_images",
+            {"magic": 0x00000903},
+            r"train-images-idx3-ubyte\.gz: idx magic number is 0x00000903, expected 0x00000803",
+        ),
+        (
+            "test_labels",
+            {"magic": 0x00000803},
+            r"t10k-labels-idx1-ubyte\.gz: idx magic number is 0x00000803, expected 0x00000801",
+        ),
+        (
+            "train_labels",
+            {"count": 21},
+            r"train-labels-idx1-ubyte\.gz: header says 21 items, expected 20",
+        ),
+    ],
+)
 def test_bad_headers(tmp_path, key, override, match):
     checksums, _ = write_tiny_fashion(tmp_path, **{key: override})
     with pytest.raises(D.DataError, match=match):
@@ -152,13 +178,17 @@ def test_bad_headers(tmp_path, key, override, match):
 def test_header_count_that_disagrees_with_the_data(tmp_path):
     # No expected count: the data's length must still be what the header says.
     checksums, _ = write_tiny_fashion(tmp_path, test_images={"count": 11})
-    with pytest.raises(D.DataError, match=r"t10k-images-idx3-ubyte\.gz: 7840 data bytes.*make 8624"):
+    with pytest.raises(
+        D.DataError, match=r"t10k-images-idx3-ubyte\.gz: 7840 data bytes.*make 8624"
+    ):
         D.load_fashion_mnist(tmp_path, checksums=checksums, counts={})
 
 
 def test_real_counts_are_the_default(tmp_path):
     checksums, _ = write_tiny_fashion(tmp_path)
-    with pytest.raises(D.DataError, match=r"train-images-idx3-ubyte\.gz: header says 20 items, expected 60000"):
+    with pytest.raises(
+        D.DataError, match=r"train-images-idx3-ubyte\.gz: header says 20 items, expected 60000"
+    ):
         D.load_fashion_mnist(tmp_path, checksums=checksums)
 
 
@@ -171,7 +201,9 @@ def test_images_and_labels_must_agree(tmp_path):
 def test_wrong_image_shape(tmp_path):
     (tmp_path / "x").mkdir()
     sha = write_idx(tmp_path / "x" / "i.gz", np.zeros((3, 27, 28), dtype=np.uint8))
-    with pytest.raises(D.DataError, match=r"i\.gz: header says items of shape \(27, 28\), expected \(28, 28\)"):
+    with pytest.raises(
+        D.DataError, match=r"i\.gz: header says items of shape \(27, 28\), expected \(28, 28\)"
+    ):
         D.read_idx(tmp_path / "x" / "i.gz", D.IDX_IMAGES_MAGIC, sha, None, (28, 28))
 
 
@@ -225,13 +257,19 @@ def test_train_batch_uses_the_sets_policy(tmp_path):
     data = D.load_fashion_mnist(tmp_path, checksums=checksums, counts=TINY_COUNTS)
     idx = torch.arange(20)
     x, y = data.train_batch(idx, torch.Generator().manual_seed(5))
-    expected = data.normalize(D.fashion_augment(data.train_x[idx].float(), torch.Generator().manual_seed(5)))
+    expected = data.normalize(
+        D.fashion_augment(data.train_x[idx].float(), torch.Generator().manual_seed(5))
+    )
     assert torch.equal(x, expected) and torch.equal(y, data.train_y)
-    cifar = dataclasses.replace(data, augmentation="cifar").train_batch(idx, torch.Generator().manual_seed(5))[0]
+    cifar = dataclasses.replace(data, augmentation="cifar").train_batch(
+        idx, torch.Generator().manual_seed(5)
+    )[0]
     assert not torch.equal(cifar, x)
     off = dataclasses.replace(data, augment=False)
     assert off.augmentation == "fashion"
-    assert torch.equal(off.train_batch(idx, torch.Generator().manual_seed(5))[0], data.normalize(data.train_x))
+    assert torch.equal(
+        off.train_batch(idx, torch.Generator().manual_seed(5))[0], data.normalize(data.train_x)
+    )
     assert data.to("cpu").augmentation == "fashion"
     with pytest.raises(ValueError, match="augmentation"):
         dataclasses.replace(data, augmentation="mnist")
@@ -242,13 +280,17 @@ def test_train_batch_uses_the_sets_policy(tmp_path):
 REAL = D.FASHION_MNIST_SYSTEM_DIR
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} absent: apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not REAL.is_dir(), reason=f"{REAL} absent: apt-get install dataset-fashion-mnist"
+)
 def test_the_real_files():
     data = D.load_fashion_mnist(REAL)  # the recorded checksums and counts
     assert data.train_x.shape == (60_000, 1, 28, 28) and data.test_x.shape == (10_000, 1, 28, 28)
     assert data.n_train == TRAIN_SIZES["fashion_mnist"] and data.in_channels == 1
     assert torch.equal(torch.bincount(data.train_y, minlength=10), torch.full((10,), 6000))
     assert torch.equal(torch.bincount(data.test_y, minlength=10), torch.full((10,), 1000))
-    assert data.mean == pytest.approx((0.2860,), abs=1e-4) and data.std == pytest.approx((0.3530,), abs=1e-4)
+    assert data.mean == pytest.approx((0.2860,), abs=1e-4) and data.std == pytest.approx(
+        (0.3530,), abs=1e-4
+    )
     for name, sha in D.FASHION_MNIST_SHA256.items():
         assert hashlib.sha256((REAL / name).read_bytes()).hexdigest() == sha

@@ -52,22 +52,30 @@ def test_fused_members_on_cuda_match_separate_runs_on_cuda():
                 loss = F.cross_entropy(m(xs[i]), ys[i])
                 loss.backward()
                 torch.testing.assert_close(losses[i], loss.detach(), rtol=1e-4, atol=1e-5)
-                torch.testing.assert_close(norms[i], grad_norm(list(m.parameters())), rtol=1e-3, atol=1e-5)
+                torch.testing.assert_close(
+                    norms[i], grad_norm(list(m.parameters())), rtol=1e-3, atol=1e-5
+                )
                 o.step()
     for m, member in zip(models, unpack(fused.model, models[0], len(models))):
         for (k, a), b in zip(m.state_dict().items(), member.state_dict().values()):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)
 
 
-@pytest.mark.parametrize("options", [{"channels_last": True}, {"precision": "bf16"},
-                                     {"precision": "bf16", "channels_last": True}])
+@pytest.mark.parametrize(
+    "options",
+    [{"channels_last": True}, {"precision": "bf16"}, {"precision": "bf16", "channels_last": True}],
+)
 def test_speed_options_on_cuda_train_the_same_problem(digits, options):
     from sgdsmooth.config import RunConfig
     from sgdsmooth.train import Run
 
     losses = {}
     for name, extra in (("plain", {}), ("fast", options)):
-        run = Run(RunConfig(optimizer="shb", beta=0.9, batch_size=64, **extra), digits.to("cuda"), torch.device("cuda"))
+        run = Run(
+            RunConfig(optimizer="shb", beta=0.9, batch_size=64, **extra),
+            digits.to("cuda"),
+            torch.device("cuda"),
+        )
         run.perm = torch.randperm(digits.n_train, device="cuda", generator=run.generator)
         for _ in range(5):
             run.train_step()

@@ -29,7 +29,9 @@ def steps(model, opt, batches):
 
 def batches(digits, n, seed, b=32):
     g = torch.Generator().manual_seed(seed)
-    return [digits.train_batch(torch.randperm(digits.n_train, generator=g)[:b], None) for _ in range(n)]
+    return [
+        digits.train_batch(torch.randperm(digits.n_train, generator=g)[:b], None) for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("name, history", [("nshb", 0), ("shb", 2), ("sgd", 2)])
@@ -43,13 +45,17 @@ def test_warm_up_steps_leave_no_trace(digits, name, history):
     twin = make_model("small_cnn", 10, 1)
     twin.load_state_dict(model.state_dict())
     twin_opt = make_optimizer(name, twin.parameters(), 0.05, 0.9)
-    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (load_state_dict would share the tensors)
+    twin_opt.load_state_dict(
+        copy.deepcopy(opt.state_dict())
+    )  # (load_state_dict would share the tensors)
 
     tensors = [id(t) for t in (*model.parameters(), *model.buffers())]
     saved = training_state(model, opt)
     steps(model, opt, batches(digits, 3, seed=2))  # the warm-up
     restore_training_state(model, opt, saved)
-    assert [id(t) for t in (*model.parameters(), *model.buffers())] == tensors  # the same tensors, refilled
+    assert [
+        id(t) for t in (*model.parameters(), *model.buffers())
+    ] == tensors  # the same tensors, refilled
 
     after = batches(digits, 3, seed=3)
     steps(model, opt, after)
@@ -77,15 +83,23 @@ def test_workflow_graphs_the_small_batch_cells():
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     config["train"]["cuda_graph_max_batch"] = 64
     validate(config, str(ROOT / "config" / "schema.yaml"))
-    graphed = {b: cell_settings(config, "cbs", "sgd", 0.1, 0.0, b)["cuda_graph"] for b in (2, 64, 128)}
+    graphed = {
+        b: cell_settings(config, "cbs", "sgd", 0.1, 0.0, b)["cuda_graph"] for b in (2, 64, 128)
+    }
     assert graphed == {2: True, 64: True, 128: False}
-    RunConfig.from_dict({**cell_settings(config, "epochs", "shb", 0.1, 0.9, 64), "seed": 0})  # a valid run
+    RunConfig.from_dict(
+        {**cell_settings(config, "epochs", "shb", 0.1, 0.9, 64), "seed": 0}
+    )  # a valid run
 
 
 # -- on a GPU ----------------------------------------------------------------------------
 def first_steps(digits, n=12, **options):
     data = digits.to("cuda")
-    run = Run(RunConfig(optimizer="nshb", beta=0.9, lr=0.05, batch_size=16, **options), data, torch.device("cuda"))
+    run = Run(
+        RunConfig(optimizer="nshb", beta=0.9, lr=0.05, batch_size=16, **options),
+        data,
+        torch.device("cuda"),
+    )
     run.perm = torch.randperm(data.n_train, device="cuda", generator=run.generator)
     for _ in range(n):
         run.train_step()
@@ -98,7 +112,9 @@ def test_graphed_run_takes_the_eager_steps(digits, options):
     eager, graphed = first_steps(digits, **options), first_steps(digits, cuda_graph=True, **options)
     assert type(graphed._step).__name__ == "CapturedStep"
     for key in ("loss", "norm", "correct"):
-        torch.testing.assert_close(torch.stack(graphed.trace[key]), torch.stack(eager.trace[key]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            torch.stack(graphed.trace[key]), torch.stack(eager.trace[key]), rtol=1e-5, atol=1e-6
+        )
     for (k, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=k)
     assert int(graphed.model.state_dict()["features.1.num_batches_tracked"]) == 12  # warm-up undone
@@ -113,7 +129,9 @@ def test_graphed_fused_resnets_take_the_eager_steps():
         for s in range(3):
             torch.manual_seed(s)
             models.append(make_model("resnet18", 100, 3).cuda())
-        return FusedTrainer(models, "shb", 0.01, 0.9, Executor(channels_last=True, cuda_graph=graph))
+        return FusedTrainer(
+            models, "shb", 0.01, 0.9, Executor(channels_last=True, cuda_graph=graph)
+        )
 
     eager, graphed = trainer(False), trainer(True)
     g = torch.Generator().manual_seed(2)
@@ -134,11 +152,27 @@ def test_graphed_cbs_runs_write_the_eager_tables(tmp_path, digits):
     from sgdsmooth.train import train
 
     def cfgs(graph):
-        return [RunConfig(protocol="cbs", optimizer="shb", beta=0.9, lr=0.05, batch_size=32, epsilon=0.5,
-                          max_steps=300, seed=s, device="cuda", cuda_graph=graph) for s in (0, 1)]
+        return [
+            RunConfig(
+                protocol="cbs",
+                optimizer="shb",
+                beta=0.9,
+                lr=0.05,
+                batch_size=32,
+                epsilon=0.5,
+                max_steps=300,
+                seed=s,
+                device="cuda",
+                cuda_graph=graph,
+            )
+            for s in (0, 1)
+        ]
 
     def tables(folders):
-        return [read_table(f / "metrics.parquet", "cbs_epochs").drop(columns="wall_time") for f in folders]
+        return [
+            read_table(f / "metrics.parquet", "cbs_epochs").drop(columns="wall_time")
+            for f in folders
+        ]
 
     for fused in (False, True):
         out = {g: [tmp_path / f"{fused}-{g}-{i}" for i in range(2)] for g in (False, True)}
@@ -150,4 +184,6 @@ def test_graphed_cbs_runs_write_the_eager_tables(tmp_path, digits):
                     train(c, f, digits)
         for a, b in zip(tables(out[False]), tables(out[True])):
             assert list(a["step"]) == list(b["step"])
-            torch.testing.assert_close(torch.tensor(b.to_numpy()), torch.tensor(a.to_numpy()), rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(
+                torch.tensor(b.to_numpy()), torch.tensor(a.to_numpy()), rtol=1e-4, atol=1e-6
+            )

@@ -32,7 +32,9 @@ def test_article_grid_jobs_cover_every_run_once():
     assert len(cells) == 3 * 11 + (4 * 13 - 11)  # main study + Fig. 8's other η and b = 2, 4
     jobs = grid.training_jobs(cfg)
     for protocol, seeds in (("cbs", cfg["cbs"]["seeds"]), ("epochs", cfg["accuracy"]["seeds"])):
-        runs = Counter((c, s) for j in jobs if j.protocol == protocol for c in j.cells for s in j.seeds)
+        runs = Counter(
+            (c, s) for j in jobs if j.protocol == protocol for c in j.cells for s in j.seeds
+        )
         assert runs == Counter((c, s) for c in grid.cells(cfg, protocol) for s in seeds)
         groups = [j for j in jobs if j.protocol == protocol and len(j.cells) > 1]
         # Fig. 8's four η at each b ≤ fuse_max_batch (64): one fused job per batch size.

@@ -10,13 +10,25 @@ from sgdsmooth import collect, tables
 
 def run_file(tmp_path, opt, b, seed, k2_by_epoch, bn_mode="train"):
     epochs = sorted(k2_by_epoch)
-    rows = pd.DataFrame({
-        "epoch": epochs, "step": epochs, "lr": 0.1, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
-        "test_accuracy": 0.5, "grad_norm_mean": 1.0, "full_grad_norm_sq": [k2_by_epoch[e] for e in epochs],
-        "wall_time": 1.0,
-    })
-    meta = {"config": {"optimizer": opt, "lr": 0.1, "beta": 0.9, "batch_size": b, "seed": seed},
-            "summary": {"status": "ok"}, "gradient_function": {"bn_mode": bn_mode}}
+    rows = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "step": epochs,
+            "lr": 0.1,
+            "train_loss": 1.0,
+            "train_accuracy": 0.5,
+            "test_loss": 1.0,
+            "test_accuracy": 0.5,
+            "grad_norm_mean": 1.0,
+            "full_grad_norm_sq": [k2_by_epoch[e] for e in epochs],
+            "wall_time": 1.0,
+        }
+    )
+    meta = {
+        "config": {"optimizer": opt, "lr": 0.1, "beta": 0.9, "batch_size": b, "seed": seed},
+        "summary": {"status": "ok"},
+        "gradient_function": {"bn_mode": bn_mode},
+    }
     path = tmp_path / f"{opt}{b}s{seed}.parquet"
     tables.write_table(rows, path, "epochs", meta)
     return path
@@ -26,7 +38,9 @@ def run_file(tmp_path, opt, b, seed, k2_by_epoch, bn_mode="train"):
 def paths(tmp_path):
     nan = math.nan
     return [
-        run_file(tmp_path, "shb", 32, 0, {1: nan, 2: 400.0, 4: 2.0, 8: 1.0}),  # the transient: sup 400 at epoch 2
+        run_file(
+            tmp_path, "shb", 32, 0, {1: nan, 2: 400.0, 4: 2.0, 8: 1.0}
+        ),  # the transient: sup 400 at epoch 2
         run_file(tmp_path, "shb", 32, 1, {2: 10.0, 4: 2.0, 8: 3.0}),
         run_file(tmp_path, "shb", 64, 0, {2: 6.0, 4: 4.0, 8: 2.0}),
     ]
@@ -38,8 +52,12 @@ def test_k2_table_per_cell_by_hand(paths):
     c = t.loc[32]
     assert c.n_runs == 2 and c.n_points == 6 and c.k2_sup == 400
     assert c.k2_mean == pytest.approx(((400 + 2 + 1) / 3 + (10 + 2 + 3) / 3) / 2)
-    assert c.k2_final == pytest.approx(2.0) and c.k2_final_stderr == pytest.approx(1.0)  # sd √2 of (1, 3), over √2 runs
-    assert t.loc[64].k2_mean == pytest.approx(4.0) and math.isnan(t.loc[64].k2_mean_stderr)  # one run
+    assert c.k2_final == pytest.approx(2.0) and c.k2_final_stderr == pytest.approx(
+        1.0
+    )  # sd √2 of (1, 3), over √2 runs
+    assert t.loc[64].k2_mean == pytest.approx(4.0) and math.isnan(
+        t.loc[64].k2_mean_stderr
+    )  # one run
     assert (t.bn_mode == "train").all()
 
 

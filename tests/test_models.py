@@ -37,8 +37,14 @@ def test_forward_flops_counts_multiply_adds_of_convolutions_and_linear_layers():
 
     # 3×3 conv, 1 → 2 channels, padding 1 on 4×4: 32 outputs × 9 multiply–adds; then a
     # grouped 1×1 conv 2 → 2 (groups 2): 32 outputs × 1; then linear 32 → 5.
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
-                        nn.Conv2d(2, 2, 1, groups=2), nn.Flatten(), nn.Linear(32, 5))
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.Conv2d(2, 2, 1, groups=2),
+        nn.Flatten(),
+        nn.Linear(32, 5),
+    )
     assert forward_flops(net, (1, 4, 4)) == 2 * (32 * 9 + 32 * 1 + 32 * 5)
     assert net.training  # the count leaves the mode as it found it
     # The CIFAR ResNet-18: 0.56 G multiply–adds, the figure usually quoted for it.

@@ -17,7 +17,9 @@ N, D = 60, 5
 def problem(seed=0):
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(N, D, generator=g, dtype=torch.float64)
-    y = a @ torch.randn(D, generator=g, dtype=torch.float64) + 0.5 * torch.randn(N, generator=g, dtype=torch.float64)
+    y = a @ torch.randn(D, generator=g, dtype=torch.float64) + 0.5 * torch.randn(
+        N, generator=g, dtype=torch.float64
+    )
     model = nn.Linear(D, 1, bias=False).double()
     with torch.no_grad():
         model.weight.copy_(torch.randn(1, D, generator=g, dtype=torch.float64))
@@ -54,7 +56,9 @@ def test_full_gradient_is_exact_without_batchnorm_at_any_chunking(b):
 def test_per_example_noise_is_the_exact_trace_without_batchnorm():
     model, a, y = problem()
     _, mean, c2 = truth(model, a, y)
-    out = noise.per_example_noise(model, (a, y), 7, N, torch.Generator().manual_seed(0), [mean[None]], lsq)
+    out = noise.per_example_noise(
+        model, (a, y), 7, N, torch.Generator().manual_seed(0), [mean[None]], lsq
+    )
     assert out["c2_per_example"] == pytest.approx(c2, rel=1e-10) and out["n_per_example"] == N
 
 
@@ -67,7 +71,9 @@ def test_batch_noise_is_unbiased_for_the_trace_with_an_honest_standard_error():
     assert abs(est.mean() - c2) < 4 * est.std() / math.sqrt(len(est))
     assert (est > 0).all()  # the paired form cannot go negative
     # The stated standard error of one estimate matches the spread of the estimates.
-    assert torch.tensor([d["c2_stderr"] for d in draws]).mean() == pytest.approx(float(est.std()), rel=0.25)
+    assert torch.tensor([d["c2_stderr"] for d in draws]).mean() == pytest.approx(
+        float(est.std()), rel=0.25
+    )
     assert draws[0]["c2_batches"] == 8
 
 
@@ -76,7 +82,9 @@ def test_sgd_direction_noise_matches_the_sampling_variance():
     _, _, c2 = truth(model, a, y)
     b = 6
     opt = make_optimizer("sgd", model.parameters(), lr=1e-12)  # x stays put: the truth is fixed
-    measured = noise.direction_noise(model, opt, (a, y), b, 1500, torch.Generator().manual_seed(2), lsq)
+    measured = noise.direction_noise(
+        model, opt, (a, y), b, 1500, torch.Generator().manual_seed(2), lsq
+    )
     expected = c2 * (N - b) / ((N - 1) * b)  # E‖G_B − ∇f‖² without replacement
     assert measured == pytest.approx(expected, rel=0.08)
 
@@ -90,8 +98,9 @@ def test_momentum_direction_noise_by_hand(name):
     opt.state[model.weight]["direction"] = previous.clone()
     before = model.weight.detach().clone()
     per, mean, _ = truth(model, a, y)
-    measured = noise.direction_noise(model, opt, (a, y), b, 1, torch.Generator().manual_seed(5), lsq,
-                                     first_full=[mean[None]])
+    measured = noise.direction_noise(
+        model, opt, (a, y), b, 1, torch.Generator().manual_seed(5), lsq, first_full=[mean[None]]
+    )
     idx = torch.randperm(N, generator=torch.Generator().manual_seed(5))[:b]
     scale = 1 - beta if name == "nshb" else 1.0
     d = scale * per[idx].mean(0) + beta * previous[0]
@@ -105,7 +114,9 @@ def test_a_given_first_full_gradient_is_used_as_is():
     per, mean, _ = truth(model, a, y)
     opt = make_optimizer("sgd", model.parameters(), lr=1e-12)
     zero = [torch.zeros(1, D, dtype=torch.float64)]
-    with_zero = noise.direction_noise(model, opt, (a, y), 6, 1, torch.Generator().manual_seed(7), lsq, first_full=zero)
+    with_zero = noise.direction_noise(
+        model, opt, (a, y), 6, 1, torch.Generator().manual_seed(7), lsq, first_full=zero
+    )
     idx = torch.randperm(N, generator=torch.Generator().manual_seed(7))[:6]
     assert with_zero == pytest.approx(float((per[idx].mean(0) ** 2).sum()), rel=1e-10)
 
@@ -145,17 +156,23 @@ def eval_mode_gradient(model, x, y):
     return g
 
 
-@pytest.mark.parametrize("pass_size", [32, 64, 1024])  # one chunk a pass, two, all (ghost BatchNorm)
+@pytest.mark.parametrize(
+    "pass_size", [32, 64, 1024]
+)  # one chunk a pass, two, all (ghost BatchNorm)
 def test_full_gradient_is_the_train_mode_gradient_of_the_partition(bn_net, pass_size):
     model, x, y = bn_net
     x, y = x[:90], y[:90]  # chunks of 32, 32 and a remainder of 26
-    full = noise.full_gradient(model, (x, y), 32, torch.Generator().manual_seed(9), pass_size=pass_size)
+    full = noise.full_gradient(
+        model, (x, y), 32, torch.Generator().manual_seed(9), pass_size=pass_size
+    )
     parts = noise.chunks(90, 32, torch.Generator().manual_seed(9))
     grads = [[g * (len(i) / 90) for g in train_mode_gradient(model, x[i], y[i])] for i in parts]
     by_hand = [sum(g) for g in zip(*grads)]
     assert noise.distance_sq(full, by_hand) < 1e-10 * float(noise.squared_norm(by_hand))
     evalmode = eval_mode_gradient(model, x, y)
-    assert noise.distance_sq(full, evalmode) > 0.1 * float(noise.squared_norm(full))  # the test can tell
+    assert noise.distance_sq(full, evalmode) > 0.1 * float(
+        noise.squared_norm(full)
+    )  # the test can tell
 
 
 def test_per_example_gradients_average_to_the_train_mode_batch_gradient(bn_net):
@@ -166,7 +183,9 @@ def test_per_example_gradients_average_to_the_train_mode_batch_gradient(bn_net):
     g = train_mode_gradient(model, x, y)
 
     def c2(v):
-        return noise.per_example_noise(model, (x, y), 32, 32, torch.Generator(), v)["c2_per_example"]
+        return noise.per_example_noise(model, (x, y), 32, 32, torch.Generator(), v)[
+            "c2_per_example"
+        ]
 
     at_zero, at_g, at_2g = c2([0 * t for t in g]), c2(g), c2([2 * t for t in g])
     assert at_zero == pytest.approx(at_2g, rel=1e-6)
@@ -183,7 +202,9 @@ def test_batch_noise_and_direction_noise_use_train_mode_batches(bn_net):
     norms = [float(noise.squared_norm(train_mode_gradient(model, x[i], y[i]))) for i in idx]
     assert c2 == pytest.approx(b * (n - 1) / (n - b) * sum(norms) / 3, rel=1e-6)
     opt = make_optimizer("sgd", model.parameters(), lr=1e-3)
-    omega = noise.direction_noise(model, opt, (x, y), b, 1, torch.Generator().manual_seed(4), first_full=zero)
+    omega = noise.direction_noise(
+        model, opt, (x, y), b, 1, torch.Generator().manual_seed(4), first_full=zero
+    )
     assert omega == pytest.approx(norms[0], rel=1e-6)
 
 
@@ -191,7 +212,9 @@ def test_measure_restores_the_network_and_names_its_function(bn_net, digits):
     model, _, _ = bn_net
     opt = make_optimizer("shb", model.parameters(), lr=0.1, beta=0.9)
     before = {k: v.clone() for k, v in model.named_buffers()}
-    row = noise.measure(model, opt, digits, 0.1, 64, 0, n_batches=3, direction_steps=1, per_example=8)
+    row = noise.measure(
+        model, opt, digits, 0.1, 64, 0, n_batches=3, direction_steps=1, per_example=8
+    )
     assert all(torch.equal(before[k], v) for k, v in model.named_buffers()) and model.training
     assert row["bn_mode"] == "train" and row["augmented"] is False
     assert row["noise_scale"] == pytest.approx(row["c2"] / row["k2"])

@@ -77,7 +77,9 @@ def test_directions_are_exposed():
     torch.testing.assert_close(opt.directions()[0], 0.1 * (A @ X0))
 
 
-@pytest.mark.parametrize("kwargs, key", [(dict(lr=0.0, beta=0.5), "lr"), (dict(lr=0.1, beta=1.0), "beta")])
+@pytest.mark.parametrize(
+    "kwargs, key", [(dict(lr=0.0, beta=0.5), "lr"), (dict(lr=0.1, beta=1.0), "beta")]
+)
 def test_bad_hyperparameters(kwargs, key):
     with pytest.raises(ValueError, match=key):
         make_optimizer("shb", [torch.zeros(1, requires_grad=True)], **kwargs)

@@ -17,21 +17,34 @@ def test_every_caption_converts_to_tex():
 
 
 def test_tex_text_by_hand():
-    assert paper.tex_text("δ ≥ 0.5 · C² for ``b_max``") == r"$\delta$ $\geq$ 0.5 $\cdot$ C$^2$ for \texttt{b\_max}"
+    assert (
+        paper.tex_text("δ ≥ 0.5 · C² for ``b_max``")
+        == r"$\delta$ $\geq$ 0.5 $\cdot$ C$^2$ for \texttt{b\_max}"
+    )
     assert paper.tex_text("π and Σ") == r"$\pi$ and $\Sigma$"
     with pytest.raises(ValueError, match="no TeX spelling"):
         paper.tex_text("☃")
 
 
 def test_numbers_for_the_text():
-    assert paper.pow2(512) == r"\ensuremath{2^{9}}" and paper.pow2(48) == "48" and paper.pow2(-1) == "--"
-    assert paper.fmt(float("nan")) == "--" and paper.fmt(1280.0) == "1280" and paper.fmt(25.3187, 5) == "25.319"
+    assert (
+        paper.pow2(512) == r"\ensuremath{2^{9}}"
+        and paper.pow2(48) == "48"
+        and paper.pow2(-1) == "--"
+    )
+    assert (
+        paper.fmt(float("nan")) == "--"
+        and paper.fmt(1280.0) == "1280"
+        and paper.fmt(25.3187, 5) == "25.319"
+    )
 
 
 def test_build_fails_on_an_undefined_reference(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "paper.tex").write_text("\\documentclass{article}\\begin{document}See \\ref{nowhere}.\\end{document}\n")
+    (src / "paper.tex").write_text(
+        "\\documentclass{article}\\begin{document}See \\ref{nowhere}.\\end{document}\n"
+    )
     (tmp_path / "gen").mkdir()
     with pytest.raises(paper.PaperBuildError, match="undefined"):
         paper.build_pdf(src, tmp_path / "gen", tmp_path / "out" / "paper.pdf")
@@ -41,7 +54,8 @@ def test_build_fails_on_a_missing_figure(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "paper.tex").write_text(
-        "\\documentclass{article}\\usepackage{graphicx}\\begin{document}\\includegraphics{missing.pdf}\\end{document}\n")
+        "\\documentclass{article}\\usepackage{graphicx}\\begin{document}\\includegraphics{missing.pdf}\\end{document}\n"
+    )
     (tmp_path / "gen").mkdir()
     with pytest.raises(paper.PaperBuildError):
         paper.build_pdf(src, tmp_path / "gen", tmp_path / "out" / "paper.pdf")
@@ -52,11 +66,25 @@ def test_every_optimizer_macro_is_defined_even_when_not_configured(tmp_path):
 
     from sgdsmooth.tables import SCHEMAS
 
-    empty = {n: pd.DataFrame({c: pd.Series(dtype=t.to_pandas_dtype()) for c, t in zip(SCHEMAS[n].names, SCHEMAS[n].types)})
-             for n in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy")}
-    cfg = {"experiment": "x", "dataset": "digits", "model": "small_cnn", "lr": 0.1, "optimizers": {"sgd": 0.0},
-           "batch_sizes": [8], "cbs": {"epsilon": 0.5, "seeds": [0], "max_steps": 10, "min_epochs": 0},
-           "accuracy": {"epochs": 1, "seeds": [0]}}
+    empty = {
+        n: pd.DataFrame(
+            {
+                c: pd.Series(dtype=t.to_pandas_dtype())
+                for c, t in zip(SCHEMAS[n].names, SCHEMAS[n].types)
+            }
+        )
+        for n in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy")
+    }
+    cfg = {
+        "experiment": "x",
+        "dataset": "digits",
+        "model": "small_cnn",
+        "lr": 0.1,
+        "optimizers": {"sgd": 0.0},
+        "batch_sizes": [8],
+        "cbs": {"epsilon": 0.5, "seeds": [0], "max_steps": 10, "min_epochs": 0},
+        "accuracy": {"epochs": 1, "seeds": [0]},
+    }
     paper.write_generated(tmp_path, cfg, empty, [], [], "cpu")
     numbers = (tmp_path / "numbers.tex").read_text()
     for name in ("SGD", "SHB", "NSHB"):
@@ -66,8 +94,13 @@ def test_every_optimizer_macro_is_defined_even_when_not_configured(tmp_path):
 def test_the_stopping_rule_sentence_counts_the_runs_the_loss_gate_stopped():
     from sgdsmooth.paper import learned_sentence
 
-    runs = pd.DataFrame({"status": ["reached", "reached", "censored"], "train_loss": [0.3, 0.4, 1.0],
-                         "gate_bound": [True, False, False]})
+    runs = pd.DataFrame(
+        {
+            "status": ["reached", "reached", "censored"],
+            "train_loss": [0.3, 0.4, 1.0],
+            "gate_bound": [True, False, False],
+        }
+    )
     text = learned_sentence(runs, 0.5)
     assert "at most 0.5" in text and "The 2 runs" in text and "at most 0.4" in text
     assert "1 of them stopped on the first step after the rule was armed" in text

@@ -43,8 +43,16 @@ def test_quadratic_with_random_start_finds_the_top_eigenvalue():
     H = q @ torch.diag(torch.linspace(0.1, 4.0, 12, dtype=torch.float64)) @ q.T
     w = w0.clone().requires_grad_(True)
     rho = 0.1
-    value, u = S.worst_case(lambda: 0.5 * (w - w0) @ H @ (w - w0), [w], [w0.abs()], rho, "2", iterations=100,
-                            random_start=True, generator=torch.Generator().manual_seed(3))
+    value, u = S.worst_case(
+        lambda: 0.5 * (w - w0) @ H @ (w - w0),
+        [w],
+        [w0.abs()],
+        rho,
+        "2",
+        iterations=100,
+        random_start=True,
+        generator=torch.Generator().manual_seed(3),
+    )
     D = torch.diag(w0.abs())
     expected = 0.5 * rho**2 * torch.linalg.eigvalsh(D @ H @ D).max()
     assert value == pytest.approx(float(expected), rel=1e-3)
@@ -101,7 +109,9 @@ def test_model_is_left_untouched(digits):
     model = make_model("small_cnn", 10, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    S.adaptive_sharpness(model, digits.normalize(digits.train_x[:128]), digits.train_y[:128], rho=0.01, p="2")
+    S.adaptive_sharpness(
+        model, digits.normalize(digits.train_x[:128]), digits.train_y[:128], rho=0.01, p="2"
+    )
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -129,7 +139,10 @@ def test_plain_and_adaptive_differ_only_through_the_scale():
     y = torch.randint(0, 3, (64,), generator=g)
 
     def both(net):
-        return [S.adaptive_sharpness(net, x, y, rho=0.01, batch_size=32, adaptive=a) for a in (True, False)]
+        return [
+            S.adaptive_sharpness(net, x, y, rho=0.01, batch_size=32, adaptive=a)
+            for a in (True, False)
+        ]
 
     a1, p1 = both(unit_linear(1.0))
     assert a1.worst > 0 and (a1.worst, a1.average) == (p1.worst, p1.average)
@@ -141,10 +154,23 @@ def test_plain_and_adaptive_differ_only_through_the_scale():
 def _fake_run(path, seed, status):
     from sgdsmooth import tables
 
-    cfg = {"optimizer": "sgd", "lr": 0.1, "beta": 0.0, "batch_size": 16, "seed": seed, "device": "cpu",
-           "dataset": "digits", "data_root": "resources", "model": "small_cnn"}
-    empty = pd.DataFrame({f: pd.Series(dtype=t.to_pandas_dtype()) for f, t in
-                          zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)})
+    cfg = {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "beta": 0.0,
+        "batch_size": 16,
+        "seed": seed,
+        "device": "cpu",
+        "dataset": "digits",
+        "data_root": "resources",
+        "model": "small_cnn",
+    }
+    empty = pd.DataFrame(
+        {
+            f: pd.Series(dtype=t.to_pandas_dtype())
+            for f, t in zip(tables.SCHEMAS["epochs"].names, tables.SCHEMAS["epochs"].types)
+        }
+    )
     tables.write_table(empty, path, "epochs", {"config": cfg, "summary": {"status": status}})
 
 
@@ -159,17 +185,29 @@ def test_measure_runs_writes_both_variants(tmp_path, digits):
     _fake_run(tmp_path / "bad.parquet", 4, "diverged")
     outs = [tmp_path / "s_ok.parquet", tmp_path / "s_bad.parquet"]
     settings = dict(rho=2e-4, p="inf", iterations=3, n_examples=64, batch_size=32)
-    S.measure_runs([tmp_path / "ok.parquet", tmp_path / "bad.parquet"], [tmp_path / "w.pt"] * 2, outs, **settings)
+    S.measure_runs(
+        [tmp_path / "ok.parquet", tmp_path / "bad.parquet"],
+        [tmp_path / "w.pt"] * 2,
+        outs,
+        **settings,
+    )
     ok, bad = (tables.read_table(o, "sharpness_run").iloc[0] for o in outs)
     x, y = digits.normalize(digits.train_x[:64]), digits.train_y[:64]
     kw = dict(rho=2e-4, p="inf", iterations=3, batch_size=32, seed=3)
-    adaptive, plain = S.adaptive_sharpness(model, x, y, **kw), S.adaptive_sharpness(model, x, y, adaptive=False, **kw)
+    adaptive, plain = (
+        S.adaptive_sharpness(model, x, y, **kw),
+        S.adaptive_sharpness(model, x, y, adaptive=False, **kw),
+    )
     assert ok.sharpness == pytest.approx(adaptive.worst, rel=1e-6)
     assert ok.average_sharpness == pytest.approx(adaptive.average, rel=1e-6)
     assert ok.sharpness_plain == pytest.approx(plain.worst, rel=1e-6)
     assert ok.average_sharpness_plain == pytest.approx(plain.average, rel=1e-6)
     assert ok.sharpness_plain > 2 * ok.sharpness > 0  # not the adaptive value twice
-    assert bad[["sharpness", "average_sharpness", "sharpness_plain", "average_sharpness_plain"]].isna().all()
+    assert (
+        bad[["sharpness", "average_sharpness", "sharpness_plain", "average_sharpness_plain"]]
+        .isna()
+        .all()
+    )
 
 
 @pytest.mark.parametrize("adaptive", [True, False])
@@ -179,19 +217,44 @@ def test_fig8_draws_the_primary_variant_first(tmp_path, monkeypatch, adaptive):
     from sgdsmooth import tables
     from sgdsmooth.figures import fig8_sharpness
 
-    rows = [{"optimizer": "sgd", "lr": lr, "beta": 0.0, "batch_size": b, "seed": s, "rho": 2e-4, "p": "inf",
-             "sharpness": 1e-3 * b, "average_sharpness": 1e-5, "sharpness_plain": 1e-1 * b,
-             "average_sharpness_plain": 1e-3, "test_accuracy": 0.9 - 0.01 * b, "delta": 0.1 / b}
-            for lr in (0.05, 0.1) for b in (2, 4, 8) for s in (0, 1)]
+    rows = [
+        {
+            "optimizer": "sgd",
+            "lr": lr,
+            "beta": 0.0,
+            "batch_size": b,
+            "seed": s,
+            "rho": 2e-4,
+            "p": "inf",
+            "sharpness": 1e-3 * b,
+            "average_sharpness": 1e-5,
+            "sharpness_plain": 1e-1 * b,
+            "average_sharpness_plain": 1e-3,
+            "test_accuracy": 0.9 - 0.01 * b,
+            "delta": 0.1 / b,
+        }
+        for lr in (0.05, 0.1)
+        for b in (2, 4, 8)
+        for s in (0, 1)
+    ]
     tables.write_table(pd.DataFrame(rows), tmp_path / "s.parquet", "sharpness")
     figs, saved = [], []
     monkeypatch.setattr(fig8_sharpness.plt, "close", figs.append)
     # Rendering takes seconds and is the workflow test's job; here only what is drawn.
     monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: saved.append(path))
-    fig8_sharpness.draw(str(tmp_path / "s.parquet"), str(tmp_path / "f.pdf"), str(tmp_path / "f.png"), adaptive=adaptive)
+    fig8_sharpness.draw(
+        str(tmp_path / "s.parquet"),
+        str(tmp_path / "f.pdf"),
+        str(tmp_path / "f.png"),
+        adaptive=adaptive,
+    )
     axes = figs[0].axes
     first, second = ("adaptive", "plain") if adaptive else ("plain", "adaptive")
-    assert [ax.get_ylabel() for ax in axes[:3]] == [f"{first} sharpness", f"{second} sharpness", f"{first} sharpness"]
+    assert [ax.get_ylabel() for ax in axes[:3]] == [
+        f"{first} sharpness",
+        f"{second} sharpness",
+        f"{first} sharpness",
+    ]
     assert axes[4].get_xlabel() == f"{first} sharpness"
     # Panel (a) plots the primary column: at b = 8, 8e-3 (adaptive) or 0.8 (plain).
     top = max(max(line.get_ydata(), default=0) for line in axes[0].get_lines())
@@ -209,18 +272,38 @@ def test_fig8_says_how_many_points_a_log_axis_cannot_show(tmp_path, monkeypatch)
     from sgdsmooth import tables
     from sgdsmooth.figures import fig8_sharpness
 
-    rows = [{"optimizer": "sgd", "lr": 0.1, "beta": 0.0, "batch_size": b, "seed": 0, "rho": 2e-4, "p": "inf",
-             "sharpness": 1e-3 * b - 2e-3, "average_sharpness": 0.0, "sharpness_plain": 0.1, "average_sharpness_plain": 0.0,
-             "test_accuracy": 0.9, "delta": float("nan")} for b in (1, 2, 4, 8)]
+    rows = [
+        {
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "beta": 0.0,
+            "batch_size": b,
+            "seed": 0,
+            "rho": 2e-4,
+            "p": "inf",
+            "sharpness": 1e-3 * b - 2e-3,
+            "average_sharpness": 0.0,
+            "sharpness_plain": 0.1,
+            "average_sharpness_plain": 0.0,
+            "test_accuracy": 0.9,
+            "delta": float("nan"),
+        }
+        for b in (1, 2, 4, 8)
+    ]
     tables.write_table(pd.DataFrame(rows), tmp_path / "s.parquet", "sharpness")
     figs = []
     monkeypatch.setattr(fig8_sharpness.plt, "close", figs.append)
     monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: None)
-    fig8_sharpness.draw(str(tmp_path / "s.parquet"), str(tmp_path / "f.pdf"), str(tmp_path / "f.png"))
+    fig8_sharpness.draw(
+        str(tmp_path / "s.parquet"), str(tmp_path / "f.pdf"), str(tmp_path / "f.png")
+    )
     axes = figs[0].axes
     notes = [[t.get_text() for t in ax.texts] for ax in axes[:6]]
     assert notes[0] == ["2 of 4 without a positive sharpness"]  # b = 1 and 2: −1e-3 and 0
     assert axes[0].get_yscale() == "log" and axes[3].get_xscale() == "linear"  # no δ at all: linear
-    assert "4 of 4 without a positive delta" in notes[3] and "4 of 4 without a positive delta" in notes[5]
+    assert (
+        "4 of 4 without a positive delta" in notes[3]
+        and "4 of 4 without a positive delta" in notes[5]
+    )
     monkeypatch.undo()
     fig8_sharpness.plt.close(figs[0])

@@ -13,12 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_workflow import ROOT, TINY, copy_workflow
 
 from sgdsmooth import tables
 from sgdsmooth.config import RunConfig
 from sgdsmooth.train import train
-
-from test_workflow import ROOT, TINY, copy_workflow
 
 SMALL = TINY | {
     "experiment": "slurm",
@@ -35,21 +34,39 @@ def cluster_up() -> bool:
 
 
 pytestmark = pytest.mark.skipif(
-    not cluster_up() and os.environ.get("REQUIRE_SLURM") != "1", reason="no Slurm cluster (start one with .ci/slurm-up)"
+    not cluster_up() and os.environ.get("REQUIRE_SLURM") != "1",
+    reason="no Slurm cluster (start one with .ci/slurm-up)",
 )
 
 
 def env():
     e = dict(os.environ)
-    e["PATH"] = f"{Path(sys.executable).parent}:{e['PATH']}"  # jobs inherit the project's environment
+    e["PATH"] = (
+        f"{Path(sys.executable).parent}:{e['PATH']}"  # jobs inherit the project's environment
+    )
     return e
 
 
-def on_slurm(work: Path, config: dict, *targets, extra=(), timeout=900) -> subprocess.CompletedProcess:
+def on_slurm(
+    work: Path, config: dict, *targets, extra=(), timeout=900
+) -> subprocess.CompletedProcess:
     (work / "config" / "test.yaml").write_text(yaml.safe_dump(config))
     # Targets first: --configfile and --set-resources take several values and would swallow them.
-    cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", *targets,
-           "--profile", str(ROOT / ".ci" / "slurm"), "--configfile", "config/test.yaml", *extra]
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,
+        "--profile",
+        str(ROOT / ".ci" / "slurm"),
+        "--configfile",
+        "config/test.yaml",
+        *extra,
+    ]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env())
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
@@ -64,8 +81,12 @@ def fresh(tmp_path: Path, name: str) -> Path:
 def slurm_states(proc) -> dict[str, str]:
     ids = set(re.findall(r"SLURM jobid (\d+)", proc.stdout + proc.stderr))
     assert ids, "no job was submitted to Slurm"
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(sorted(ids))],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(sorted(ids))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("|", 1) for line in out.split())
 
 
@@ -81,8 +102,13 @@ def test_every_job_runs_as_a_slurm_job_and_matches_a_local_run(tmp_path):
 
     local = fresh(tmp_path, "local")
     (local / "config" / "test.yaml").write_text(yaml.safe_dump(SMALL))
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
-                   cwd=local, check=True, capture_output=True, env=env())
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+        cwd=local,
+        check=True,
+        capture_output=True,
+        env=env(),
+    )
     for name in ("cbs_runs", "critical_batch_size", "accuracy", "sharpness"):
         a = tables.read_table(remote / "results/slurm/tables" / f"{name}.parquet", name)
         b = tables.read_table(local / "results/slurm/tables" / f"{name}.parquet", name)
@@ -94,10 +120,16 @@ def epochs_lasting(seconds: float, folder: Path) -> int:
     """Epochs of the time-limit test's run (SGD, b = 8, digits) that train for about ``seconds``
     on this machine, timed on epochs 2–4: machines differ about threefold, and the test needs a
     run that one job cannot finish and three attempts (Snakemake's retries) can."""
-    cfg = RunConfig(protocol="epochs", optimizer="sgd", lr=0.1, batch_size=8, epochs=4, device="cpu")
+    cfg = RunConfig(
+        protocol="epochs", optimizer="sgd", lr=0.1, batch_size=8, epochs=4, device="cpu"
+    )
     train(cfg, folder)
-    wall = tables.read_table(folder / "metrics.parquet", "epochs").wall_time  # cumulative, per epoch
-    return max(20, round(seconds / ((wall.iloc[-1] - wall.iloc[0]) / 3)))  # the first epoch warms up
+    wall = tables.read_table(
+        folder / "metrics.parquet", "epochs"
+    ).wall_time  # cumulative, per epoch
+    return max(
+        20, round(seconds / ((wall.iloc[-1] - wall.iloc[0]) / 3))
+    )  # the first epoch warms up
 
 
 def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
@@ -105,12 +137,19 @@ def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
     the job fails, Snakemake resubmits it, and the new job resumes from the checkpoint."""
     work = copy_workflow(tmp_path)
     epochs = epochs_lasting(55, tmp_path / "timing")
-    long = TINY | {"experiment": "limit", "optimizers": {"sgd": 0.0}, "batch_sizes": [8],
-                   "accuracy": {"epochs": epochs, "seeds": [0]}, "sharpness": {"lrs": []}}
+    long = TINY | {
+        "experiment": "limit",
+        "optimizers": {"sgd": 0.0},
+        "batch_sizes": [8],
+        "accuracy": {"epochs": epochs, "seeds": [0]},
+        "sharpness": {"lrs": []},
+    }
     target = "results/limit/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
     proc = on_slurm(work, long, target, extra=["--set-resources", "train_epochs:runtime=1"])
     states = list(slurm_states(proc).values())  # in job-id order
-    assert len(states) >= 2 and states[-1] == "COMPLETED" and set(states[:-1]) <= {"FAILED", "TIMEOUT"}, states
+    assert (
+        len(states) >= 2 and states[-1] == "COMPLETED" and set(states[:-1]) <= {"FAILED", "TIMEOUT"}
+    ), states
     log = (work / "results/limit/logs/train_epochs/sgd/lr0.1/beta0/b8.log").read_text()
     assert "resumed from" in log
 

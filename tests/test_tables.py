@@ -5,11 +5,23 @@ from sgdsmooth import tables
 
 
 def cbs_frame():
-    return pd.DataFrame({
-        "optimizer": ["sgd"], "lr": [0.1], "beta": [0.0], "epsilon": [0.5], "batch_size": [8],
-        "seed": [0], "steps": [10], "sfo": [80], "reached": [True], "status": ["reached"], "train_loss": [0.3],
-        "armed_epoch": [1.0], "gate_bound": [False],
-    })
+    return pd.DataFrame(
+        {
+            "optimizer": ["sgd"],
+            "lr": [0.1],
+            "beta": [0.0],
+            "epsilon": [0.5],
+            "batch_size": [8],
+            "seed": [0],
+            "steps": [10],
+            "sfo": [80],
+            "reached": [True],
+            "status": ["reached"],
+            "train_loss": [0.3],
+            "armed_epoch": [1.0],
+            "gate_bound": [False],
+        }
+    )
 
 
 def test_roundtrip_with_provenance(tmp_path):

@@ -7,7 +7,9 @@ from sgdsmooth import theory
 def test_c2_bounds_reproduce_the_article():
     # §4.3: b* = 2^9, 2^10, 2^9 with η = 0.1, β = 0.9, ε = 0.5 → 1280, 25.318, 128.
     assert theory.c2_upper_bound("sgd", 2**9, 0.5, 0.1) == pytest.approx(1280)
-    assert theory.c2_upper_bound("shb", 2**10, 0.5, 0.1, 0.9) == pytest.approx(25.318, abs=1e-3)  # the article truncates 25.3187
+    assert theory.c2_upper_bound("shb", 2**10, 0.5, 0.1, 0.9) == pytest.approx(
+        25.318, abs=1e-3
+    )  # the article truncates 25.3187
     assert theory.c2_upper_bound("nshb", 2**9, 0.5, 0.1, 0.9) == pytest.approx(128)
 
 
@@ -21,7 +23,9 @@ def test_delta_by_hand():
     # SGD: 0.1·sqrt(1280/512) = 0.1·1.5811…
     assert theory.degree_of_smoothing("sgd", 0.1, 512, 1280) == pytest.approx(0.1 * np.sqrt(2.5))
     # SHB with β = 0.5 (β̂ = 1.5), C² = 8, b = 4, K² = 2: 0.1·sqrt(2.5·2 + 3) = 0.1·sqrt(8)
-    assert theory.degree_of_smoothing("shb", 0.1, 4, 8, beta=0.5, k2=2) == pytest.approx(0.1 * np.sqrt(8))
+    assert theory.degree_of_smoothing("shb", 0.1, 4, 8, beta=0.5, k2=2) == pytest.approx(
+        0.1 * np.sqrt(8)
+    )
     # NSHB with β = 0.5: 0.1·sqrt(8/(0.5·4)) = 0.2
     assert theory.degree_of_smoothing("nshb", 0.1, 4, 8, beta=0.5) == pytest.approx(0.2)
 
@@ -38,7 +42,9 @@ def test_all_three_coincide_at_beta_zero():
     b = np.array([8, 64, 512])
     ref = theory.degree_of_smoothing("sgd", 0.05, b, 100)
     for opt in ("shb", "nshb"):
-        np.testing.assert_allclose(theory.degree_of_smoothing(opt, 0.05, b, 100, beta=0.0, k2=7.0), ref)
+        np.testing.assert_allclose(
+            theory.degree_of_smoothing(opt, 0.05, b, 100, beta=0.0, k2=7.0), ref
+        )
 
 
 def test_shb_delta_has_a_batch_independent_floor():

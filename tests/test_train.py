@@ -1,4 +1,3 @@
-import math
 import signal
 import subprocess
 import sys
@@ -16,7 +15,9 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def epochs_cfg(**kw):
-    base = dict(protocol="epochs", optimizer="shb", beta=0.9, lr=0.05, batch_size=64, epochs=3, seed=1)
+    base = dict(
+        protocol="epochs", optimizer="shb", beta=0.9, lr=0.05, batch_size=64, epochs=3, seed=1
+    )
     return RunConfig(**(base | kw))
 
 
@@ -32,8 +33,15 @@ def test_fixed_epoch_run_records_every_epoch(tmp_path, digits):
     assert t.test_accuracy.between(0, 1).all() and t.test_accuracy.iloc[-1] > 0.5
     assert t.full_grad_norm_sq.isna().tolist() == [True, True, False]
     assert summary.pop("train_loss") == t.train_loss.iloc[-1]
-    assert summary == {"status": "ok", "steps": 66, "sfo": 66 * 64, "epochs": 3, "reached": False,
-                       "armed_epoch": None, "gate_bound": False}
+    assert summary == {
+        "status": "ok",
+        "steps": 66,
+        "sfo": 66 * 64,
+        "epochs": 3,
+        "reached": False,
+        "armed_epoch": None,
+        "gate_bound": False,
+    }
     assert (tmp_path / "final.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
     meta = read_metadata(tmp_path / "metrics.parquet")
     assert meta["seed"] == 1 and meta["device"] == "cpu" and meta["config"]["optimizer"] == "shb"
@@ -57,7 +65,9 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, digits, prot
     assert (tmp_path / "parts" / "checkpoint.pt").exists()
     assert not (tmp_path / "parts" / "metrics.parquet").exists()
     train(cfg, tmp_path / "parts", digits)
-    pd.testing.assert_frame_equal(table(tmp_path / "whole", schema), table(tmp_path / "parts", schema), check_exact=True)
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "whole", schema), table(tmp_path / "parts", schema), check_exact=True
+    )
     if protocol == "epochs":
         a = torch.load(tmp_path / "whole" / "final.pt")
         b = torch.load(tmp_path / "parts" / "final.pt")
@@ -65,7 +75,15 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, digits, prot
 
 
 def test_cbs_stops_exactly_when_the_running_mean_reaches_epsilon(tmp_path, digits):
-    cfg = RunConfig(protocol="cbs", optimizer="shb", beta=0.9, lr=0.1, batch_size=64, epsilon=0.3, max_steps=2000)
+    cfg = RunConfig(
+        protocol="cbs",
+        optimizer="shb",
+        beta=0.9,
+        lr=0.1,
+        batch_size=64,
+        epsilon=0.3,
+        max_steps=2000,
+    )
     summary = train(cfg, tmp_path, digits)
     t = table(tmp_path, "cbs_epochs")
     assert summary["status"] == "reached" and summary["reached"]
@@ -73,13 +91,23 @@ def test_cbs_stops_exactly_when_the_running_mean_reaches_epsilon(tmp_path, digit
     assert t.step.iloc[-1] == summary["steps"]
     assert t.running_mean.iloc[-1] <= 0.3
     # One step earlier the running mean was still above ε: rerun to T − 1 and look.
-    earlier = train(RunConfig(**(cfg.to_dict() | {"max_steps": summary["steps"] - 1})), tmp_path / "e", digits)
+    earlier = train(
+        RunConfig(**(cfg.to_dict() | {"max_steps": summary["steps"] - 1})), tmp_path / "e", digits
+    )
     assert earlier["status"] == "censored"
     assert table(tmp_path / "e", "cbs_epochs").running_mean.iloc[-1] > 0.3
 
 
 def test_cbs_min_epochs_delays_the_stop(tmp_path, digits):
-    cfg = RunConfig(protocol="cbs", optimizer="shb", beta=0.9, lr=0.1, batch_size=64, epsilon=5.0, max_steps=2000)
+    cfg = RunConfig(
+        protocol="cbs",
+        optimizer="shb",
+        beta=0.9,
+        lr=0.1,
+        batch_size=64,
+        epsilon=5.0,
+        max_steps=2000,
+    )
     assert train(cfg, tmp_path / "a", digits)["steps"] == 1  # the first norm is already below 5
     delayed = train(RunConfig(**(cfg.to_dict() | {"min_epochs": 2})), tmp_path / "b", digits)
     assert delayed["steps"] == 2 * (digits.n_train // 64)
@@ -88,13 +116,19 @@ def test_cbs_min_epochs_delays_the_stop(tmp_path, digits):
 def test_cbs_no_run_reaches_epsilon_before_it_has_learned(tmp_path, digits):
     # ε = 5 lies above every gradient norm of this network: the bare rule stops at step 1,
     # at chance loss (ln 10 = 2.30): it measures the initialisation.
-    cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.1, batch_size=64, epsilon=5.0, max_steps=2000)
+    cfg = RunConfig(
+        protocol="cbs", optimizer="sgd", lr=0.1, batch_size=64, epsilon=5.0, max_steps=2000
+    )
     bare = train(cfg, tmp_path / "bare", digits)
     assert bare["steps"] == 1 and bare["train_loss"] > 2.0
     armed = train(RunConfig(**(cfg.to_dict() | {"learned_loss": 0.5})), tmp_path / "armed", digits)
     rows = table(tmp_path / "armed", "cbs_epochs")
     learned = int((rows.train_loss <= 0.5).to_numpy().argmax())  # the first epoch that learned
-    assert armed["status"] == "reached" and learned > 0 and (rows.train_loss.iloc[:learned] > 0.5).all()
+    assert (
+        armed["status"] == "reached"
+        and learned > 0
+        and (rows.train_loss.iloc[:learned] > 0.5).all()
+    )
     # It stops on the first step after that epoch, not earlier, and has learned; the summary
     # says that the loss threshold, not ε, decided when (gate_bound), and reports the loss
     # of the last complete epoch, not of the one-step partial epoch.
@@ -104,11 +138,20 @@ def test_cbs_no_run_reaches_epsilon_before_it_has_learned(tmp_path, digits):
 
 
 def test_cbs_budget_censors(tmp_path, digits):
-    cfg = RunConfig(protocol="cbs", optimizer="sgd", lr=0.01, batch_size=8, epsilon=1e-3, max_steps=100)
+    cfg = RunConfig(
+        protocol="cbs", optimizer="sgd", lr=0.01, batch_size=8, epsilon=1e-3, max_steps=100
+    )
     summary = train(cfg, tmp_path, digits)
     assert summary.pop("train_loss") > 0
-    assert summary == {"status": "censored", "steps": 100, "sfo": 800, "epochs": 1, "reached": False,
-                       "armed_epoch": 0, "gate_bound": False}
+    assert summary == {
+        "status": "censored",
+        "steps": 100,
+        "sfo": 800,
+        "epochs": 1,
+        "reached": False,
+        "armed_epoch": 0,
+        "gate_bound": False,
+    }
 
 
 def test_divergence_is_recorded_and_not_an_error(tmp_path, digits):
@@ -123,9 +166,15 @@ def test_divergence_is_recorded_and_not_an_error(tmp_path, digits):
 @pytest.mark.parametrize(
     "change, key",
     [
-        (dict(optimizer="adam"), "optimizer"), (dict(model="vgg"), "model"), (dict(dataset="mnist"), "dataset"),
-        (dict(batch_size=5000), "batch_size"), (dict(lr=0.0), "lr"), (dict(lr=-1.0), "lr"),
-        (dict(beta=1.0), "beta"), (dict(beta=-0.1), "beta"), (dict(epsilon=0.0), "epsilon"),
+        (dict(optimizer="adam"), "optimizer"),
+        (dict(model="vgg"), "model"),
+        (dict(dataset="mnist"), "dataset"),
+        (dict(batch_size=5000), "batch_size"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=-1.0), "lr"),
+        (dict(beta=1.0), "beta"),
+        (dict(beta=-0.1), "beta"),
+        (dict(epsilon=0.0), "epsilon"),
     ],
 )
 def test_bad_arguments_name_the_key(change, key):
@@ -140,11 +189,38 @@ def test_unknown_key_is_named():
 
 def test_command_line_runs_one_run_from_yaml_and_flags(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text("optimizer: nshb\nbeta: 0.9\nbatch_size: 256\nepochs: 1\n")
-    assert main(["--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r"), "--lr", "0.2", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(tmp_path / "run.yaml"),
+                "--out",
+                str(tmp_path / "r"),
+                "--lr",
+                "0.2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = read_metadata(tmp_path / "r" / "metrics.parquet")
     assert meta["config"]["lr"] == 0.2 and meta["config"]["optimizer"] == "nshb"
     assert meta["config"]["channels_last"] is False
-    assert main(["--out", str(tmp_path / "cl"), "--epochs", "1", "--batch-size", "256", "--channels-last"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path / "cl"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "256",
+                "--channels-last",
+            ]
+        )
+        == 0
+    )
     assert read_metadata(tmp_path / "cl" / "metrics.parquet")["config"]["channels_last"] is True
     assert main(["--out", str(tmp_path / "x"), "--beta", "1.5"]) == 2
     assert "beta:" in capsys.readouterr().err
@@ -153,8 +229,21 @@ def test_command_line_runs_one_run_from_yaml_and_flags(tmp_path, capsys):
 def test_sigterm_checkpoints_and_a_rerun_resumes(tmp_path):
     """A real signal to a real process: it leaves a checkpoint, exits 75, and resumes."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "sgdsmooth.train", "--out", str(out), "--optimizer", "sgd", "--batch-size", "2",
-           "--epochs", "3", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sgdsmooth.train",
+        "--out",
+        str(out),
+        "--optimizer",
+        "sgd",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+    ]
     env = {"PYTHONPATH": str(ROOT / "workflow"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -177,7 +266,9 @@ def test_deadline_checkpoints_like_a_signal(tmp_path, digits):
     assert (tmp_path / "r" / "checkpoint.pt").exists()
     train(cfg, tmp_path / "r", digits)
     train(cfg, tmp_path / "whole", digits)
-    pd.testing.assert_frame_equal(table(tmp_path / "r"), table(tmp_path / "whole"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "r"), table(tmp_path / "whole"), check_exact=True
+    )
 
 
 def test_slurm_deadline_only_inside_slurm():
@@ -200,19 +291,26 @@ def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, 
     train(epochs_cfg(), tmp_path / "plain", digits)
     train(measured, tmp_path / "measured", digits)
     plain, with_noise = table(tmp_path / "plain"), table(tmp_path / "measured")
-    pd.testing.assert_frame_equal(plain.drop(columns="full_grad_norm_sq"), with_noise.drop(columns="full_grad_norm_sq"),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        plain.drop(columns="full_grad_norm_sq"),
+        with_noise.drop(columns="full_grad_norm_sq"),
+        check_exact=True,
+    )
     rows = read_table(tmp_path / "measured" / "noise.parquet", "noise")
     assert list(rows.epoch) == [1, 3]
     # A noise epoch records K² = ‖∇F_b‖² in the epoch table too: the same number as the noise row's K².
-    assert list(with_noise.full_grad_norm_sq.iloc[[0, 2]]) == list(rows.k2) and pd.isna(with_noise.full_grad_norm_sq.iloc[1])
+    assert list(with_noise.full_grad_norm_sq.iloc[[0, 2]]) == list(rows.k2) and pd.isna(
+        with_noise.full_grad_norm_sq.iloc[1]
+    )
     assert (rows.c2 > 0).all() and (rows.k2 > 0).all() and (rows.direction_noise_sq > 0).all()
     assert (rows.delta_empirical == 0.05 * rows.direction_noise_sq**0.5).all()
     with pytest.raises(Interrupted):
         train(measured, tmp_path / "resumed", digits, interrupt_at_step=50)
     train(measured, tmp_path / "resumed", digits)
     again = read_table(tmp_path / "resumed" / "noise.parquet", "noise")
-    pd.testing.assert_frame_equal(rows.drop(columns="seconds"), again.drop(columns="seconds"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        rows.drop(columns="seconds"), again.drop(columns="seconds"), check_exact=True
+    )
 
 
 # -- speed options (models.Executor) ---------------------------------------------------
@@ -231,12 +329,19 @@ def test_channels_last_trains_the_same_run(tmp_path, digits, float64):
     run = Run(epochs_cfg(channels_last=True), digits, torch.device("cpu"))
     kernels = [p for p in run.model.parameters() if p.dim() == 4]
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
-    assert any(not p.is_contiguous() for p in kernels)  # (with one input channel the layouts coincide)
+    assert any(
+        not p.is_contiguous() for p in kernels
+    )  # (with one input channel the layouts coincide)
 
 
 def test_compiled_forward_computes_the_same_steps(digits):
-    assert isinstance(Run(epochs_cfg(compile=True), digits, torch.device("cpu")).forward, torch._dynamo.OptimizedModule)
-    torch.testing.assert_close(first_losses(digits, compile=True), first_losses(digits), rtol=1e-5, atol=1e-6)
+    assert isinstance(
+        Run(epochs_cfg(compile=True), digits, torch.device("cpu")).forward,
+        torch._dynamo.OptimizedModule,
+    )
+    torch.testing.assert_close(
+        first_losses(digits, compile=True), first_losses(digits), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bf16_autocast_rounds_differently_but_trains_the_same_problem(digits):

@@ -30,7 +30,12 @@ TINY = {
     "cbs": {"epsilon": 1.2, "seeds": [0, 1], "max_steps": 40, "bootstrap": 50},
     "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
     # η = 1e20 diverges within two steps: the tables must carry it as diverged, not drop it.
-    "sharpness": {"lrs": [0.1, 0.2, 1e20], "batch_sizes": [128], "n_examples": 256, "iterations": 3},
+    "sharpness": {
+        "lrs": [0.1, 0.2, 1e20],
+        "batch_sizes": [128],
+        "n_examples": 256,
+        "iterations": 3,
+    },
     "noise": {"epochs": [2], "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
     # At b = 128 each cell's seeds train fused, and Figure 8's SGD runs (all η) as one job.
@@ -45,13 +50,17 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def smk(workdir: Path, *args, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
+def smk(
+    workdir: Path, *args, config: dict | None = None, check=True
+) -> subprocess.CompletedProcess:
     if config is not None:
         (workdir / "config" / "test.yaml").write_text(yaml.safe_dump(config))
     cmd = SNAKEMAKE + ["--cores", "2", "--configfile", "config/test.yaml", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -81,16 +90,36 @@ def tiny(tmp_path_factory):
 
 def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     r = tiny / "results" / "tiny"
-    for name in ("cbs_runs", "critical_batch_size", "k2", "variance", "delta", "accuracy", "sharpness", "correlations",
-                 "noise", "claims"):
+    for name in (
+        "cbs_runs",
+        "critical_batch_size",
+        "k2",
+        "variance",
+        "delta",
+        "accuracy",
+        "sharpness",
+        "correlations",
+        "noise",
+        "claims",
+    ):
         assert (r / "tables" / f"{name}.parquet").exists(), name
-    for fig in ("fig3_rastrigin", "fig4_sfo", "fig5_delta", "fig6_accuracy", "fig7_delta_accuracy", "fig8_sharpness",
-                "fig9_measured_noise"):
+    for fig in (
+        "fig3_rastrigin",
+        "fig4_sfo",
+        "fig5_delta",
+        "fig6_accuracy",
+        "fig7_delta_accuracy",
+        "fig8_sharpness",
+        "fig9_measured_noise",
+    ):
         for ext in ("pdf", "png"):
             assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
     assert (r / "paper" / "paper.pdf").exists()
     logs = r / "logs" / "train_cbs" / "eps1.2"
-    assert "training seeds [0, 1] together:" in (logs / "shb" / "lr0.1" / "beta0.9" / "b128.log").read_text()
+    assert (
+        "training seeds [0, 1] together:"
+        in (logs / "shb" / "lr0.1" / "beta0.9" / "b128.log").read_text()
+    )
     assert "together" not in (logs / "sgd" / "lr0.1" / "beta0" / "b256.log").read_text()
     # Figure 8's group includes the main study's SGD cell at b = 128 (η = 0.1).
     assert "at learning rates [0.1, 0.2, 1e+20]" in (logs / "sgd" / "fig8" / "b128.log").read_text()
@@ -103,10 +132,16 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     assert set(runs.status) <= {"reached", "censored", "diverged"}
     acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
     assert len(acc) == 3 * 2 + 2
-    assert set(acc[acc.lr == 1e20].status) == {"diverged"} and acc[acc.lr == 1e20].test_accuracy.isna().all()
+    assert (
+        set(acc[acc.lr == 1e20].status) == {"diverged"}
+        and acc[acc.lr == 1e20].test_accuracy.isna().all()
+    )
     assert set(acc[acc.lr < 1].status) == {"ok"}
     sharp = tables.read_table(r / "tables" / "sharpness.parquet", "sharpness")
-    assert sharp[sharp.lr == 1e20].sharpness.isna().all() and sharp[sharp.lr < 1].sharpness.notna().all()
+    assert (
+        sharp[sharp.lr == 1e20].sharpness.isna().all()
+        and sharp[sharp.lr < 1].sharpness.notna().all()
+    )
 
 
 def test_second_run_schedules_nothing(tiny):
@@ -154,7 +189,16 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
     smk(tiny, "-n", config=TINY)  # leave the shared config as it was
     # One new cell per optimizer, and CBS runs of Figure 8's two other η (b* is located on the main grid).
     assert plan["train_cbs"] == 3 + 2 and plan["train_epochs"] == 3
-    for rule in ("cbs_runs", "critical_batch_size", "variance", "delta", "accuracy", "fig4", "fig6", "paper"):
+    for rule in (
+        "cbs_runs",
+        "critical_batch_size",
+        "variance",
+        "delta",
+        "accuracy",
+        "fig4",
+        "fig6",
+        "paper",
+    ):
         assert plan[rule] == 1
 
 
@@ -173,18 +217,26 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     plan = planned(proc)
     cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     main = {(o, b) for o in cfg["optimizers"] for b in cfg["batch_sizes"]}
-    extra = {("sgd", lr, b) for lr in cfg["sharpness"]["lrs"] for b in cfg["sharpness"]["batch_sizes"]}
+    extra = {
+        ("sgd", lr, b) for lr in cfg["sharpness"]["lrs"] for b in cfg["sharpness"]["batch_sizes"]
+    }
     extra -= {("sgd", cfg["lr"], b) for b in cfg["batch_sizes"]}
     cells = len(main) + len(extra)  # 3 × 11 + (4 × 13 − 11) = 74 cells
     # Figure 8 at b ≤ 64 (train.fuse_lrs): its 4 η of one batch size are one job.
     groups = [b for b in cfg["sharpness"]["batch_sizes"] if b <= cfg["train"]["fuse_max_batch"]]
     grouped = len(cfg["sharpness"]["lrs"]) * len(groups)  # 4 × 6 cells
     for protocol in ("cbs", "epochs"):
-        assert plan[f"train_{protocol}"] == cells - grouped and plan[f"train_{protocol}_lrs"] == len(groups)
+        assert plan[f"train_{protocol}"] == cells - grouped and plan[
+            f"train_{protocol}_lrs"
+        ] == len(groups)
         # The jobs the benchmarks' projection counts (sgdsmooth.grid) are the ones planned.
-        jobs = [j for j in grid.training_jobs(grid.with_defaults(cfg, SCHEMA)) if j.protocol == protocol]
+        jobs = [
+            j for j in grid.training_jobs(grid.with_defaults(cfg, SCHEMA)) if j.protocol == protocol
+        ]
         assert Counter(len(j.cells) > 1 for j in jobs) == {
-            False: plan[f"train_{protocol}"], True: plan[f"train_{protocol}_lrs"]}
+            False: plan[f"train_{protocol}"],
+            True: plan[f"train_{protocol}_lrs"],
+        }
     assert plan["download_cifar100"] == 1
     assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
     assert plan["fig8"] == 1 and plan["paper"] == 1
@@ -215,21 +267,33 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
 
 def test_paper_reports_what_was_measured(tiny):
     r = tiny / "results" / "tiny"
-    text = subprocess.run(["pdftotext", str(r / "paper" / "paper.pdf"), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", str(r / "paper" / "paper.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     crit = tables.read_table(r / "tables" / "critical_batch_size.parquet", "critical_batch_size")
     crit = crit[crit.lr == TINY["lr"]]
     for opt, label in (("sgd", "SGD"), ("shb", "SHB"), ("nshb", "NSHB")):
         cell = crit[crit.optimizer == opt].iloc[0]
         if cell.established:
             b = int(cell.critical_batch_size)
-            assert re.search(rf"b\W*{label}\s*=\s*{b}\b", text), f"b* of {label} ({b}) not in the paper"
+            assert re.search(rf"b\W*{label}\s*=\s*{b}\b", text), (
+                f"b* of {label} ({b}) not in the paper"
+            )
         else:  # a two-point grid: b* sits at an end of it, and the paper says so in words
-            assert re.search(rf"b\W*{label}\s+is\s+undetermined", text), f"undetermined b* of {label} not in the paper"
+            assert re.search(rf"b\W*{label}\s+is\s+undetermined", text), (
+                f"undetermined b* of {label} not in the paper"
+            )
     assert "--1" not in text and "??" not in text  # no sentinel, no broken reference
     claims = tables.read_table(r / "tables" / "claims.parquet", "claims")
     counts = claims.verdict.value_counts()
-    quoted = rf"{len(claims)} claims of the article tested here, {counts.get('held', 0)} held".replace(" ", r"\s+")
+    quoted = (
+        rf"{len(claims)} claims of the article tested here, {counts.get('held', 0)} held".replace(
+            " ", r"\s+"
+        )
+    )
     assert re.search(quoted, text), "the abstract does not quote the ledger"
     figures = sorted((r / "figures").glob("*.pdf"))
     captions = re.findall(r"^Figure \d+:", text, flags=re.M)
@@ -244,10 +308,36 @@ def test_html_report_has_every_figure_with_its_caption(tiny):
     assert "critical batch size" in html  # a phrase from fig4's caption
 
 
-TRAINING_OR_TABLES = {"train_cbs", "train_cbs_lrs", "train_epochs", "train_epochs_lrs", "sharpness", "noise_table",
-                      "cbs_runs", "critical_batch_size", "k2", "variance", "delta", "accuracy", "sharpness_table",
-                      "correlations", "claims", "download_cifar100"}
-REBUILT = {"fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "paper_generated", "paper", "all"}
+TRAINING_OR_TABLES = {
+    "train_cbs",
+    "train_cbs_lrs",
+    "train_epochs",
+    "train_epochs_lrs",
+    "sharpness",
+    "noise_table",
+    "cbs_runs",
+    "critical_batch_size",
+    "k2",
+    "variance",
+    "delta",
+    "accuracy",
+    "sharpness_table",
+    "correlations",
+    "claims",
+    "download_cifar100",
+}
+REBUILT = {
+    "fig3",
+    "fig4",
+    "fig5",
+    "fig6",
+    "fig7",
+    "fig8",
+    "fig9",
+    "paper_generated",
+    "paper",
+    "all",
+}
 
 
 @pytest.fixture(scope="module")
@@ -255,13 +345,19 @@ def archived(tiny, tmp_path_factory):
     """The tiny run archived from a clean git commit, and a fresh copy of the workflow that
     has that archive but no results/ (the state of a new clone of a repository with it)."""
     (tiny / ".gitignore").write_text("results/\n.snakemake/\n__pycache__/\nreport.html\n")
-    (tiny / "config" / "test.yaml").write_text(yaml.safe_dump(TINY))  # the run's config, as committed
+    (tiny / "config" / "test.yaml").write_text(
+        yaml.safe_dump(TINY)
+    )  # the run's config, as committed
     git = ["git", "-C", str(tiny), "-c", "user.name=test", "-c", "user.email=test@example.org"]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "."], check=True)
     subprocess.run(git + ["commit", "-q", "-m", "tiny"], check=True)
-    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    assert planned(smk(tiny, "-n", "archive")) == {"archive": 1}  # a finished run: archiving trains nothing
+    commit = subprocess.run(
+        git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert planned(smk(tiny, "-n", "archive")) == {
+        "archive": 1
+    }  # a finished run: archiving trains nothing
     smk(tiny, "--", "archive")  # (after --configfile, which would take it for a file)
     fresh = copy_workflow(tmp_path_factory.mktemp("clone"))
     shutil.copytree(tiny / "archive", fresh / "archive")
@@ -273,14 +369,21 @@ def archived(tiny, tmp_path_factory):
 def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
     tiny, _, commit = archived
     a, r = tiny / "archive" / "tiny", tiny / "results" / "tiny"
-    assert sorted(p.name for p in (a / "tables").iterdir()) == sorted(p.name for p in (r / "tables").iterdir())
-    assert sorted(p.name for p in (a / "figures").iterdir()) == sorted(p.name for p in (r / "figures").iterdir())
+    assert sorted(p.name for p in (a / "tables").iterdir()) == sorted(
+        p.name for p in (r / "tables").iterdir()
+    )
+    assert sorted(p.name for p in (a / "figures").iterdir()) == sorted(
+        p.name for p in (r / "figures").iterdir()
+    )
     assert (a / "paper.pdf").read_bytes() == (r / "paper" / "paper.pdf").read_bytes()
     stamp = json.loads((a / "stamp.json").read_text())
     assert stamp["commit"] == commit and stamp["dirty"] is False, stamp["changed"]
     archived_config = yaml.safe_load((a / "config.yaml").read_text())
-    assert archived_config == {k: v for k, v in grid.with_defaults(TINY, SCHEMA).items()
-                               if k not in ("source", "archive_paper")}
+    assert archived_config == {
+        k: v
+        for k, v in grid.with_defaults(TINY, SCHEMA).items()
+        if k not in ("source", "archive_paper")
+    }
     assert stamp["config_hash"] == tables.config_hash(archived_config)
     assert stamp["device"] == "cpu" and stamp["device_source"] == "runs"
     assert set(stamp["versions"]) == {"python", "torch", "snakemake", "pandas", "pyarrow", "numpy"}
@@ -293,7 +396,9 @@ def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
     proc = smk(fresh, "-n", "--config", "source=archive")
     plan = planned(proc)
     assert set(plan) == REBUILT and not set(plan) & TRAINING_OR_TABLES
-    assert "is not that of" not in proc.stdout + proc.stderr  # the archived config is the one it was measured with
+    assert (
+        "is not that of" not in proc.stdout + proc.stderr
+    )  # the archived config is the one it was measured with
     assert not (fresh / "results").exists()
 
 
@@ -302,7 +407,11 @@ def test_the_paper_rebuilt_from_the_archive_quotes_the_same_numbers(archived):
     smk(fresh, "--config", "source=archive")
     r = fresh / "results" / "tiny"
     assert (r / "paper" / "paper.pdf").stat().st_size > 10000
-    assert sorted(p.name for p in r.iterdir()) == ["figures", "logs", "paper"]  # no runs/, tables/, benchmarks/
+    assert sorted(p.name for p in r.iterdir()) == [
+        "figures",
+        "logs",
+        "paper",
+    ]  # no runs/, tables/, benchmarks/
     for tex in ("numbers", "claims", "comparison", "cbs", "sharpness", "noise"):
         original = (tiny / "results" / "tiny" / "paper" / "generated" / f"{tex}.tex").read_text()
         assert (r / "paper" / "generated" / f"{tex}.tex").read_text() == original, tex
@@ -320,5 +429,7 @@ def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp
     for protocol in ("cbs", "epochs"):
         jobs = [j for j in grid.training_jobs(cfg) if j.protocol == protocol]
         assert Counter(len(j.cells) > 1 for j in jobs) == {
-            False: plan[f"train_{protocol}"], True: plan[f"train_{protocol}_lrs"]}
+            False: plan[f"train_{protocol}"],
+            True: plan[f"train_{protocol}_lrs"],
+        }
     assert plan["sharpness"] == 4 * 11 and plan["paper"] == 1 and "download_cifar100" not in plan

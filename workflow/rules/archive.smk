@@ -17,6 +17,7 @@ if not ARCHIVED:
             paper=PAPER_PDF if config["archive_paper"] else [],
             benchmarks=BENCHMARKS,
             runs=ALL_EPOCH_RUNS + ALL_CBS_RUNS,  # their metadata name the training device
+            example_run=ALL_EPOCH_RUNS[0],
             code=lib("archive", "tables"),
         output:
             f"{A}/stamp.json",  # written last; the folder is replaced as a whole
@@ -25,8 +26,8 @@ if not ARCHIVED:
         conda:
             ENV
         params:
-            results=R,
-            example_run=ALL_EPOCH_RUNS[0],
+            # results/<experiment>/, from a table's path (a literal prefix would trip --lint)
+            results=lambda w, input: os.path.dirname(os.path.dirname(input.tables[0])),
             config=STUDY_CONFIG,
             repo=workflow.basedir,
         script:
@@ -35,9 +36,9 @@ if not ARCHIVED:
 else:
 
     rule archive:
+        """Under `source: archive` there is nothing to archive: say so rather than look for a file."""
         conda:
             ENV
-        """Under `source: archive` there is nothing to archive: say so rather than look for a file."""
         params:
             message=f"source: archive reads {A}/; archive from results/ with source: results",
         shell:

@@ -98,15 +98,13 @@ def table(name):
 
 
 # `source: archive` rebuilds the figures and the paper from a committed archive/<experiment>/
-# (rule archive) without training: the rules that read tables (and the few other files the
+# (the archive rule) without training: the rules that read tables (and the few other files the
 # paper quotes) switch to the archive's copy, while the rules that produce them keep writing
 # results/, so no rule claims an archive path and nothing upstream is scheduled.
 A = f"archive/{config['experiment']}"
 ARCHIVED = config["source"] == "archive"
 # The config that results depend on: all of it but where they are read from and archived.
-STUDY_CONFIG = {
-    k: v for k, v in config.items() if k not in ("source", "archive_paper")
-}
+STUDY_CONFIG = {k: v for k, v in config.items() if k not in ("source", "archive_paper")}
 
 
 def from_source(path):

@@ -7,7 +7,10 @@ ledger = claims.ledger(
     tables.read_table(inp.delta, "delta"),
     tables.read_table(inp.accuracy, "accuracy"),
     tables.read_table(inp.sharpness[0], "sharpness") if inp.sharpness else None,
-    lr=p.lr, batch_sizes=p.batch_sizes, adaptive=p.adaptive, cfg=p.thresholds,
+    lr=p.lr,
+    batch_sizes=p.batch_sizes,
+    adaptive=p.adaptive,
+    cfg=p.thresholds,
     n_boot=p.thresholds["bootstrap"],
 )
 tables.write_table(ledger, snakemake.output[0], "claims", {"thresholds": dict(p.thresholds)})

@@ -1,3 +1,5 @@
 from sgdsmooth import tables
 
-tables.write_table(tables.concat_tables(snakemake.input.runs, "noise"), snakemake.output[0], "noise")
+tables.write_table(
+    tables.concat_tables(snakemake.input.runs, "noise"), snakemake.output[0], "noise"
+)

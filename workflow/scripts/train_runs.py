@@ -5,7 +5,7 @@ from sgdsmooth.devices import claim_gpu, count_gpus
 if snakemake.resources.get("gpu", 0):  # before torch starts CUDA
     claim_gpu(count_gpus(), ".snakemake/gpu-locks")
 
-from sgdsmooth.train import slurm_deadline, train_cells  # noqa: E402
+from sgdsmooth.train import slurm_deadline, train_cells
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 runs, seeds = snakemake.params.runs, snakemake.params.seeds

@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +36,9 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
     with dirty unknown, else commit and dirty are None."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
@@ -44,7 +46,12 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
         entries = git("status", "--porcelain=v1", "-z", "--untracked-files=all").split("\0")
     except (OSError, subprocess.CalledProcessError):
         given = env.get("SOURCE_COMMIT") or None
-        return {"commit": given, "dirty": None, "changed": [], "commit_source": "SOURCE_COMMIT" if given else None}
+        return {
+            "commit": given,
+            "dirty": None,
+            "changed": [],
+            "commit_source": "SOURCE_COMMIT" if given else None,
+        }
     skip = Path(exclude).resolve() if exclude is not None else None
     changed, i = [], 0
     while i < len(entries):
@@ -58,7 +65,12 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
         if skip is not None and (top / path).resolve().is_relative_to(skip):
             continue
         changed.append(path)
-    return {"commit": commit, "dirty": bool(changed), "changed": sorted(changed), "commit_source": "git"}
+    return {
+        "commit": commit,
+        "dirty": bool(changed),
+        "changed": sorted(changed),
+        "commit_source": "git",
+    }
 
 
 def training_devices(runs) -> dict[str, int]:
@@ -88,8 +100,14 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def make_stamp(config: dict, tables: dict[str, str | Path], runs, repo: str | Path,
-               exclude: str | Path | None = None, now: datetime | None = None) -> dict:
+def make_stamp(
+    config: dict,
+    tables: dict[str, str | Path],
+    runs,
+    repo: str | Path,
+    exclude: str | Path | None = None,
+    now: datetime | None = None,
+) -> dict:
     """The archive's provenance: commit, uncommitted changes, config hash, training device,
     versions, date, and each table's row count and code version."""
     devices = training_devices(runs)
@@ -99,7 +117,7 @@ def make_stamp(config: dict, tables: dict[str, str | Path], runs, repo: str | Pa
         table_info[name] = {"rows": pq.read_metadata(path).num_rows, "code_version": code}
     return {
         "experiment": config["experiment"],
-        "date": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "date": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         **git_state(repo, exclude),
         "config_hash": config_hash(config),
         "device": ", ".join(sorted(devices)) if devices else this_machine(),
@@ -130,12 +148,12 @@ def readme(stamp: dict) -> str:
 What the pipeline measured for `{exp}`, copied from `results/{exp}/` by `snakemake archive`.
 Generated from `stamp.json`; do not edit: the next `snakemake archive` replaces this folder.
 
-- date: {stamp['date']}
+- date: {stamp["date"]}
 - commit: {commit}
-- config hash: `{stamp['config_hash']}` (of `config.yaml`, defaults filled in)
+- config hash: `{stamp["config_hash"]}` (of `config.yaml`, defaults filled in)
 - trained on: {device}
-- versions: Python {v['python']}, torch {v['torch']}, Snakemake {v['snakemake']}, pandas {v['pandas']}, \
-pyarrow {v['pyarrow']}, numpy {v['numpy']}
+- versions: Python {v["python"]}, torch {v["torch"]}, Snakemake {v["snakemake"]}, pandas {v["pandas"]}, \
+pyarrow {v["pyarrow"]}, numpy {v["numpy"]}
 
 | file | what |
 |---|---|
@@ -157,8 +175,18 @@ If the table schemas have changed since, check out the commit above first.
 """
 
 
-def write_archive(out: str | Path, results: str | Path, tables, figures, paper: str | Path | None, benchmarks,
-                  example_run: str | Path, runs, config: dict, repo: str | Path) -> dict:
+def write_archive(
+    out: str | Path,
+    results: str | Path,
+    tables,
+    figures,
+    paper: str | Path | None,
+    benchmarks,
+    example_run: str | Path,
+    runs,
+    config: dict,
+    repo: str | Path,
+) -> dict:
     """Copy a finished study from ``results`` into ``out`` (emptied first) and stamp it;
     ``stamp.json`` comes last, so that a folder without one is an unfinished archive."""
     out, results = Path(out), Path(results)

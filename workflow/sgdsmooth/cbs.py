@@ -88,9 +88,13 @@ def judge(batch_sizes, mean_sfo, eligible, censored, gated=None) -> tuple[float,
         reasons.append(f"b* = {star} at the largest batch size of the grid")
     for j in challengers(m, censored, best):
         rel = "<" if m[j] < best else "="
-        reasons.append(f"b={int(b[j])} censored: SFO lower bound {_num(m[j])} {rel} {_num(best)} at b*={star}")
+        reasons.append(
+            f"b={int(b[j])} censored: SFO lower bound {_num(m[j])} {rel} {_num(best)} at b*={star}"
+        )
     if gated is not None and gated[i]:
-        reasons.append(f"b* = {star}: {int(gated[i])} run(s) stopped as the loss gate opened, not by ε")
+        reasons.append(
+            f"b* = {star}: {int(gated[i])} run(s) stopped as the loss gate opened, not by ε"
+        )
     return float(star), "; ".join(reasons)
 
 
@@ -99,19 +103,25 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
     by_b = runs.groupby("batch_size")
     reached = runs[runs.reached]
     stats = reached.groupby("batch_size").sfo.agg(["mean", "min", "max"]).reindex(by_b.size().index)
-    out = pd.DataFrame({
-        "batch_size": by_b.size().index,
-        "sfo_mean": stats["mean"].to_numpy(float), "sfo_min": stats["min"].to_numpy(float),
-        "sfo_max": stats["max"].to_numpy(float), "n_runs": by_b.size().to_numpy(),
-        "n_reached": by_b.reached.sum().to_numpy(),
-        "n_censored": by_b.status.apply(lambda s: (s == "censored").sum()).to_numpy(),
-        "n_diverged": by_b.status.apply(lambda s: (s == "diverged").sum()).to_numpy(),
-    }).set_index("batch_size", drop=False)
+    out = pd.DataFrame(
+        {
+            "batch_size": by_b.size().index,
+            "sfo_mean": stats["mean"].to_numpy(float),
+            "sfo_min": stats["min"].to_numpy(float),
+            "sfo_max": stats["max"].to_numpy(float),
+            "n_runs": by_b.size().to_numpy(),
+            "n_reached": by_b.reached.sum().to_numpy(),
+            "n_censored": by_b.status.apply(lambda s: (s == "censored").sum()).to_numpy(),
+            "n_diverged": by_b.status.apply(lambda s: (s == "diverged").sum()).to_numpy(),
+        }
+    ).set_index("batch_size", drop=False)
     lower = by_b.sfo.mean().to_numpy(float)
     complete = (out.n_reached == out.n_runs).to_numpy()
     censored = ((out.n_censored > 0) & (out.n_diverged == 0)).to_numpy()
     grid = out.batch_size.to_numpy()
-    gate = runs.gate_bound.astype(bool) if "gate_bound" in runs else pd.Series(False, index=runs.index)
+    gate = (
+        runs.gate_bound.astype(bool) if "gate_bound" in runs else pd.Series(False, index=runs.index)
+    )
     gated = gate.groupby(runs.batch_size).sum().reindex(grid).to_numpy()
     b_star, reason = judge(grid, lower, complete, censored, gated)
     out["sfo_lower_mean"] = np.where(out.n_diverged > 0, np.nan, lower)
@@ -126,7 +136,9 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
         status = g.status.to_numpy()[i]
         cols["mean"].append(sfo.mean(axis=1))
         cols["ok"].append(hit.all(axis=1))
-        cols["censored"].append((status == "censored").any(axis=1) & ~(status == "diverged").any(axis=1))
+        cols["censored"].append(
+            (status == "censored").any(axis=1) & ~(status == "diverged").any(axis=1)
+        )
         cols["gated"].append(gate.loc[g.index].to_numpy()[i].sum(axis=1))
     mean, ok, cen, gat = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored", "gated"))
     picks, settled = np.full(n_boot, np.nan), np.zeros(n_boot, dtype=bool)
@@ -134,7 +146,9 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
         picks[r], why = judge(grid, mean[r], ok[r], cen[r], gat[r])
         settled[r] = not why
     found = picks[~np.isnan(picks)]
-    low, high = (np.percentile(found, [2.5, 97.5], method="inverted_cdf") if len(found) else (np.nan, np.nan))
+    low, high = (
+        np.percentile(found, [2.5, 97.5], method="inverted_cdf") if len(found) else (np.nan, np.nan)
+    )
 
     out["bootstrap_share"] = [float((picks == b).mean()) for b in out.batch_size]
     out["is_critical"] = out.batch_size == b_star
@@ -165,12 +179,16 @@ def variance_bounds(cbs: pd.DataFrame, k2: pd.DataFrame) -> pd.DataFrame:
 
     ``established`` and ``reason`` come along from the b* table: the bound is computed
     wherever b* exists, established or not, and the flag says whether to trust it."""
-    cells = cbs.drop_duplicates(GROUP)[GROUP + ["critical_batch_size", "established", "reason"]].copy()
+    cells = cbs.drop_duplicates(GROUP)[
+        GROUP + ["critical_batch_size", "established", "reason"]
+    ].copy()
     known = cells.critical_batch_size > 0
     cells["c2_bound"] = np.nan
     for opt, idx in cells[known].groupby("optimizer").groups.items():
         c = cells.loc[idx]
-        cells.loc[idx, "c2_bound"] = theory.c2_upper_bound(opt, c.critical_batch_size, c.epsilon, c.lr, c.beta)
+        cells.loc[idx, "c2_bound"] = theory.c2_upper_bound(
+            opt, c.critical_batch_size, c.epsilon, c.lr, c.beta
+        )
     return cells.merge(k2, on=["optimizer", "lr", "beta"], how="left")
 
 
@@ -184,11 +202,27 @@ def delta_table(variance: pd.DataFrame, batch_sizes, fine_points: int = 200) -> 
     for v in variance.itertuples():
         for name, bs in (("config", grid), ("fine", fine)):
             d = theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, v.k2)
-            band = np.stack([theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, k2)
-                             for k2 in (v.k2_sup, v.k2_mean, v.k2_final)])
-            rows.append(pd.DataFrame({
-                "optimizer": v.optimizer, "lr": v.lr, "beta": v.beta, "batch_size": bs,
-                "c2_bound": v.c2_bound, "k2": v.k2, "delta": d, "delta_low": band.min(0),
-                "delta_high": band.max(0), "established": bool(v.established), "grid": name,
-            }))
+            band = np.stack(
+                [
+                    theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, k2)
+                    for k2 in (v.k2_sup, v.k2_mean, v.k2_final)
+                ]
+            )
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "optimizer": v.optimizer,
+                        "lr": v.lr,
+                        "beta": v.beta,
+                        "batch_size": bs,
+                        "c2_bound": v.c2_bound,
+                        "k2": v.k2,
+                        "delta": d,
+                        "delta_low": band.min(0),
+                        "delta_high": band.max(0),
+                        "established": bool(v.established),
+                        "grid": name,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)

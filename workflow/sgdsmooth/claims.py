@@ -30,7 +30,9 @@ KEYS = ["optimizer", "lr", "beta", "batch_size"]
 NAMES = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
 
 
-def verdict(ci_low: float, ci_high: float, above: float | None = None, below: float | None = None) -> str:
+def verdict(
+    ci_low: float, ci_high: float, above: float | None = None, below: float | None = None
+) -> str:
     """held if [ci_low, ci_high] lies inside the claim's region (> ``above`` and/or < ``below``),
     not held if it lies wholly outside it, else undetermined (also for a NaN bound)."""
     if any(v is None or math.isnan(v) for v in (ci_low, ci_high)):
@@ -45,8 +47,17 @@ def verdict(ci_low: float, ci_high: float, above: float | None = None, below: fl
 
 
 def _row(claim, statistic, value, lo, hi, threshold, verdict_, n, note=""):
-    return {"claim": claim, "statistic": statistic, "value": float(value), "ci_low": float(lo), "ci_high": float(hi),
-            "threshold": threshold, "verdict": verdict_, "n": int(n), "note": note}
+    return {
+        "claim": claim,
+        "statistic": statistic,
+        "value": float(value),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "threshold": threshold,
+        "verdict": verdict_,
+        "n": int(n),
+        "note": note,
+    }
 
 
 def _percentiles(values, level: float) -> tuple[float, float]:
@@ -81,11 +92,23 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
             v = NOT_HELD  # the minimum lies at an end of the grid in every replicate, not inside it
         else:
             v = UNDETERMINED  # no b* within the budget, or a censored batch size could still beat it
-        note = c.reason or f"established in {100 * c.bootstrap_established:.0f} % of bootstrap replicates"
-        rows.append(_row(f"b* exists inside the batch grid ({NAMES[opt]})",
-                         "b* (95 % bootstrap interval over runs, censored ones included)",
-                         b, c.bstar_ci_low, c.bstar_ci_high,
-                         f"established, in ≥ {share:g} of replicates", v, runs[opt], note))
+        note = (
+            c.reason
+            or f"established in {100 * c.bootstrap_established:.0f} % of bootstrap replicates"
+        )
+        rows.append(
+            _row(
+                f"b* exists inside the batch grid ({NAMES[opt]})",
+                "b* (95 % bootstrap interval over runs, censored ones included)",
+                b,
+                c.bstar_ci_low,
+                c.bstar_ci_high,
+                f"established, in ≥ {share:g} of replicates",
+                v,
+                runs[opt],
+                note,
+            )
+        )
 
     def log2_gap(a: str, z: str):
         """log2(b*_a / b*_z) with a conservative interval from the two b* intervals."""
@@ -93,35 +116,63 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
         if min(x.critical_batch_size, y.critical_batch_size) <= 0:
             return math.nan, math.nan, math.nan, False
         value = math.log2(x.critical_batch_size / y.critical_batch_size)
-        lo, hi = math.log2(x.bstar_ci_low / y.bstar_ci_high), math.log2(x.bstar_ci_high / y.bstar_ci_low)
+        lo, hi = (
+            math.log2(x.bstar_ci_low / y.bstar_ci_high),
+            math.log2(x.bstar_ci_high / y.bstar_ci_low),
+        )
         return value, lo, hi, bool(x.established and y.established)
 
     if {"shb", "sgd"} <= cells.keys():
         value, lo, hi, both = log2_gap("shb", "sgd")
-        rows.append(_row("b*_SHB > b*_SGD", "log2(b*_SHB / b*_SGD) (interval from the two b* intervals)",
-                         value, lo, hi, "> 0", verdict(lo, hi, above=0.0) if both else UNDETERMINED,
-                         runs["shb"] + runs["sgd"], "" if both else "a b* is not established"))
+        rows.append(
+            _row(
+                "b*_SHB > b*_SGD",
+                "log2(b*_SHB / b*_SGD) (interval from the two b* intervals)",
+                value,
+                lo,
+                hi,
+                "> 0",
+                verdict(lo, hi, above=0.0) if both else UNDETERMINED,
+                runs["shb"] + runs["sgd"],
+                "" if both else "a b* is not established",
+            )
+        )
     if {"sgd", "nshb"} <= cells.keys():
         value, lo, hi, both = log2_gap("sgd", "nshb")
         tol = cfg["same_bstar_log2"]
         span = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
-        note = ("when it holds with equal b*, δ_SGD = δ_NSHB = ε·sqrt(η·b*/b) follows identically "
-                "(C²_SGD = b*ε²/η, C²_NSHB = b*ε²(1 − β)/η): Figure 5's coinciding curves are not a second finding")
-        rows.append(_row("b*_SGD ≈ b*_NSHB", "|log2(b*_SGD / b*_NSHB)| (interval from the two b* intervals)",
-                         abs(value), *span, f"≤ {tol:g}", verdict(*span, below=tol + 1e-9) if both else UNDETERMINED,
-                         runs["sgd"] + runs["nshb"], note if both else "a b* is not established"))
+        note = (
+            "when it holds with equal b*, δ_SGD = δ_NSHB = ε·sqrt(η·b*/b) follows identically "
+            "(C²_SGD = b*ε²/η, C²_NSHB = b*ε²(1 − β)/η): Figure 5's coinciding curves are not a second finding"
+        )
+        rows.append(
+            _row(
+                "b*_SGD ≈ b*_NSHB",
+                "|log2(b*_SGD / b*_NSHB)| (interval from the two b* intervals)",
+                abs(value),
+                *span,
+                f"≤ {tol:g}",
+                verdict(*span, below=tol + 1e-9) if both else UNDETERMINED,
+                runs["sgd"] + runs["nshb"],
+                note if both else "a b* is not established",
+            )
+        )
     return rows
 
 
 # -- δ against accuracy -----------------------------------------------------------------
 def runs_with_delta(acc: pd.DataFrame, delta: pd.DataFrame, lr: float) -> pd.DataFrame:
     """Finished fixed-epoch runs at the main η with their cell's δ (and its K² band)."""
-    d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype({"batch_size": "int64"})
+    d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype(
+        {"batch_size": "int64"}
+    )
     ok = acc[(acc.status == "ok") & ((acc.lr - lr).abs() < 1e-12)]
     return ok.merge(d[KEYS + ["delta", "delta_low", "delta_high", "established"]], on=KEYS)
 
 
-def concavity(runs: pd.DataFrame, n_boot: int, level: float, rng) -> tuple[float, float, float, float, float]:
+def concavity(
+    runs: pd.DataFrame, n_boot: int, level: float, rng
+) -> tuple[float, float, float, float, float]:
     """Curvature a of accuracy ≈ a(ln δ)² + b ln δ + c (bootstrap interval over runs) and the
     share of replicates whose vertex lies inside the measured δ range."""
     ok = np.isfinite(runs.delta.to_numpy(float)) & (runs.delta.to_numpy(float) > 0)
@@ -146,19 +197,40 @@ def concavity_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[di
     whose final training loss reached the config's threshold."""
     rows = []
     thr = cfg["train_loss_max"]
-    for label, sub in (("all finished runs", runs), (f"runs with final training loss ≤ {thr:g}",
-                                                     runs[runs.train_loss <= thr])):
+    for label, sub in (
+        ("all finished runs", runs),
+        (f"runs with final training loss ≤ {thr:g}", runs[runs.train_loss <= thr]),
+    ):
         a, lo, hi, vertex, inside = concavity(sub, n_boot, cfg["level"], rng)
         v = verdict(lo, hi, below=0.0)
         if v == HELD:  # concave: is the peak inside the measured δ, in enough replicates?
-            v = HELD if inside >= cfg["level"] else NOT_HELD if inside <= 1 - cfg["level"] else UNDETERMINED
+            v = (
+                HELD
+                if inside >= cfg["level"]
+                else NOT_HELD
+                if inside <= 1 - cfg["level"]
+                else UNDETERMINED
+            )
         kind = "peak" if a < 0 else "minimum"
-        note = (f"fitted {kind} at δ = {vertex:.3g}; measured δ range [{sub.delta.min():.3g}, {sub.delta.max():.3g}]; "
-                f"a peak inside it in {100 * inside:.0f} % of bootstrap replicates"
-                if not math.isnan(vertex) else "too few runs or distinct δ to fit")
-        rows.append(_row(f"accuracy is concave in δ with its peak inside the grid ({label})",
-                         "curvature a of test accuracy ≈ a(ln δ)² + b·ln δ + c (bootstrap over runs)",
-                         a, lo, hi, "< 0, peak inside the measured δ range", v, len(sub), note))
+        note = (
+            f"fitted {kind} at δ = {vertex:.3g}; measured δ range [{sub.delta.min():.3g}, {sub.delta.max():.3g}]; "
+            f"a peak inside it in {100 * inside:.0f} % of bootstrap replicates"
+            if not math.isnan(vertex)
+            else "too few runs or distinct δ to fit"
+        )
+        rows.append(
+            _row(
+                f"accuracy is concave in δ with its peak inside the grid ({label})",
+                "curvature a of test accuracy ≈ a(ln δ)² + b·ln δ + c (bootstrap over runs)",
+                a,
+                lo,
+                hi,
+                "< 0, peak inside the measured δ range",
+                v,
+                len(sub),
+                note,
+            )
+        )
     return rows
 
 
@@ -174,16 +246,28 @@ def best_delta_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[d
         first = cells[best].iloc[0]
         lows, highs = [], []
         for _ in range(n_boot):
-            rep = {b: g.test_accuracy.to_numpy()[rng.integers(0, len(g), len(g))].mean() for b, g in cells.items()}
+            rep = {
+                b: g.test_accuracy.to_numpy()[rng.integers(0, len(g), len(g))].mean()
+                for b, g in cells.items()
+            }
             pick = cells[max(rep, key=rep.get)].iloc[0]
             lows.append(pick.delta_low)
             highs.append(pick.delta_high)
         lo, hi = _percentiles(lows, cfg["level"])[0], _percentiles(highs, cfg["level"])[1]
         v = verdict(lo, hi, above=lo_art, below=hi_art) if first.established else UNDETERMINED
-        rows.append(_row(f"the best δ lies in the article's range ({NAMES[opt]})",
-                         f"δ at the best mean test accuracy (b = {best}; bootstrap over seeds, K² band)",
-                         first.delta, lo, hi, f"inside [{lo_art:g}, {hi_art:g}]", v, len(mine),
-                         "" if first.established else "b* not established: δ rests on an undetermined C²"))
+        rows.append(
+            _row(
+                f"the best δ lies in the article's range ({NAMES[opt]})",
+                f"δ at the best mean test accuracy (b = {best}; bootstrap over seeds, K² band)",
+                first.delta,
+                lo,
+                hi,
+                f"inside [{lo_art:g}, {hi_art:g}]",
+                v,
+                len(mine),
+                "" if first.established else "b* not established: δ rests on an undetermined C²",
+            )
+        )
     return rows
 
 
@@ -203,11 +287,20 @@ def floor_claim(variance: pd.DataFrame, lr: float, batch_sizes, cfg: dict) -> li
     thr = cfg["floor_share"]
     lo, hi = min(shares[:3]), max(shares[:3])
     ver = verdict(lo, hi, above=thr) if r.established else UNDETERMINED
-    return [_row("δ_SHB has a b-independent floor",
-                 f"share of δ_SHB at b = {b} due to the floor η·sqrt(β̂K²) (span over K² sup/mean/final)",
-                 shares[3], lo, hi, f"> {thr:g}", ver, 0 if pd.isna(r.k2_n_runs) else int(r.k2_n_runs),
-                 "a floor exists for any K² > 0 (an identity of eq. 13); the statistic says whether it "
-                 "dominates δ_SHB within the grid")]
+    return [
+        _row(
+            "δ_SHB has a b-independent floor",
+            f"share of δ_SHB at b = {b} due to the floor η·sqrt(β̂K²) (span over K² sup/mean/final)",
+            shares[3],
+            lo,
+            hi,
+            f"> {thr:g}",
+            ver,
+            0 if pd.isna(r.k2_n_runs) else int(r.k2_n_runs),
+            "a floor exists for any K² > 0 (an identity of eq. 13); the statistic says whether it "
+            "dominates δ_SHB within the grid",
+        )
+    ]
 
 
 # -- δ against sharpness ----------------------------------------------------------------
@@ -217,8 +310,9 @@ def _spearman(x, y) -> float:
     return float(stats.spearmanr(x, y)[0])
 
 
-def sharpness_claims(sharp: pd.DataFrame | None, accuracy: pd.DataFrame, adaptive: bool, cfg: dict, n_boot: int,
-                     rng) -> list[dict]:
+def sharpness_claims(
+    sharp: pd.DataFrame | None, accuracy: pd.DataFrame, adaptive: bool, cfg: dict, n_boot: int, rng
+) -> list[dict]:
     """δ predicts test accuracy better than sharpness: |Spearman(acc, δ)| − |Spearman(acc, S)|
     over Figure 8's networks, paired bootstrap; on all of them and on the converged ones."""
     if sharp is None or sharp.empty:
@@ -231,13 +325,26 @@ def sharpness_claims(sharp: pd.DataFrame | None, accuracy: pd.DataFrame, adaptiv
     other = "sharpness_plain" if adaptive else "sharpness"
     for col in (primary, other):
         kind = "adaptive" if col == "sharpness" else "plain"
-        for label, sub in (("all networks", s), (f"training loss ≤ {thr:g}", s[s.train_loss <= thr])):
+        for label, sub in (
+            ("all networks", s),
+            (f"training loss ≤ {thr:g}", s[s.train_loss <= thr]),
+        ):
             sub = sub[["delta", col, "test_accuracy"]].dropna()
             x_d, x_s, y = (sub[c].to_numpy(float) for c in ("delta", col, "test_accuracy"))
             if len(y) < 4:
-                rows.append(_row(f"δ predicts accuracy better than {kind} sharpness ({label})",
-                                 "|Spearman(acc, δ)| − |Spearman(acc, sharpness)|", math.nan, math.nan, math.nan,
-                                 "> 0", UNDETERMINED, len(y), "fewer than 4 networks"))
+                rows.append(
+                    _row(
+                        f"δ predicts accuracy better than {kind} sharpness ({label})",
+                        "|Spearman(acc, δ)| − |Spearman(acc, sharpness)|",
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        "> 0",
+                        UNDETERMINED,
+                        len(y),
+                        "fewer than 4 networks",
+                    )
+                )
                 continue
             value = abs(_spearman(x_d, y)) - abs(_spearman(x_s, y))
             reps = []
@@ -245,16 +352,36 @@ def sharpness_claims(sharp: pd.DataFrame | None, accuracy: pd.DataFrame, adaptiv
                 i = rng.integers(0, len(y), len(y))
                 reps.append(abs(_spearman(x_d[i], y[i])) - abs(_spearman(x_s[i], y[i])))
             lo, hi = _percentiles(reps, cfg["level"])
-            rows.append(_row(f"δ predicts accuracy better than {kind} sharpness ({label})",
-                             "|Spearman(acc, δ)| − |Spearman(acc, sharpness)| (paired bootstrap over networks)",
-                             value, lo, hi, "> 0", verdict(lo, hi, above=0.0), len(y),
-                             "the configured primary variant" if col == primary else "the other variant"))
+            rows.append(
+                _row(
+                    f"δ predicts accuracy better than {kind} sharpness ({label})",
+                    "|Spearman(acc, δ)| − |Spearman(acc, sharpness)| (paired bootstrap over networks)",
+                    value,
+                    lo,
+                    hi,
+                    "> 0",
+                    verdict(lo, hi, above=0.0),
+                    len(y),
+                    "the configured primary variant" if col == primary else "the other variant",
+                )
+            )
     return rows
 
 
-def ledger(crit: pd.DataFrame, variance: pd.DataFrame, delta: pd.DataFrame, accuracy: pd.DataFrame,
-           sharp: pd.DataFrame | None, *, lr: float, batch_sizes, adaptive: bool, cfg: dict,
-           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def ledger(
+    crit: pd.DataFrame,
+    variance: pd.DataFrame,
+    delta: pd.DataFrame,
+    accuracy: pd.DataFrame,
+    sharp: pd.DataFrame | None,
+    *,
+    lr: float,
+    batch_sizes,
+    adaptive: bool,
+    cfg: dict,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The whole ledger, in the article's order."""
     rng = np.random.default_rng(seed)
     all_runs = runs = runs_with_delta(accuracy, delta, lr)

@@ -12,7 +12,13 @@ def run_identity(meta: dict) -> dict:
     """optimizer, lr, beta, batch_size, seed of a run, from its table metadata."""
     c = meta["config"]
     beta = 0.0 if c["optimizer"] == "sgd" else float(c["beta"])
-    return {"optimizer": c["optimizer"], "lr": float(c["lr"]), "beta": beta, "batch_size": int(c["batch_size"]), "seed": int(c["seed"])}
+    return {
+        "optimizer": c["optimizer"],
+        "lr": float(c["lr"]),
+        "beta": beta,
+        "batch_size": int(c["batch_size"]),
+        "seed": int(c["seed"]),
+    }
 
 
 def cbs_runs(paths) -> pd.DataFrame:
@@ -23,12 +29,19 @@ def cbs_runs(paths) -> pd.DataFrame:
     for path in paths:
         meta = read_metadata(path)
         s = meta["summary"]
-        rows.append(run_identity(meta) | {
-            "epsilon": float(meta["config"]["epsilon"]), "steps": s["steps"], "sfo": s["sfo"],
-            "reached": s["reached"], "status": s["status"], "train_loss": s.get("train_loss", np.nan),
-            "armed_epoch": np.nan if s.get("armed_epoch") is None else float(s["armed_epoch"]),
-            "gate_bound": bool(s.get("gate_bound", False)),
-        })
+        rows.append(
+            run_identity(meta)
+            | {
+                "epsilon": float(meta["config"]["epsilon"]),
+                "steps": s["steps"],
+                "sfo": s["sfo"],
+                "reached": s["reached"],
+                "status": s["status"],
+                "train_loss": s.get("train_loss", np.nan),
+                "armed_epoch": np.nan if s.get("armed_epoch") is None else float(s["armed_epoch"]),
+                "gate_bound": bool(s.get("gate_bound", False)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -40,10 +53,17 @@ def accuracy(paths) -> pd.DataFrame:
         epochs = read_table(path, "epochs")
         last = epochs.iloc[-1] if len(epochs) else pd.Series(dtype=float)
         ok = meta["summary"]["status"] == "ok"
-        rows.append(run_identity(meta) | {
-            "epochs": len(epochs), "status": meta["summary"]["status"],
-            **{k: float(last[k]) if ok else np.nan for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-        })
+        rows.append(
+            run_identity(meta)
+            | {
+                "epochs": len(epochs),
+                "status": meta["summary"]["status"],
+                **{
+                    k: float(last[k]) if ok else np.nan
+                    for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -61,11 +81,17 @@ def k2_runs(paths) -> pd.DataFrame:
         k2 = epochs.set_index("epoch").full_grad_norm_sq.dropna()
         if not len(k2):
             continue
-        rows.append(run_identity(meta) | {
-            "sup": float(k2.max()), "mean": float(k2.mean()), "final": float(k2.iloc[-1]),
-            "n_points": len(k2), "argmax_epoch": int(k2.idxmax()),
-            "bn_mode": meta.get("gradient_function", {}).get("bn_mode", "unrecorded"),
-        })
+        rows.append(
+            run_identity(meta)
+            | {
+                "sup": float(k2.max()),
+                "mean": float(k2.mean()),
+                "final": float(k2.iloc[-1]),
+                "n_points": len(k2),
+                "argmax_epoch": int(k2.idxmax()),
+                "bn_mode": meta.get("gradient_function", {}).get("bn_mode", "unrecorded"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -78,8 +104,20 @@ def k2_table(paths) -> pd.DataFrame:
     sup (largest value recorded in any run), mean (mean over runs of each run's trajectory
     mean) and final (mean over runs of the last value), with standard errors over runs."""
     runs = k2_runs(paths)
-    cols = ["optimizer", "lr", "beta", "batch_size", "n_runs", "n_points", "k2_sup", "k2_mean",
-            "k2_mean_stderr", "k2_final", "k2_final_stderr", "bn_mode"]
+    cols = [
+        "optimizer",
+        "lr",
+        "beta",
+        "batch_size",
+        "n_runs",
+        "n_points",
+        "k2_sup",
+        "k2_mean",
+        "k2_mean_stderr",
+        "k2_final",
+        "k2_final_stderr",
+        "bn_mode",
+    ]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     return _summarise_k2(runs, KEYS + ["batch_size"])[cols]
@@ -89,15 +127,26 @@ def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     g = runs.groupby(keys)
     mixed = g.bn_mode.nunique() > 1
     if mixed.any():
-        raise ValueError(f"K² measured on different functions within one cell: {list(mixed[mixed].index)}")
+        raise ValueError(
+            f"K² measured on different functions within one cell: {list(mixed[mixed].index)}"
+        )
     modes = g.bn_mode.first()
-    out = pd.DataFrame({
-        "n_runs": g.size(), "n_points": g.n_points.sum(), "k2_sup": g["sup"].max(),
-        "k2_mean": g["mean"].mean(), "k2_mean_stderr": g["mean"].agg(_stderr),
-        "k2_final": g["final"].mean(), "k2_final_stderr": g["final"].agg(_stderr), "bn_mode": modes,
-    })
+    out = pd.DataFrame(
+        {
+            "n_runs": g.size(),
+            "n_points": g.n_points.sum(),
+            "k2_sup": g["sup"].max(),
+            "k2_mean": g["mean"].mean(),
+            "k2_mean_stderr": g["mean"].agg(_stderr),
+            "k2_final": g["final"].mean(),
+            "k2_final_stderr": g["final"].agg(_stderr),
+            "bn_mode": modes,
+        }
+    )
     peak = runs.loc[g["sup"].idxmax().to_numpy()]  # one run per group, in the groups' order
-    out["k2_sup_source"] = [f"b = {r.batch_size}, seed {r.seed}, epoch {r.argmax_epoch}" for r in peak.itertuples()]
+    out["k2_sup_source"] = [
+        f"b = {r.batch_size}, seed {r.seed}, epoch {r.argmax_epoch}" for r in peak.itertuples()
+    ]
     return out.reset_index()
 
 
@@ -107,8 +156,18 @@ def k2_pooled(paths, statistic: str = "mean") -> pd.DataFrame:
     if statistic not in K2_STATISTICS:
         raise ValueError(f"k2 statistic must be one of {K2_STATISTICS}, got {statistic!r}")
     runs = k2_runs(paths)
-    cols = KEYS + ["k2", "k2_statistic", "k2_sup", "k2_mean", "k2_mean_stderr", "k2_final", "k2_final_stderr",
-                   "k2_n_runs", "k2_sup_source", "bn_mode"]
+    cols = KEYS + [
+        "k2",
+        "k2_statistic",
+        "k2_sup",
+        "k2_mean",
+        "k2_mean_stderr",
+        "k2_final",
+        "k2_final_stderr",
+        "k2_n_runs",
+        "k2_sup_source",
+        "bn_mode",
+    ]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     out = _summarise_k2(runs, KEYS).rename(columns={"n_runs": "k2_n_runs"})
@@ -123,6 +182,8 @@ def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFram
 
     s = concat_tables(paths, "sharpness_run")
     acc = accuracy[["optimizer", "lr", "beta", "batch_size", "seed", "test_accuracy"]]
-    d = delta[delta.grid == "config"].astype({"batch_size": "int64"})[["optimizer", "lr", "beta", "batch_size", "delta"]]
+    d = delta[delta.grid == "config"].astype({"batch_size": "int64"})[
+        ["optimizer", "lr", "beta", "batch_size", "delta"]
+    ]
     keys = ["optimizer", "lr", "beta", "batch_size"]
     return s.merge(acc, on=keys + ["seed"], how="left").merge(d, on=keys, how="left")

@@ -35,10 +35,14 @@ class RunConfig:
     epochs: int = 10
     epsilon: float = 0.5
     min_epochs: int = 0
-    learned_loss: float | None = None  # the stopping rule is armed only after an epoch with mean loss ≤ this
+    learned_loss: float | None = (
+        None  # the stopping rule is armed only after an epoch with mean loss ≤ this
+    )
     max_steps: int = 100_000
     full_grad_epochs: list[int] = field(default_factory=list)
-    noise_epochs: list[int] = field(default_factory=list)  # epochs after which noise.measure runs (K² too)
+    noise_epochs: list[int] = field(
+        default_factory=list
+    )  # epochs after which noise.measure runs (K² too)
     noise_batches: int = 32  # batches of the run's own size b behind the C² estimate
     noise_steps: int = 2  # optimizer steps over which ‖d_t − ∇F_b(x_t)‖² is averaged
     noise_per_example: int = 256  # examples for the per-example C² (0: skip)
@@ -49,14 +53,21 @@ class RunConfig:
     precision: str = "fp32"  # training forward pass: fp32, or bf16 autocast (models.Executor)
     channels_last: bool = False
     compile: bool = False
-    cuda_graph: bool = False  # replay the training step as one CUDA graph (on CUDA; ignored on a CPU)
+    cuda_graph: bool = (
+        False  # replay the training step as one CUDA graph (on CUDA; ignored on a CPU)
+    )
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         def bad(key, why):
             raise ConfigError(f"{key}: {why} (got {getattr(self, key)!r})")
 
-        for key, allowed in (("protocol", PROTOCOLS), ("dataset", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS),
-                             ("precision", PRECISIONS)):
+        for key, allowed in (
+            ("protocol", PROTOCOLS),
+            ("dataset", DATASETS),
+            ("model", MODELS),
+            ("optimizer", OPTIMIZERS),
+            ("precision", PRECISIONS),
+        ):
             if getattr(self, key) not in allowed:
                 bad(key, f"must be one of {allowed}")
         if not self.lr > 0:
@@ -68,7 +79,10 @@ class RunConfig:
         if self.batch_size < 1:
             bad("batch_size", "must be ≥ 1")
         if self.model == "mnist_cnn" and self.dataset != "fashion_mnist":
-            bad("model", "mnist_cnn's head is sized for 28×28 images: use it with dataset fashion_mnist")
+            bad(
+                "model",
+                "mnist_cnn's head is sized for 28×28 images: use it with dataset fashion_mnist",
+            )
         if self.data_subset is not None and not 1 <= self.data_subset <= TRAIN_SIZES[self.dataset]:
             bad("data_subset", f"must be in 1..{TRAIN_SIZES[self.dataset]} or null")
         n = self.data_subset or TRAIN_SIZES[self.dataset]
@@ -91,7 +105,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
+    def from_dict(cls, values: dict) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -118,27 +132,55 @@ def cbs_max_steps(config: dict, batch_size: int) -> int:
     return steps
 
 
-def cell_settings(config: dict, protocol: str, optimizer: str, lr: float, beta: float, batch_size: int,
-                  epsilon: float | None = None) -> dict:
+def cell_settings(
+    config: dict,
+    protocol: str,
+    optimizer: str,
+    lr: float,
+    beta: float,
+    batch_size: int,
+    epsilon: float | None = None,
+) -> dict:
     """The RunConfig keys (all but the seed) of one training cell of a workflow config that
     ``config/schema.yaml`` has validated and filled with defaults."""
     train = config["train"]
     graph = int(batch_size) <= train["cuda_graph_max_batch"]
     common = {
-        "protocol": protocol, "dataset": config["dataset"], "data_root": config.get("data_root", "resources"),
+        "protocol": protocol,
+        "dataset": config["dataset"],
+        "data_root": config.get("data_root", "resources"),
         "data_subset": config.get("data_subset"),
-        "model": config["model"], "optimizer": optimizer, "lr": float(lr), "beta": float(beta),
-        "batch_size": int(batch_size), "device": config.get("device", "auto"),
-        **{k: train[k] for k in ("eval_batch_size", "checkpoint_every", "precision", "channels_last", "compile")},
+        "model": config["model"],
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "beta": float(beta),
+        "batch_size": int(batch_size),
+        "device": config.get("device", "auto"),
+        **{
+            k: train[k]
+            for k in (
+                "eval_batch_size",
+                "checkpoint_every",
+                "precision",
+                "channels_last",
+                "compile",
+            )
+        },
         "cuda_graph": graph,
     }
     if protocol == "cbs":
         c = config["cbs"]
         eps = c["epsilon"] if epsilon is None else epsilon
-        return common | {"epsilon": float(eps), "max_steps": cbs_max_steps(config, batch_size),
-                         "min_epochs": c["min_epochs"], "learned_loss": c.get("learned_loss")}
+        return common | {
+            "epsilon": float(eps),
+            "max_steps": cbs_max_steps(config, batch_size),
+            "min_epochs": c["min_epochs"],
+            "learned_loss": c.get("learned_loss"),
+        }
     a, n = config["accuracy"], config["noise"]
     return common | {
-        "epochs": a["epochs"], "full_grad_epochs": a["full_grad_epochs"], "noise_epochs": n["epochs"],
+        "epochs": a["epochs"],
+        "full_grad_epochs": a["full_grad_epochs"],
+        "noise_epochs": n["epochs"],
         **{f"noise_{k}": n[k] for k in ("batches", "steps", "per_example")},
     }

@@ -27,8 +27,13 @@ def quadratic_log_fit(delta, accuracy) -> tuple[float, float]:
     return float(a), float(np.exp(-b / (2 * a))) if a != 0 else np.nan
 
 
-def correlations(df: pd.DataFrame, target: str = "test_accuracy", predictors=("sharpness", "sharpness_plain", "delta"),
-                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def correlations(
+    df: pd.DataFrame,
+    target: str = "test_accuracy",
+    predictors=("sharpness", "sharpness_plain", "delta"),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Spearman and Kendall coefficients of ``target`` with each predictor (95 % bootstrap
     intervals over rows), plus the curvature and vertex of the quadratic fit in ln δ."""
     rng = np.random.default_rng(seed)
@@ -40,13 +45,46 @@ def correlations(df: pd.DataFrame, target: str = "test_accuracy", predictors=("s
             coef = lambda a, b: float(fn(a, b)[0])  # noqa: E731
             value = coef(x, y) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
             lo, hi = _bootstrap(x, y, coef, n_boot, rng) if len(x) > 2 else (np.nan, np.nan)
-            rows.append({"predictor": pred, "method": name, "coefficient": value, "ci_low": lo, "ci_high": hi, "n": len(x)})
+            rows.append(
+                {
+                    "predictor": pred,
+                    "method": name,
+                    "coefficient": value,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(x),
+                }
+            )
     sub = df[["delta", target]].dropna()
     sub = sub[sub.delta > 0]
     if len(sub) > 3 and sub.delta.nunique() > 2:
         x, y = sub.delta.to_numpy(float), sub[target].to_numpy(float)
         a, vertex = quadratic_log_fit(x, y)
-        lo, hi = _bootstrap(x, y, lambda u, v: quadratic_log_fit(u, v)[0] if len(np.unique(u)) > 2 else np.nan, n_boot, rng)
-        rows.append({"predictor": "delta", "method": "quadratic_ln_delta_curvature", "coefficient": a, "ci_low": lo, "ci_high": hi, "n": len(x)})
-        rows.append({"predictor": "delta", "method": "quadratic_ln_delta_vertex", "coefficient": vertex, "ci_low": np.nan, "ci_high": np.nan, "n": len(x)})
+        lo, hi = _bootstrap(
+            x,
+            y,
+            lambda u, v: quadratic_log_fit(u, v)[0] if len(np.unique(u)) > 2 else np.nan,
+            n_boot,
+            rng,
+        )
+        rows.append(
+            {
+                "predictor": "delta",
+                "method": "quadratic_ln_delta_curvature",
+                "coefficient": a,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": len(x),
+            }
+        )
+        rows.append(
+            {
+                "predictor": "delta",
+                "method": "quadratic_ln_delta_vertex",
+                "coefficient": vertex,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": len(x),
+            }
+        )
     return pd.DataFrame(rows)

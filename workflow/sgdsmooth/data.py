@@ -28,6 +28,7 @@ normalisation.
   12.5 %: the garments fill more of their frame than CIFAR's objects, so the smaller shift
   keeps them whole).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .names import DATASETS, TEST_SIZES, TRAIN_SIZES  # noqa: F401  (re-exported)
+from .names import DATASETS, TEST_SIZES, TRAIN_SIZES
 
 CIFAR100_MEAN = (0.5071, 0.4866, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -67,7 +68,9 @@ FASHION_MNIST_SHA256 = {
 # Examples per split: what the headers must say (None: whatever they say, images and labels agreeing).
 FASHION_MNIST_COUNTS = {"train": TRAIN_SIZES["fashion_mnist"], "test": TEST_SIZES["fashion_mnist"]}
 FASHION_MNIST_SUBDIR = "fashion-mnist"  # under data_root
-FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_SYSTEM_DIR = Path(
+    "/usr/share/datasets/fashion-mnist"
+)  # Debian's dataset-fashion-mnist
 FASHION_MNIST_CLASSES = 10
 FASHION_MNIST_SHAPE = (28, 28)
 
@@ -96,7 +99,9 @@ class ImageData:
 
     def __post_init__(self):
         if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {self.augmentation!r}")
+            raise ValueError(
+                f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {self.augmentation!r}"
+            )
 
     @property
     def n_train(self) -> int:
@@ -106,7 +111,7 @@ class ImageData:
     def in_channels(self) -> int:
         return self.train_x.shape[1]
 
-    def to(self, device) -> "ImageData":
+    def to(self, device) -> ImageData:
         move = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
         return ImageData(**{**self.__dict__, **move})
 
@@ -117,7 +122,7 @@ class ImageData:
         mean, std = _moments(self.mean, self.std, x.device, x.dtype)
         return (x - mean) / std
 
-    def subset(self, n_train: int, seed: int = 0) -> "ImageData":
+    def subset(self, n_train: int, seed: int = 0) -> ImageData:
         """A fixed slice of the set for smoke runs: ``n_train`` training images drawn without
         replacement with ``seed`` (so the classes keep about their balance), and the test set
         cut in the same proportion. Normalisation and augmentation stay the whole set's."""
@@ -127,10 +132,17 @@ class ImageData:
         train = torch.randperm(self.n_train, generator=g)[:n_train]
         n_test = max(1, round(self.test_x.shape[0] * n_train / self.n_train))
         test = torch.randperm(self.test_x.shape[0], generator=g)[:n_test]
-        return dataclasses.replace(self, train_x=self.train_x[train], train_y=self.train_y[train],
-                                   test_x=self.test_x[test], test_y=self.test_y[test])
+        return dataclasses.replace(
+            self,
+            train_x=self.train_x[train],
+            train_y=self.train_y[train],
+            test_x=self.test_x[test],
+            test_y=self.test_y[test],
+        )
 
-    def train_batch(self, idx: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(
+        self, idx: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training examples at ``idx``, augmented with the set's policy if switched on, normalised."""
         x = self.train_x[idx]
         if self.augment:
@@ -139,12 +151,16 @@ class ImageData:
 
 
 @functools.lru_cache(maxsize=16)
-def _moments(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(
+    mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std as (1, C, 1, 1) tensors, made once per device and dtype: on a
     GPU a fresh host-to-device copy every batch would sit on the training step's path."""
     shape = (1, -1, 1, 1)
-    return (torch.tensor(mean, device=device, dtype=dtype).view(shape),
-            torch.tensor(std, device=device, dtype=dtype).view(shape))
+    return (
+        torch.tensor(mean, device=device, dtype=dtype).view(shape),
+        torch.tensor(std, device=device, dtype=dtype).view(shape),
+    )
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -153,7 +169,11 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * padding)
+    rows = (
+        (dy[:, None] + torch.arange(h, device=x.device))
+        .view(n, 1, h, 1)
+        .expand(n, c, h, w + 2 * padding)
+    )
     out = padded.gather(2, rows)
     cols = (dx[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
     return out.gather(3, cols)
@@ -165,7 +185,9 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def random_rotation(x: torch.Tensor, degrees: float, generator: torch.Generator | None) -> torch.Tensor:
+def random_rotation(
+    x: torch.Tensor, degrees: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """Rotate each image about its centre by U(−degrees, degrees), nearest pixel, zero fill."""
     n = x.shape[0]
     angle = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * math.radians(degrees)
@@ -191,12 +213,16 @@ def fashion_augment(x: torch.Tensor, generator: torch.Generator | None) -> torch
 AUGMENTATIONS = {"cifar": cifar_augment, "fashion": fashion_augment}
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator | None, policy: str = "cifar") -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator | None, policy: str = "cifar"
+) -> torch.Tensor:
     """A float batch in [0, 255] augmented with the named policy (default: the article's)."""
     try:
         fn = AUGMENTATIONS[policy]
     except KeyError:
-        raise ValueError(f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {policy!r}") from None
+        raise ValueError(
+            f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {policy!r}"
+        ) from None
     return fn(x, generator)
 
 
@@ -206,7 +232,9 @@ def _digits_file() -> Path:
     file)."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the digits data set ships with scikit-learn: pip install scikit-learn")
+        raise FileNotFoundError(
+            "the digits data set ships with scikit-learn: pip install scikit-learn"
+        )
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
@@ -230,10 +258,14 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageData:
     scaled = train_x.astype(np.float64) / 255.0
     return ImageData(
         name="digits",
-        train_x=torch.from_numpy(train_x), train_y=torch.from_numpy(labels[~test_mask]),
-        test_x=torch.from_numpy(test_x), test_y=torch.from_numpy(labels[test_mask]),
-        mean=(float(scaled.mean()),), std=(float(scaled.std()),),
-        num_classes=10, augment=False,  # switched on by a config, it applies CIFAR's policy as before
+        train_x=torch.from_numpy(train_x),
+        train_y=torch.from_numpy(labels[~test_mask]),
+        test_x=torch.from_numpy(test_x),
+        test_y=torch.from_numpy(labels[test_mask]),
+        mean=(float(scaled.mean()),),
+        std=(float(scaled.std()),),
+        num_classes=10,
+        augment=False,  # switched on by a config, it applies CIFAR's policy as before
     )
 
 
@@ -257,21 +289,33 @@ def load_cifar100(root: str | Path, augment: bool = True) -> ImageData:
     folder = Path(root) / "cifar-100-python"
     for name in ("train", "test", "meta"):
         if not (folder / name).exists():
-            raise FileNotFoundError(f"{folder / name} is missing: run the data rule (download_cifar100) first")
+            raise FileNotFoundError(
+                f"{folder / name} is missing: run the data rule (download_cifar100) first"
+            )
     with open(folder / "meta", "rb") as fh:
         num_classes = len(pickle.load(fh, encoding="latin1")["fine_label_names"])
     train_x, train_y = _read_cifar_pickle(folder / "train")
     test_x, test_y = _read_cifar_pickle(folder / "test")
     return ImageData(
         name="cifar100",
-        train_x=torch.from_numpy(train_x), train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x), test_y=torch.from_numpy(test_y),
-        mean=CIFAR100_MEAN, std=CIFAR100_STD, num_classes=num_classes, augment=augment,
+        train_x=torch.from_numpy(train_x),
+        train_y=torch.from_numpy(train_y),
+        test_x=torch.from_numpy(test_x),
+        test_y=torch.from_numpy(test_y),
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        num_classes=num_classes,
+        augment=augment,
     )
 
 
-def read_idx(path: str | Path, magic: int, sha256: str, count: int | None = None,
-             item_shape: tuple[int, ...] | None = None) -> np.ndarray:
+def read_idx(
+    path: str | Path,
+    magic: int,
+    sha256: str,
+    count: int | None = None,
+    item_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """One gzip-compressed idx file as a uint8 array (count, *item_shape), every step checked.
 
     The idx format: a big-endian uint32 magic number (0x0000 08 ND: uint8 data with ND
@@ -285,9 +329,13 @@ def read_idx(path: str | Path, magic: int, sha256: str, count: int | None = None
     blob = path.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != sha256:
-        raise DataError(f"{path}: SHA-256 is {digest}, expected {sha256}: the file is damaged or not the original")
+        raise DataError(
+            f"{path}: SHA-256 is {digest}, expected {sha256}: the file is damaged or not the original"
+        )
     try:
-        raw = bytearray(gzip.decompress(blob))  # a bytearray: writable, so torch.from_numpy takes it as is
+        raw = bytearray(
+            gzip.decompress(blob)
+        )  # a bytearray: writable, so torch.from_numpy takes it as is
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: not a whole gzip file ({err})") from None
     if len(raw) < 4:
@@ -298,16 +346,22 @@ def read_idx(path: str | Path, magic: int, sha256: str, count: int | None = None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: {len(raw)} bytes, too short for an idx header of {ndim} dimensions")
+        raise DataError(
+            f"{path}: {len(raw)} bytes, too short for an idx header of {ndim} dimensions"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     if count is not None and dims[0] != count:
         raise DataError(f"{path}: header says {dims[0]} items, expected {count}")
     if item_shape is not None and dims[1:] != tuple(item_shape):
-        raise DataError(f"{path}: header says items of shape {dims[1:]}, expected {tuple(item_shape)}")
+        raise DataError(
+            f"{path}: header says items of shape {dims[1:]}, expected {tuple(item_shape)}"
+        )
     size = math.prod(dims)
     if len(raw) - header != size:
-        raise DataError(f"{path}: {len(raw) - header} data bytes, but the header's dimensions {dims} "
-                        f"make {size}: the header count disagrees with the data")
+        raise DataError(
+            f"{path}: {len(raw) - header} data bytes, but the header's dimensions {dims} "
+            f"make {size}: the header count disagrees with the data"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -322,9 +376,12 @@ def _uint8_moments(x: np.ndarray) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def load_fashion_mnist(root: str | Path, augment: bool = True,
-                       checksums: dict[str, str] = FASHION_MNIST_SHA256,
-                       counts: dict[str, int | None] = FASHION_MNIST_COUNTS) -> ImageData:
+def load_fashion_mnist(
+    root: str | Path,
+    augment: bool = True,
+    checksums: dict[str, str] = FASHION_MNIST_SHA256,
+    counts: dict[str, int | None] = FASHION_MNIST_COUNTS,
+) -> ImageData:
     """Fashion-MNIST from the four idx files directly inside the folder ``root``.
 
     ``checksums`` maps each file name to its SHA-256 (default: the original files');
@@ -344,22 +401,33 @@ def load_fashion_mnist(root: str | Path, augment: bool = True,
             if name not in checksums:
                 raise DataError(f"{folder / name}: no SHA-256 recorded for it")
         n = counts.get(split)
-        x = read_idx(folder / images_name, IDX_IMAGES_MAGIC, checksums[images_name], n, FASHION_MNIST_SHAPE)
+        x = read_idx(
+            folder / images_name, IDX_IMAGES_MAGIC, checksums[images_name], n, FASHION_MNIST_SHAPE
+        )
         y = read_idx(folder / labels_name, IDX_LABELS_MAGIC, checksums[labels_name], n)
         if x.shape[0] != y.shape[0]:
-            raise DataError(f"{folder / images_name} holds {x.shape[0]} images but "
-                            f"{folder / labels_name} {y.shape[0]} labels")
+            raise DataError(
+                f"{folder / images_name} holds {x.shape[0]} images but "
+                f"{folder / labels_name} {y.shape[0]} labels"
+            )
         if y.size and y.max() >= FASHION_MNIST_CLASSES:
-            raise DataError(f"{folder / labels_name}: label {int(y.max())} outside 0..{FASHION_MNIST_CLASSES - 1}")
+            raise DataError(
+                f"{folder / labels_name}: label {int(y.max())} outside 0..{FASHION_MNIST_CLASSES - 1}"
+            )
         arrays[split] = (x[:, None], y.astype(np.int64))  # (N, 1, 28, 28): one grey channel
     (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
     mean, std = _uint8_moments(train_x)
     return ImageData(
         name="fashion_mnist",
-        train_x=torch.from_numpy(train_x), train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x), test_y=torch.from_numpy(test_y),
-        mean=(mean,), std=(std,), num_classes=FASHION_MNIST_CLASSES,
-        augment=augment, augmentation="fashion",
+        train_x=torch.from_numpy(train_x),
+        train_y=torch.from_numpy(train_y),
+        test_x=torch.from_numpy(test_x),
+        test_y=torch.from_numpy(test_y),
+        mean=(mean,),
+        std=(std,),
+        num_classes=FASHION_MNIST_CLASSES,
+        augment=augment,
+        augmentation="fashion",
     )
 
 
@@ -378,8 +446,12 @@ def fashion_mnist_folder(root: str | Path = "resources") -> Path:
     )
 
 
-def load_dataset(name: str, root: str | Path = "resources", augment: bool | None = None,
-                 subset: int | None = None) -> ImageData:
+def load_dataset(
+    name: str,
+    root: str | Path = "resources",
+    augment: bool | None = None,
+    subset: int | None = None,
+) -> ImageData:
     """Load a data set by its config name; ``root`` is the config's ``data_root``; ``subset``
     (the config's ``data_subset``) keeps that many training images (``ImageData.subset``)."""
     if name == "digits":

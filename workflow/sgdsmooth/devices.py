@@ -17,7 +17,9 @@ from pathlib import Path
 _held: list = []  # open lock files: closing one would release its slot
 
 
-def claim_gpu(n_devices: int, lock_dir: str | os.PathLike, timeout: float = 600.0, env=os.environ) -> int | None:
+def claim_gpu(
+    n_devices: int, lock_dir: str | os.PathLike, timeout: float = 600.0, env=os.environ
+) -> int | None:
     """Claim a free GPU slot and export it; None when there is nothing to assign."""
     if n_devices < 1 or "CUDA_VISIBLE_DEVICES" in env:
         return None
@@ -36,7 +38,9 @@ def claim_gpu(n_devices: int, lock_dir: str | os.PathLike, timeout: float = 600.
             env["CUDA_VISIBLE_DEVICES"] = str(i)
             return i
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no free GPU slot among {n_devices} in {lock_dir} after {timeout:.0f} s")
+            raise TimeoutError(
+                f"no free GPU slot among {n_devices} in {lock_dir} after {timeout:.0f} s"
+            )
         time.sleep(0.2)
 
 
@@ -49,4 +53,8 @@ def count_gpus() -> int:
     if shutil.which("nvidia-smi") is None:
         return 0
     out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+    return (
+        sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+        if out.returncode == 0
+        else 0
+    )

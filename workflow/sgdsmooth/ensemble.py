@@ -35,7 +35,9 @@ class GroupedLinear(nn.Module):
     def __init__(self, members: list[nn.Linear]):
         super().__init__()
         self.k = len(members)
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in members]))  # (K, out, in)
+        self.weight = nn.Parameter(
+            torch.stack([m.weight.detach() for m in members])
+        )  # (K, out, in)
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in members]))  # (K, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,8 +47,17 @@ class GroupedLinear(nn.Module):
 
 def _pack_conv(members: list[nn.Conv2d]) -> nn.Conv2d:
     m, k = members[0], len(members)
-    conv = nn.Conv2d(m.in_channels * k, m.out_channels * k, m.kernel_size, m.stride, m.padding,
-                     m.dilation, m.groups * k, m.bias is not None, m.padding_mode).to(m.weight)
+    conv = nn.Conv2d(
+        m.in_channels * k,
+        m.out_channels * k,
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups * k,
+        m.bias is not None,
+        m.padding_mode,
+    ).to(m.weight)
     with torch.no_grad():
         conv.weight.copy_(torch.cat([c.weight for c in members]))
         if m.bias is not None:
@@ -56,7 +67,9 @@ def _pack_conv(members: list[nn.Conv2d]) -> nn.Conv2d:
 
 def _pack_bn(members: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
     m = members[0]
-    bn = nn.BatchNorm2d(m.num_features * len(members), m.eps, m.momentum, m.affine, m.track_running_stats)
+    bn = nn.BatchNorm2d(
+        m.num_features * len(members), m.eps, m.momentum, m.affine, m.track_running_stats
+    )
     bn = bn.to(m.running_mean)  # the members' dtype and device
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
@@ -68,11 +81,21 @@ def _pack_bn(members: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
 def pack(models: list[nn.Module]) -> nn.Module:
     """One network computing all ``models`` (same architecture, any weights)."""
     packed = copy.deepcopy(models[0])
-    names = [n for n, mod in packed.named_modules() if isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+    names = [
+        n
+        for n, mod in packed.named_modules()
+        if isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))
+    ]
     for name in names:
         parts = [m.get_submodule(name) for m in models]
         kind = type(parts[0])
-        new = _pack_conv(parts) if kind is nn.Conv2d else _pack_bn(parts) if kind is nn.BatchNorm2d else GroupedLinear(parts)
+        new = (
+            _pack_conv(parts)
+            if kind is nn.Conv2d
+            else _pack_bn(parts)
+            if kind is nn.BatchNorm2d
+            else GroupedLinear(parts)
+        )
         parent, _, leaf = name.rpartition(".")
         setattr(packed.get_submodule(parent) if parent else packed, leaf, new)
     packed.members = len(models)
@@ -98,7 +121,11 @@ def unpack(packed: nn.Module, template: nn.Module, k: int) -> list[nn.Module]:
         mine = {}
         for key, ref in template.state_dict().items():
             t = state[key]
-            mine[key] = t.clone() if key.endswith("num_batches_tracked") else member_view(t, k)[i].reshape(ref.shape).clone()
+            mine[key] = (
+                t.clone()
+                if key.endswith("num_batches_tracked")
+                else member_view(t, k)[i].reshape(ref.shape).clone()
+            )
         member = copy.deepcopy(template)
         member.load_state_dict(mine)
         out.append(member)
@@ -114,8 +141,12 @@ def member_lrs(params: list[torch.Tensor], lrs: list[float]) -> list[torch.Tenso
     """Per-member learning rates as one tensor per packed parameter, broadcasting over it:
     member k's η on member k's rows (dimension 0 is member-major in every packed tensor)."""
     k = len(lrs)
-    return [torch.tensor(lrs, dtype=p.dtype, device=p.device).repeat_interleave(p.shape[0] // k)
-            .view(-1, *[1] * (p.dim() - 1)) for p in params]
+    return [
+        torch.tensor(lrs, dtype=p.dtype, device=p.device)
+        .repeat_interleave(p.shape[0] // k)
+        .view(-1, *[1] * (p.dim() - 1))
+        for p in params
+    ]
 
 
 class FusedTrainer:
@@ -123,8 +154,14 @@ class FusedTrainer:
     gradient norm out (the quantities a run records each step). ``lr`` is one learning
     rate for all members or one per member."""
 
-    def __init__(self, models: list[nn.Module], optimizer: str, lr: float | list[float], beta: float = 0.0,
-                 executor: Executor | None = None):
+    def __init__(
+        self,
+        models: list[nn.Module],
+        optimizer: str,
+        lr: float | list[float],
+        beta: float = 0.0,
+        executor: Executor | None = None,
+    ):
         from .optim import make_optimizer
 
         self.k = len(models)
@@ -136,18 +173,28 @@ class FusedTrainer:
             if len(lr) != self.k:
                 raise ValueError(f"{len(lr)} learning rates for {self.k} members")
             # One η for all keeps the scalar update, bitwise that of a separate run.
-            lr = float(lr[0]) if len(set(lr)) == 1 else member_lrs(self.params, [float(v) for v in lr])
+            lr = (
+                float(lr[0])
+                if len(set(lr)) == 1
+                else member_lrs(self.params, [float(v) for v in lr])
+            )
         self.optimizer = make_optimizer(optimizer, self.params, lr, beta)
-        self._step = None  # made at the first step (Executor.capture), after from_runs has set the state
+        self._step = (
+            None  # made at the first step (Executor.capture), after from_runs has set the state
+        )
 
-    def step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self, xs: list[torch.Tensor], ys: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses (K,), gradient norms (K,) and correct counts (K,) of one step."""
         x, y = self.executor.input(fused_input(xs)), torch.stack(ys, 1)
         if self._step is None:
             self._step = self.executor.capture(self.eager_step, (x, y), self.model, self.optimizer)
         return self._step(x, y)
 
-    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def eager_step(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step on the fused input x (b, K·C, H, W) with labels y (b, K)."""
         with self.executor.autocast(x.device):
             out = self.forward(x)
@@ -160,16 +207,28 @@ class FusedTrainer:
 
     # -- moving state between the members' runs and the packed network -------------------
     @classmethod
-    def from_runs(cls, runs: list) -> "FusedTrainer":
+    def from_runs(cls, runs: list) -> FusedTrainer:
         """Pack the runs' current weights, BatchNorm statistics and search directions."""
         cfg = runs[0].cfg
-        fused = cls([r.model for r in runs], cfg.optimizer, [r.cfg.lr for r in runs], cfg.beta, runs[0].executor)
+        fused = cls(
+            [r.model for r in runs],
+            cfg.optimizer,
+            [r.cfg.lr for r in runs],
+            cfg.beta,
+            runs[0].executor,
+        )
         members = [dict(r.model.named_parameters()) for r in runs]
         for name, p in fused.model.named_parameters():
-            dirs = [r.optimizer.state[m[name]].get("direction") if m[name] in r.optimizer.state else None
-                    for r, m in zip(runs, members)]
+            dirs = [
+                r.optimizer.state[m[name]].get("direction")
+                if m[name] in r.optimizer.state
+                else None
+                for r, m in zip(runs, members)
+            ]
             if all(d is not None for d in dirs):  # SHB/NSHB after their first step
-                fused.optimizer.state[p]["direction"] = torch.stack([d.reshape(-1) for d in dirs]).reshape(p.shape)
+                fused.optimizer.state[p]["direction"] = torch.stack(
+                    [d.reshape(-1) for d in dirs]
+                ).reshape(p.shape)
         return fused
 
     @torch.no_grad()
@@ -182,7 +241,9 @@ class FusedTrainer:
                 mine.copy_(member_view(p, self.k)[i].view_as(mine))
                 d = self.optimizer.state[p].get("direction") if p in self.optimizer.state else None
                 if d is not None:
-                    r.optimizer.state[mine]["direction"] = member_view(d, self.k)[i].view_as(mine).clone()
+                    r.optimizer.state[mine]["direction"] = (
+                        member_view(d, self.k)[i].view_as(mine).clone()
+                    )
             for name, buf in self.model.named_buffers():
                 mine = buffers[name]
                 mine.copy_(buf if buf.dim() == 0 else member_view(buf, self.k)[i].view_as(mine))
@@ -195,8 +256,15 @@ class FusedTrainer:
             r.record_step(losses[i], norms[i], correct[i])
 
 
-def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None = None,
-                interrupt_at_step: int | None = None, progress_every: float = 10.0) -> list[dict]:
+def train_fused(
+    cfgs: list,
+    folders: list,
+    data=None,
+    *,
+    deadline: float | None = None,
+    interrupt_at_step: int | None = None,
+    progress_every: float = 10.0,
+) -> list[dict]:
     """Train runs whose configs differ only in seed and learning rate together, each into
     its own folder with the same tables, weights and checkpoints as ``train.train`` writes.
 
@@ -213,7 +281,9 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
     if any(k != keys[0] for k in keys):
         raise ValueError("train_fused: the configs must differ only in seed and learning rate")
     if data is None:
-        data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset)
+        data = load_dataset(
+            cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset
+        )
     # On the device once, shared: open_run's own move is then a no-op, where K members
     # would otherwise each hold a copy of the data set on the GPU.
     data = data.to(T.pick_device(cfgs[0].device))
@@ -230,7 +300,9 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
             for r in active:
                 if r.perm is None:
                     r.perm = torch.randperm(r.data.n_train, device=r.device, generator=r.generator)
-            if packed != active:  # (re)pack only when a member has left: a compiled forward stays warm
+            if (
+                packed != active
+            ):  # (re)pack only when a member has left: a compiled forward stays warm
                 fused, packed = FusedTrainer.from_runs(active), list(active)
             while all(r.pos < r.steps_per_epoch and r.status is None for r in active):
                 fused.train_step(active)
@@ -241,7 +313,12 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
                 if stop.signum is not None:
                     break
                 if time.perf_counter() - last_report >= progress_every:
-                    T.log.info("%d runs together: epoch %d step %d", len(active), active[0].epoch + 1, active[0].step)
+                    T.log.info(
+                        "%d runs together: epoch %d step %d",
+                        len(active),
+                        active[0].epoch + 1,
+                        active[0].step,
+                    )
                     last_report = time.perf_counter()
             fused.store(active)
             for r in active:
@@ -256,5 +333,7 @@ def train_fused(cfgs: list, folders: list, data=None, *, deadline: float | None 
                 for r in active:
                     r.wall += time.perf_counter() - started
                     T.save_checkpoint(r)
-                raise T.Interrupted(f"signal {stop.signum} at step {active[0].step}: {len(active)} checkpoints written")
+                raise T.Interrupted(
+                    f"signal {stop.signum} at step {active[0].step}: {len(active)} checkpoints written"
+                )
     return [summaries[id(r)] for r in runs]

@@ -20,7 +20,7 @@ returns copies that a run can keep in its trace.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -32,7 +32,10 @@ def training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Copies of everything a training step changes: parameters, buffers, optimizer state."""
     return {
         "model": [t.detach().clone() for t in (*model.parameters(), *model.buffers())],
-        "optimizer": {p: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for p, s in optimizer.state.items()},
+        "optimizer": {
+            p: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
+            for p, s in optimizer.state.items()
+        },
     }
 
 
@@ -59,8 +62,13 @@ class CapturedStep:
     ``zero_grad(set_to_none=True)`` before its backward pass) and return device tensors.
     """
 
-    def __init__(self, step: Callable[..., tuple[torch.Tensor, ...]], inputs: tuple[torch.Tensor, ...],
-                 model: nn.Module, optimizer: torch.optim.Optimizer):
+    def __init__(
+        self,
+        step: Callable[..., tuple[torch.Tensor, ...]],
+        inputs: tuple[torch.Tensor, ...],
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+    ):
         self.inputs = tuple(t.clone() for t in inputs)  # clone keeps the memory format
         saved = training_state(model, optimizer)
         stream = torch.cuda.Stream()

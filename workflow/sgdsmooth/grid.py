@@ -99,5 +99,8 @@ def training_jobs(cfg: dict) -> list[Job]:
                 groups.setdefault(cell[3], []).append(cell)
             else:
                 jobs.append(Job(protocol, cell[3], (cell,), tuple(seeds), fused(cfg, cell[3])))
-        jobs += [Job(protocol, b, tuple(group), tuple(seeds), True) for b, group in sorted(groups.items())]
+        jobs += [
+            Job(protocol, b, tuple(group), tuple(seeds), True)
+            for b, group in sorted(groups.items())
+        ]
     return jobs

@@ -19,7 +19,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -32,7 +34,9 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int = 100, in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
+        )
         layers, cin = [], 64
         for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             layers += [BasicBlock(cin, width, stride), BasicBlock(width, width, 1)]
@@ -59,7 +63,10 @@ class SmallCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
         self.features = nn.Sequential(
-            *block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2), *block(2 * width, 2 * width)
+            *block(in_channels, width),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *block(2 * width, 2 * width),
         )
         self.head = nn.Linear(2 * width, num_classes)
 
@@ -77,11 +84,18 @@ class MnistCNN(nn.Module):
     reason as in SmallCNN. About 50,000 parameters and 7.7 MFLOP a forward pass (ResNet-18 on
     CIFAR: 11.2 M and 1.11 GFLOP)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32, side: int = 28):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, width: int = 32, side: int = 28
+    ):
         super().__init__()
 
         def block(cin, cout):
-            return [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+            return [
+                nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
 
         self.features = nn.Sequential(*block(in_channels, width), *block(width, 2 * width))
         self.head = nn.Linear(2 * width * (side // 4) ** 2, num_classes)
@@ -112,13 +126,23 @@ class Executor:
     alone. Evaluation, full gradients, noise and sharpness always use the plain fp32 network.
     """
 
-    def __init__(self, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
-                 cuda_graph: bool = False):
+    def __init__(
+        self,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        cuda_graph: bool = False,
+    ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if compile and cuda_graph:  # torch.compile(mode="reduce-overhead") makes its own graphs
             raise ValueError("compile and cuda_graph: choose one")
-        self.precision, self.channels_last, self.compile, self.cuda_graph = precision, channels_last, compile, cuda_graph
+        self.precision, self.channels_last, self.compile, self.cuda_graph = (
+            precision,
+            channels_last,
+            compile,
+            cuda_graph,
+        )
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Put ``model`` in the chosen memory layout (in place); the module to call for training."""
@@ -131,7 +155,9 @@ class Executor:
 
     def autocast(self, device: torch.device):
         # No cast cache: each weight is cast once per step anyway, and a CUDA graph must not keep one.
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False)
+        return torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
+        )
 
     def capture(self, step, inputs: tuple[torch.Tensor, ...], model: nn.Module, optimizer):
         """The training step ``step(*inputs)`` as it will run: recorded as a CUDA graph when
@@ -152,12 +178,18 @@ def forward_flops(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
     def count(module, inputs, output):
         nonlocal total
         if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            per_output = (
+                module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            )
             total += 2 * per_output * output.numel()
         elif isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features * output.shape[0]
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     was_training = model.training
     try:
         model.eval()

@@ -91,7 +91,9 @@ def frozen_buffers(model: nn.Module, train_mode: bool = True):
                 v.copy_(saved[k])
 
 
-def _batch(data, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    data, idx: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Examples ``idx`` as the optimizer sees them (``data.train_batch``: augmented where the
     set augments, normalised); a (x, y) pair of tensors stands for un-augmented data."""
     if isinstance(data, tuple):
@@ -107,14 +109,17 @@ def _device(data) -> torch.device:
     return data[0].device if isinstance(data, tuple) else data.train_x.device
 
 
-def _uniform_batch(data, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _uniform_batch(
+    data, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A uniform batch of ``batch_size`` distinct training examples, as the optimizer sees it."""
     idx = torch.randperm(_size(data), generator=generator, device=_device(data))[:batch_size]
     return _batch(data, idx, generator)
 
 
-def batch_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn = F.cross_entropy
-                   ) -> list[torch.Tensor]:
+def batch_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn = F.cross_entropy
+) -> list[torch.Tensor]:
     """The mini-batch gradient g_B of the mean loss on (x, y), BatchNorm in train mode."""
     with frozen_buffers(model):
         return list(torch.autograd.grad(loss(model(x), y), _params(model)))
@@ -158,8 +163,14 @@ def ghost_batchnorm(model: nn.Module, chunk: int):
             del m.forward  # back to the class's own forward
 
 
-def full_gradient(model: nn.Module, data, batch_size: int, generator: torch.Generator,
-                  loss: LossFn = F.cross_entropy, pass_size: int = 1024) -> list[torch.Tensor]:
+def full_gradient(
+    model: nn.Module,
+    data,
+    batch_size: int,
+    generator: torch.Generator,
+    loss: LossFn = F.cross_entropy,
+    pass_size: int = 1024,
+) -> list[torch.Tensor]:
     """∇F_b: the train-mode gradients of one random partition into chunks of b, weighted by
     chunk size. ``data`` is an ImageData (augmented as in training) or an (x, y) pair. Chunks
     of b travel ``pass_size // b`` at a time through one ghost-BatchNorm pass (the same sum)."""
@@ -175,7 +186,7 @@ def full_gradient(model: nn.Module, data, batch_size: int, generator: torch.Gene
         with frozen_buffers(model), ghost_batchnorm(model, batch_size):
             value = loss(model(x), y) * (len(idx) / n)  # = Σ_chunks (b/n)·(mean loss of the chunk)
             torch._foreach_add_(total, torch.autograd.grad(value, params))
-    for idx in parts[len(full):]:  # the remainder, a chunk of its own size
+    for idx in parts[len(full) :]:  # the remainder, a chunk of its own size
         x, y = _batch(data, idx, generator)
         torch._foreach_add_(total, [g * (len(idx) / n) for g in batch_gradient(model, x, y, loss)])
     return total
@@ -187,23 +198,46 @@ def full_gradient_norm_sq(model: nn.Module, data, batch_size: int, seed: int) ->
     return float(squared_norm(full_gradient(model, data, batch_size, gen)))
 
 
-def batch_noise(model: nn.Module, data, batch_size: int, n_batches: int, generator: torch.Generator,
-                full: list[torch.Tensor], loss: LossFn = F.cross_entropy) -> dict[str, float]:
+def batch_noise(
+    model: nn.Module,
+    data,
+    batch_size: int,
+    n_batches: int,
+    generator: torch.Generator,
+    full: list[torch.Tensor],
+    loss: LossFn = F.cross_entropy,
+) -> dict[str, float]:
     """C² = b(n − 1)/(n − b)·mean_j‖g_{B_j} − ∇F_b‖² over ``n_batches`` uniform batches (no
     repeats within a batch), with its standard error from the spread of the batches."""
     n, b = _size(data), batch_size
     if not 1 <= b < n or n_batches < 2:
-        raise ValueError(f"need 1 ≤ b < n and at least 2 batches, got b={b}, n={n}, batches={n_batches}")
+        raise ValueError(
+            f"need 1 ≤ b < n and at least 2 batches, got b={b}, n={n}, batches={n_batches}"
+        )
     scale = b * (n - 1) / (n - b)
     draws = []
     for _ in range(n_batches):
-        draws.append(scale * distance_sq(batch_gradient(model, *_uniform_batch(data, b, generator), loss), full))
+        draws.append(
+            scale
+            * distance_sq(batch_gradient(model, *_uniform_batch(data, b, generator), loss), full)
+        )
     d = torch.tensor(draws, dtype=torch.float64)
-    return {"c2": float(d.mean()), "c2_stderr": float(d.std() / math.sqrt(n_batches)), "c2_batches": n_batches}
+    return {
+        "c2": float(d.mean()),
+        "c2_stderr": float(d.std() / math.sqrt(n_batches)),
+        "c2_batches": n_batches,
+    }
 
 
-def per_example_noise(model: nn.Module, data, batch_size: int, n_examples: int, generator: torch.Generator,
-                      full: list[torch.Tensor], loss: LossFn = F.cross_entropy) -> dict[str, float]:
+def per_example_noise(
+    model: nn.Module,
+    data,
+    batch_size: int,
+    n_examples: int,
+    generator: torch.Generator,
+    full: list[torch.Tensor],
+    loss: LossFn = F.cross_entropy,
+) -> dict[str, float]:
     """C²_pe = mean_i‖ψ_i − ∇F_b‖² over ``n_examples`` examples, ψ_i = ∇ℓ_i with ℓ_i taken
     inside a random train-mode chunk of b (its statistics, and their dependence on x, kept)."""
     n = _size(data)
@@ -221,22 +255,40 @@ def per_example_noise(model: nn.Module, data, batch_size: int, n_examples: int, 
                 break
     d = torch.tensor(draws, dtype=torch.float64)
     stderr = float(d.std() / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return {"c2_per_example": float(d.mean()), "c2_per_example_stderr": stderr, "n_per_example": len(d)}
+    return {
+        "c2_per_example": float(d.mean()),
+        "c2_per_example_stderr": stderr,
+        "n_per_example": len(d),
+    }
 
 
-def direction_noise(model: nn.Module, optimizer, data, batch_size: int, steps: int, generator: torch.Generator,
-                    loss: LossFn = F.cross_entropy, first_full: list | None = None) -> float:
+def direction_noise(
+    model: nn.Module,
+    optimizer,
+    data,
+    batch_size: int,
+    steps: int,
+    generator: torch.Generator,
+    loss: LossFn = F.cross_entropy,
+    first_full: list | None = None,
+) -> float:
     """Mean over ``steps`` steps of ‖d_t − ∇F_b(x_t)‖², d_t the optimizer's search direction
     after its update at x_t, taken on copies of the model and optimizer. ``first_full`` is
     ∇F_b at the starting point when the caller has it already (it is the costly part)."""
     twin = copy.deepcopy(model)
     group = optimizer.param_groups[0]
-    twin_opt = type(optimizer)(_params(twin), lr=group["lr"], beta=group["beta"], grad_scale=group["grad_scale"])
+    twin_opt = type(optimizer)(
+        _params(twin), lr=group["lr"], beta=group["beta"], grad_scale=group["grad_scale"]
+    )
     # load_state_dict keeps same-device tensors as they are: copy, or the twin steps the run.
     twin_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     total = 0.0
     for step in range(steps):
-        full = first_full if step == 0 and first_full is not None else full_gradient(twin, data, batch_size, generator, loss)
+        full = (
+            first_full
+            if step == 0 and first_full is not None
+            else full_gradient(twin, data, batch_size, generator, loss)
+        )
         x, y = _uniform_batch(data, batch_size, generator)
         with frozen_buffers(twin):  # the run's BN statistics are not advanced
             twin_opt.zero_grad(set_to_none=True)
@@ -246,8 +298,18 @@ def direction_noise(model: nn.Module, optimizer, data, batch_size: int, steps: i
     return total / steps
 
 
-def measure(model: nn.Module, optimizer, data, lr: float, batch_size: int, seed: int, *,
-            n_batches: int, direction_steps: int, per_example: int) -> dict[str, float]:
+def measure(
+    model: nn.Module,
+    optimizer,
+    data,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    *,
+    n_batches: int,
+    direction_steps: int,
+    per_example: int,
+) -> dict[str, float]:
     """Every noise quantity at the model's current point (one row of the noise table), all of
     F_b with the run's batch size b."""
     gen = torch.Generator(device=_device(data)).manual_seed(10_000 + seed)
@@ -255,11 +317,21 @@ def measure(model: nn.Module, optimizer, data, lr: float, batch_size: int, seed:
     full = full_gradient(model, data, b, gen)
     k2 = float(squared_norm(full))
     c2 = batch_noise(model, data, b, n_batches, gen, full)
-    pe = per_example_noise(model, data, b, per_example, gen, full) if per_example else {
-        "c2_per_example": math.nan, "c2_per_example_stderr": math.nan, "n_per_example": 0}
-    omega = direction_noise(model, optimizer, data, batch_size, direction_steps, gen, first_full=full)
+    pe = (
+        per_example_noise(model, data, b, per_example, gen, full)
+        if per_example
+        else {"c2_per_example": math.nan, "c2_per_example_stderr": math.nan, "n_per_example": 0}
+    )
+    omega = direction_noise(
+        model, optimizer, data, batch_size, direction_steps, gen, first_full=full
+    )
     return {
-        **c2, **pe, "k2": k2, "direction_noise_sq": omega, "delta_empirical": lr * math.sqrt(omega),
+        **c2,
+        **pe,
+        "k2": k2,
+        "direction_noise_sq": omega,
+        "delta_empirical": lr * math.sqrt(omega),
         "noise_scale": c2["c2"] / k2 if k2 > 0 else math.nan,
-        "bn_mode": BN_MODE, "augmented": bool(getattr(data, "augment", False)),
+        "bn_mode": BN_MODE,
+        "augmented": bool(getattr(data, "augment", False)),
     }

@@ -31,7 +31,9 @@ class Momentum(torch.optim.Optimizer):
     ensemble (``ensemble.FusedTrainer``) trains members with different η that way.
     """
 
-    def __init__(self, params, lr: float | list[torch.Tensor], beta: float = 0.0, grad_scale: float = 1.0):
+    def __init__(
+        self, params, lr: float | list[torch.Tensor], beta: float = 0.0, grad_scale: float = 1.0
+    ):
         smallest = min(float(t.min()) for t in lr) if isinstance(lr, (list, tuple)) else lr
         if not smallest > 0:
             raise ValueError(f"lr must be > 0, got {smallest}")
@@ -77,7 +79,9 @@ class Momentum(torch.optim.Optimizer):
         return out
 
 
-def _descend(params: list[torch.Tensor], dirs: list[torch.Tensor], lr, has_grad: list[bool]) -> None:
+def _descend(
+    params: list[torch.Tensor], dirs: list[torch.Tensor], lr, has_grad: list[bool]
+) -> None:
     """x ← x − η·d, with η a number or per-parameter tensors (of all the group's parameters)."""
     if isinstance(lr, (list, tuple)):
         torch._foreach_addcmul_(params, dirs, [t for t, g in zip(lr, has_grad) if g], value=-1.0)
@@ -85,7 +89,9 @@ def _descend(params: list[torch.Tensor], dirs: list[torch.Tensor], lr, has_grad:
         torch._foreach_add_(params, dirs, alpha=-lr)
 
 
-def make_optimizer(name: str, params, lr: float | list[torch.Tensor], beta: float = 0.0) -> Momentum:
+def make_optimizer(
+    name: str, params, lr: float | list[torch.Tensor], beta: float = 0.0
+) -> Momentum:
     """Build SGD, SHB or NSHB by name. SGD ignores β (it is recorded as 0)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")

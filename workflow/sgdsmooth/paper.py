@@ -28,21 +28,52 @@ from .figures import LABELS, ORDER
 # (WRN-28-10: K_SHB = 1.66, K_NSHB = 4.262).
 ARTICLE = {
     "critical_batch_size": {"sgd": 2**9, "shb": 2**10, "nshb": 2**9},
-    "lr": 0.1, "beta": 0.9, "epsilon": 0.5,
+    "lr": 0.1,
+    "beta": 0.9,
+    "epsilon": 0.5,
     "k": {"sgd": None, "shb": 1.77, "nshb": 4.5},
     "trend": {
-        "sgd": "falls at large $b$", "shb": "flat, below 70\\,\\%", "nshb": "falls at large $b$ (as SGD)",
+        "sgd": "falls at large $b$",
+        "shb": "flat, below 70\\,\\%",
+        "nshb": "falls at large $b$ (as SGD)",
     },
 }
 
 # pdflatex reads ASCII; captions are written once, in Unicode, for the HTML report too.
 _UNICODE = {
-    "δ": r"$\delta$", "ε": r"$\varepsilon$", "η": r"$\eta$", "β": r"$\beta$", "ρ": r"$\rho$",
-    "λ": r"$\lambda$", "ω": r"$\omega$", "Σ": r"$\Sigma$", "∇": r"$\nabla$", "²": r"$^2$",
-    "·": r"$\cdot$", "×": r"$\times$", "–": "--", "—": "---", "≥": r"$\geq$", "≤": r"$\leq$",
-    "→": r"$\to$", "β̂": r"$\hat\beta$", "‖": r"$\|$", "√": r"$\surd$", "≈": r"$\approx$", "f̂": r"$\hat f$",
-    "*": r"$^*$", "₂": r"$_2$", "−": "$-$", "∞": r"$\infty$", "…": r"\ldots{}", "±": r"$\pm$",
-    "ℓ": r"$\ell$", "%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#",
+    "δ": r"$\delta$",
+    "ε": r"$\varepsilon$",
+    "η": r"$\eta$",
+    "β": r"$\beta$",
+    "ρ": r"$\rho$",
+    "λ": r"$\lambda$",
+    "ω": r"$\omega$",
+    "Σ": r"$\Sigma$",
+    "∇": r"$\nabla$",
+    "²": r"$^2$",
+    "·": r"$\cdot$",
+    "×": r"$\times$",
+    "–": "--",
+    "—": "---",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "→": r"$\to$",
+    "β̂": r"$\hat\beta$",
+    "‖": r"$\|$",
+    "√": r"$\surd$",
+    "≈": r"$\approx$",
+    "f̂": r"$\hat f$",
+    "*": r"$^*$",
+    "₂": r"$_2$",
+    "−": "$-$",
+    "∞": r"$\infty$",
+    "…": r"\ldots{}",
+    "±": r"$\pm$",
+    "ℓ": r"$\ell$",
+    "%": r"\%",
+    "_": r"\_",
+    "&": r"\&",
+    "#": r"\#",
 }
 
 
@@ -65,7 +96,9 @@ def tex_text(text: str) -> str:
             name = greek[1].lower() if greek[0] == "GREEK SMALL" else greek[1].capitalize()
             out.append(f"$\\{name}$")
         elif ord(ch) > 127:
-            raise ValueError(f"no TeX spelling for {ch!r} in caption text: add it to paper._UNICODE")
+            raise ValueError(
+                f"no TeX spelling for {ch!r} in caption text: add it to paper._UNICODE"
+            )
         else:
             out.append(ch)
         i += 1
@@ -76,7 +109,7 @@ def fmt(x: float, digits: int = 3) -> str:
     """A number for the text: significant digits, thousands as plain digits, NaN as a dash."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "--"
-    if (float(x).is_integer() or abs(x) >= 10 ** digits) and abs(x) < 1e7:
+    if (float(x).is_integer() or abs(x) >= 10**digits) and abs(x) < 1e7:
         return f"{round(x)}"  # counts and large means (an SFO) in plain digits
     return f"{x:.{digits}g}"
 
@@ -95,17 +128,24 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     if limit is None:
         return "The rule may fire from the first step."
     reached = runs[runs.status == "reached"]
-    text = (f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
-            f"so that no run stops at its initialisation.")
+    text = (
+        f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
+        f"so that no run stops at its initialisation."
+    )
     if "train_loss" in reached and reached.train_loss.notna().any():
         which = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
-        text += (f" {which} that reached $\\varepsilon$ had a mean training loss of at most "
-                 f"{fmt(reached.train_loss.max())} in their last complete epoch.")
+        text += (
+            f" {which} that reached $\\varepsilon$ had a mean training loss of at most "
+            f"{fmt(reached.train_loss.max())} in their last complete epoch."
+        )
     if "gate_bound" in reached:
         bound = int(reached.gate_bound.sum())
-        text += (f" {bound} of them stopped on the first step after the rule was armed: for those the loss "
-                 f"threshold, not $\\varepsilon$, set $T$." if bound else
-                 " None of them stopped on the first step after the rule was armed: $\\varepsilon$ set every $T$.")
+        text += (
+            f" {bound} of them stopped on the first step after the rule was armed: for those the loss "
+            f"threshold, not $\\varepsilon$, set $T$."
+            if bound
+            else " None of them stopped on the first step after the rule was armed: $\\varepsilon$ set every $T$."
+        )
     return text
 
 
@@ -116,7 +156,12 @@ def _macro(name: str, value: str) -> str:
 
 
 def _tabular(header: list[str], rows: list[list[str]], align: str) -> str:
-    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(header) + r" \\", "\\midrule"]
+    lines = [
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(header) + r" \\",
+        "\\midrule",
+    ]
     lines += [" & ".join(r) + r" \\" for r in rows]
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
@@ -124,7 +169,11 @@ def _tabular(header: list[str], rows: list[list[str]], align: str) -> str:
 
 def accuracy_trend(acc: pd.DataFrame, opt: str) -> str:
     """Words for how mean accuracy moves from the smallest to the largest batch size."""
-    mine = acc[(acc.optimizer == opt) & (acc.status == "ok")].groupby("batch_size").test_accuracy.mean()
+    mine = (
+        acc[(acc.optimizer == opt) & (acc.status == "ok")]
+        .groupby("batch_size")
+        .test_accuracy.mean()
+    )
     if len(mine) < 2:
         return "--"
     first, peak, last = mine.iloc[0], mine.max(), mine.iloc[-1]
@@ -165,8 +214,10 @@ def k2_sentence(var: pd.DataFrame, statistic: str) -> str:
     sup = f"the largest recorded value, {fmt(r.k2_sup)} ({tex_text(r.k2_sup_source)}), is {fmt(r.k2_sup / r.k2_mean, 2)} times the mean"
     if statistic == "sup":
         return f"The configuration uses the largest recorded value: {sup}."
-    return ("A maximum over recorded points depends on how many points are recorded and can rest on one transient "
-            f"of one run, so the configuration uses the {statistic}; {sup}.")
+    return (
+        "A maximum over recorded points depends on how many points are recorded and can rest on one transient "
+        f"of one run, so the configuration uses the {statistic}; {sup}."
+    )
 
 
 def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
@@ -178,8 +229,10 @@ def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
     below = ok[ok.train_loss <= loss_max]
     text = f"Here {len(above)} of the {len(ok)} finished runs end above it"
     if len(above) and len(below):
-        text += (f"; their mean test accuracy is {100 * above.test_accuracy.mean():.1f}\\,\\%, against "
-                 f"{100 * below.test_accuracy.mean():.1f}\\,\\% for the others")
+        text += (
+            f"; their mean test accuracy is {100 * above.test_accuracy.mean():.1f}\\,\\%, against "
+            f"{100 * below.test_accuracy.mean():.1f}\\,\\% for the others"
+        )
     return text + "."
 
 
@@ -191,16 +244,35 @@ def claims_table(claims: pd.DataFrame | None) -> str:
     for r in claims.itertuples():
         ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
         note = f" \\newline {{\\scriptsize\\itshape {tex_text(r.note)}}}" if r.note else ""
-        rows.append([tex_text(r.claim) + note, tex_text(r.statistic), f"{fmt(r.value, 3)} \\newline {ci}",
-                     tex_text(r.threshold), str(r.n), f"\\textbf{{{r.verdict}}}"])
-    return ("\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}\n"
-            + _tabular(["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"], rows,
-                       "".join(f">{{\\raggedright\\arraybackslash}}p{{{w}}}" for w in ("4.6cm", "4.4cm", "2.3cm", "2.3cm"))
-                       + "rl"))
+        rows.append(
+            [
+                tex_text(r.claim) + note,
+                tex_text(r.statistic),
+                f"{fmt(r.value, 3)} \\newline {ci}",
+                tex_text(r.threshold),
+                str(r.n),
+                f"\\textbf{{{r.verdict}}}",
+            ]
+        )
+    return "\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}\n" + _tabular(
+        ["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"],
+        rows,
+        "".join(
+            f">{{\\raggedright\\arraybackslash}}p{{{w}}}"
+            for w in ("4.6cm", "4.4cm", "2.3cm", "2.3cm")
+        )
+        + "rl",
+    )
 
 
-def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.DataFrame], figures: list[dict],
-                    benchmarks: list[str], device: str) -> list[Path]:
+def write_generated(
+    out_dir: str | Path,
+    config: dict,
+    tables: dict[str, pd.DataFrame],
+    figures: list[dict],
+    benchmarks: list[str],
+    device: str,
+) -> list[Path]:
     """Write the generated TeX: numbers.tex (macros), claims.tex, comparison.tex, cbs.tex,
     figures.tex, sharpness.tex, noise.tex and reproducibility.tex."""
     out = Path(out_dir)
@@ -224,47 +296,108 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
     names = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
     m = [
         _macro("Experiment", config["experiment"].replace("_", r"\_")),
-        _macro("Dataset", {"digits": "scikit-learn digits", "cifar100": "CIFAR-100",
-                            "fashion_mnist": "Fashion-MNIST"}[config["dataset"]]),
-        _macro("Model", {"small_cnn": "a small CNN", "mnist_cnn": "a two-block CNN with a flattened head (50,282 parameters)",
-                         "resnet18": "ResNet-18"}[config["model"]]),
-        _macro("LearningRate", fmt(lr)), _macro("Epsilon", fmt(eps)),
+        _macro(
+            "Dataset",
+            {
+                "digits": "scikit-learn digits",
+                "cifar100": "CIFAR-100",
+                "fashion_mnist": "Fashion-MNIST",
+            }[config["dataset"]],
+        ),
+        _macro(
+            "Model",
+            {
+                "small_cnn": "a small CNN",
+                "mnist_cnn": "a two-block CNN with a flattened head (50,282 parameters)",
+                "resnet18": "ResNet-18",
+            }[config["model"]],
+        ),
+        _macro("LearningRate", fmt(lr)),
+        _macro("Epsilon", fmt(eps)),
         _macro("Momentum", fmt(max(config["optimizers"].values()))),
         _macro("BatchGrid", ", ".join(pow2(b) for b in sorted(config["batch_sizes"]))),
-        _macro("CbsSeeds", str(len(config["cbs"]["seeds"]))), _macro("AccSeeds", str(len(config["accuracy"]["seeds"]))),
-        _macro("Epochs", str(config["accuracy"]["epochs"])), _macro("MinEpochs", str(config["cbs"]["min_epochs"])),
-        _macro("Budget", (f"$\\lceil {fmt(budget)}/b\\rceil$ steps at batch size $b$ (an SFO of at least {fmt(budget)}), "
-                          f"at most {fmt(config['cbs']['max_steps'])}") if budget else
-               f"{fmt(config['cbs']['max_steps'])} steps"),
-        _macro("NumCbsRuns", str(len(tables["cbs_runs"]))), _macro("NumAccRuns", str(len(acc))),
+        _macro("CbsSeeds", str(len(config["cbs"]["seeds"]))),
+        _macro("AccSeeds", str(len(config["accuracy"]["seeds"]))),
+        _macro("Epochs", str(config["accuracy"]["epochs"])),
+        _macro("MinEpochs", str(config["cbs"]["min_epochs"])),
+        _macro(
+            "Budget",
+            (
+                f"$\\lceil {fmt(budget)}/b\\rceil$ steps at batch size $b$ (an SFO of at least {fmt(budget)}), "
+                f"at most {fmt(config['cbs']['max_steps'])}"
+            )
+            if budget
+            else f"{fmt(config['cbs']['max_steps'])} steps",
+        ),
+        _macro("NumCbsRuns", str(len(tables["cbs_runs"]))),
+        _macro("NumAccRuns", str(len(acc))),
         _macro("NumCensored", str(int((tables["cbs_runs"].status == "censored").sum()))),
-        _macro("NumDiverged", str(int((acc.status == "diverged").sum() + (tables["cbs_runs"].status == "diverged").sum()))),
-        _macro("NumUndeterminedBstar", str(int(sum(1 for o in opts if (c := _cell(crit, o)) is not None
-                                                    and not c.established)))),
-        _macro("KtwoStatistic", {"sup": "the largest value recorded in any run", "mean": "the mean over runs of each "
-                                 "run's trajectory mean", "final": "the mean over runs of the last recorded value"}[k2_stat]),
-        _macro("FullGradEpochs", ", ".join(str(e) for e in sorted(set(config["accuracy"].get("full_grad_epochs", []))
-                                                                  | set(config.get("noise", {}).get("epochs", []))))
-               or "--"),
+        _macro(
+            "NumDiverged",
+            str(
+                int(
+                    (acc.status == "diverged").sum()
+                    + (tables["cbs_runs"].status == "diverged").sum()
+                )
+            ),
+        ),
+        _macro(
+            "NumUndeterminedBstar",
+            str(
+                int(sum(1 for o in opts if (c := _cell(crit, o)) is not None and not c.established))
+            ),
+        ),
+        _macro(
+            "KtwoStatistic",
+            {
+                "sup": "the largest value recorded in any run",
+                "mean": "the mean over runs of each run's trajectory mean",
+                "final": "the mean over runs of the last recorded value",
+            }[k2_stat],
+        ),
+        _macro(
+            "FullGradEpochs",
+            ", ".join(
+                str(e)
+                for e in sorted(
+                    set(config["accuracy"].get("full_grad_epochs", []))
+                    | set(config.get("noise", {}).get("epochs", []))
+                )
+            )
+            or "--",
+        ),
         _macro("TrainLossMax", fmt(loss_max)),
-        _macro("LearnedSentence", learned_sentence(tables["cbs_runs"], config["cbs"].get("learned_loss"))),
+        _macro(
+            "LearnedSentence",
+            learned_sentence(tables["cbs_runs"], config["cbs"].get("learned_loss")),
+        ),
         _macro("KtwoSupSentence", k2_sentence(var, k2_stat)),
         _macro("LossSentence", loss_sentence(acc_main, loss_max)),
         _macro("NumClaims", str(len(claims) if claims is not None else 0)),
-        _macro("NumHeld", str(int(verdicts.get("held", 0)))), _macro("NumNotHeld", str(int(verdicts.get("not held", 0)))),
+        _macro("NumHeld", str(int(verdicts.get("held", 0)))),
+        _macro("NumNotHeld", str(int(verdicts.get("not held", 0)))),
         _macro("NumUndetermined", str(int(verdicts.get("undetermined", 0)))),
-        _macro("Device", device.replace("_", r"\_")), _macro("ComputeHours", fmt(benchmark_hours(benchmarks), 2)),
+        _macro("Device", device.replace("_", r"\_")),
+        _macro("ComputeHours", fmt(benchmark_hours(benchmarks), 2)),
     ]
     for opt in ORDER:  # every optimizer's macros exist, "--" where the config has none
         c = _cell(crit, opt)
-        b = float(c.critical_batch_size) if c is not None and c.critical_batch_size > 0 else math.nan
+        b = (
+            float(c.critical_batch_size)
+            if c is not None and c.critical_batch_size > 0
+            else math.nan
+        )
         m.append(_macro(f"Bstar{names[opt]}", bstar_words(c)))
         m.append(_macro(f"Bstar{names[opt]}Value", fmt(b)))  # plain digits, for the text
         m.append(_macro(f"Ctwo{names[opt]}", fmt(var.c2_bound.get(opt, math.nan))))
         m.append(_macro(f"Ktwo{names[opt]}", fmt(var.k2.get(opt, math.nan))))
         for stat in ("sup", "mean", "final"):
-            m.append(_macro(f"Ktwo{names[opt]}{stat.capitalize()}", fmt(var[f"k2_{stat}"].get(opt, math.nan))
-                            if f"k2_{stat}" in var else "--"))
+            m.append(
+                _macro(
+                    f"Ktwo{names[opt]}{stat.capitalize()}",
+                    fmt(var[f"k2_{stat}"].get(opt, math.nan)) if f"k2_{stat}" in var else "--",
+                )
+            )
     (out / "numbers.tex").write_text("".join(m))
 
     # bstar.tex: one generated sentence per optimizer.
@@ -274,13 +407,21 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
         if c is None:
             continue
         if c.established:
-            parts.append(f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ (established; bootstrap "
-                         f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]), "
-                         f"so $C^2_{{\\mathrm{{{names[opt]}}}}} < {fmt(var.c2_bound.get(opt, math.nan))}$")
+            parts.append(
+                f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ (established; bootstrap "
+                f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]), "
+                f"so $C^2_{{\\mathrm{{{names[opt]}}}}} < {fmt(var.c2_bound.get(opt, math.nan))}$"
+            )
         else:
-            parts.append(f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}" +
-                         (f", so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) and $\\delta$ are "
-                          "provisional" if c.critical_batch_size > 0 else ", so it has no $C^2$ bound and no $\\delta$"))
+            parts.append(
+                f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}"
+                + (
+                    f", so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) and $\\delta$ are "
+                    "provisional"
+                    if c.critical_batch_size > 0
+                    else ", so it has no $C^2$ bound and no $\\delta$"
+                )
+            )
     (out / "bstar.tex").write_text("This run finds " + "; ".join(parts) + ".\n" if parts else "")
 
     # claims.tex: the ledger.
@@ -291,16 +432,36 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
     for opt in opts:
         c = _cell(crit, opt)
         art_b = ARTICLE["critical_batch_size"][opt]
-        art_c2 = theory.c2_upper_bound(opt, art_b, ARTICLE["epsilon"], ARTICLE["lr"], ARTICLE["beta"] if opt != "sgd" else 0)
+        art_c2 = theory.c2_upper_bound(
+            opt, art_b, ARTICLE["epsilon"], ARTICLE["lr"], ARTICLE["beta"] if opt != "sgd" else 0
+        )
         k = ARTICLE["k"][opt]
-        art_k2 = f"{fmt(k ** 2, 3)} ($K={fmt(k)}$)" if k else "--"
+        art_k2 = f"{fmt(k**2, 3)} ($K={fmt(k)}$)" if k else "--"
         here_b = pow2(c.critical_batch_size) if c is not None and c.established else "undet."
-        rows.append([
-            LABELS[opt], pow2(art_b), here_b, fmt(float(art_c2), 5), fmt(var.c2_bound.get(opt, math.nan), 4),
-            art_k2, fmt(var.k2.get(opt, math.nan), 3), ARTICLE["trend"][opt], accuracy_trend(acc_main, opt),
-        ])
-    header = [r"", r"$b^*$ art.", r"$b^*$ here", r"$C^2$ art.", r"$C^2$ here", r"$K^2$ authors' code", r"$K^2$ here",
-              r"accuracy vs $b$, article", r"accuracy vs $b$, here"]
+        rows.append(
+            [
+                LABELS[opt],
+                pow2(art_b),
+                here_b,
+                fmt(float(art_c2), 5),
+                fmt(var.c2_bound.get(opt, math.nan), 4),
+                art_k2,
+                fmt(var.k2.get(opt, math.nan), 3),
+                ARTICLE["trend"][opt],
+                accuracy_trend(acc_main, opt),
+            ]
+        )
+    header = [
+        r"",
+        r"$b^*$ art.",
+        r"$b^*$ here",
+        r"$C^2$ art.",
+        r"$C^2$ here",
+        r"$K^2$ authors' code",
+        r"$K^2$ here",
+        r"accuracy vs $b$, article",
+        r"accuracy vs $b$, here",
+    ]
     body = _tabular(header, rows, "l" + "r" * 6 + "p{2.6cm}p{4.6cm}")
     (out / "comparison.tex").write_text("\\resizebox{\\textwidth}{!}{%\n" + body + "}\n")
 
@@ -309,11 +470,36 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
     for r in crit.sort_values(["optimizer", "batch_size"]).itertuples():
         star = (r"$\star$" if r.established else r"$\star$?") if r.is_critical else ""
         lower = fmt(r.sfo_lower_mean) if r.n_censored else ""
-        rows.append([LABELS[r.optimizer], pow2(r.batch_size), fmt(r.sfo_mean), lower, f"{r.n_reached}/{r.n_runs}",
-                     str(r.n_censored), str(r.n_diverged), f"{r.bootstrap_share:.2f}", star])
-    (out / "cbs.tex").write_text(_tabular(
-        ["optimizer", "$b$", "mean SFO", "SFO lower bound", "reached", "censored", "diverged", "bootstrap share",
-         "$b^*$"], rows, "lrrrrrrrc"))
+        rows.append(
+            [
+                LABELS[r.optimizer],
+                pow2(r.batch_size),
+                fmt(r.sfo_mean),
+                lower,
+                f"{r.n_reached}/{r.n_runs}",
+                str(r.n_censored),
+                str(r.n_diverged),
+                f"{r.bootstrap_share:.2f}",
+                star,
+            ]
+        )
+    (out / "cbs.tex").write_text(
+        _tabular(
+            [
+                "optimizer",
+                "$b$",
+                "mean SFO",
+                "SFO lower bound",
+                "reached",
+                "censored",
+                "diverged",
+                "bootstrap share",
+                "$b^*$",
+            ],
+            rows,
+            "lrrrrrrrc",
+        )
+    )
 
     # figures.tex: one float per figure file produced, caption from workflow/report/.
     parts = []
@@ -328,7 +514,9 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
 
     # sharpness.tex: the Figure 8 section, present only when the config measured sharpness.
     adaptive = config.get("sharpness", {}).get("adaptive", True)
-    (out / "sharpness.tex").write_text(sharpness_section(tables.get("correlations"), tables.get("sharpness"), adaptive))
+    (out / "sharpness.tex").write_text(
+        sharpness_section(tables.get("correlations"), tables.get("sharpness"), adaptive)
+    )
 
     # noise.tex: the measured counterparts of the article's bounds, when measured.
     (out / "noise.tex").write_text(noise_section(tables.get("noise"), var, crit, delta, lr, opts))
@@ -340,21 +528,37 @@ def write_generated(out_dir: str | Path, config: dict, tables: dict[str, pd.Data
     return sorted(out.glob("*.tex"))
 
 
-PREDICTORS = {"sharpness": "adaptive sharpness", "sharpness_plain": "plain sharpness", "delta": "$\\delta$"}
+PREDICTORS = {
+    "sharpness": "adaptive sharpness",
+    "sharpness_plain": "plain sharpness",
+    "delta": "$\\delta$",
+}
 
 
-def sharpness_section(corr: pd.DataFrame | None, sharp: pd.DataFrame | None, adaptive: bool = True) -> str:
+def sharpness_section(
+    corr: pd.DataFrame | None, sharp: pd.DataFrame | None, adaptive: bool = True
+) -> str:
     """A subsection with the rank correlations of accuracy with both sharpness variants and δ."""
     if corr is None or sharp is None or corr.empty:
         return ""
-    names = {"spearman": "Spearman $\\rho$", "kendall": "Kendall $\\tau$",
-             "quadratic_ln_delta_curvature": "curvature $a$ of accuracy in $(\\ln\\delta)^2$",
-             "quadratic_ln_delta_vertex": "$\\delta$ at the fitted peak"}
+    names = {
+        "spearman": "Spearman $\\rho$",
+        "kendall": "Kendall $\\tau$",
+        "quadratic_ln_delta_curvature": "curvature $a$ of accuracy in $(\\ln\\delta)^2$",
+        "quadratic_ln_delta_vertex": "$\\delta$ at the fitted peak",
+    }
     rows = []
     for r in corr.itertuples():
         ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]"
-        rows.append([PREDICTORS.get(r.predictor, tex_text(r.predictor)), names[r.method], fmt(r.coefficient, 3), ci,
-                     str(r.n)])
+        rows.append(
+            [
+                PREDICTORS.get(r.predictor, tex_text(r.predictor)),
+                names[r.method],
+                fmt(r.coefficient, 3),
+                ci,
+                str(r.n),
+            ]
+        )
     rho = fmt(float(sharp.rho.iloc[0]))
     p = "\\infty" if sharp.p.iloc[0] == "inf" else sharp.p.iloc[0]
     measured = sharp.sharpness.notna().sum()
@@ -382,14 +586,22 @@ def _bad(x: pd.Series) -> int:
     return int((~(x > 0)).sum())
 
 
-def noise_section(noise: pd.DataFrame | None, var: pd.DataFrame, crit: pd.DataFrame, delta: pd.DataFrame,
-                  lr: float, opts: list[str]) -> str:
+def noise_section(
+    noise: pd.DataFrame | None,
+    var: pd.DataFrame,
+    crit: pd.DataFrame,
+    delta: pd.DataFrame,
+    lr: float,
+    opts: list[str],
+) -> str:
     """A section setting measured C², K², δ and B_simple beside the inferred ones."""
     if noise is None or noise.empty:
         return ""
     n = noise[(noise.lr - lr).abs() < 1e-12]
     n = n[n.epoch == n.epoch.max()]
-    d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype({"batch_size": "int64"})
+    d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype(
+        {"batch_size": "int64"}
+    )
     m = n.merge(d[["optimizer", "batch_size", "delta"]], on=["optimizer", "batch_size"], how="left")
     rows = []
     for opt in opts:
@@ -398,25 +610,43 @@ def noise_section(noise: pd.DataFrame | None, var: pd.DataFrame, crit: pd.DataFr
             continue
         b = crit[crit.optimizer == opt]
         star = b[b.established & b.is_critical].batch_size
-        rows.append([
-            LABELS[opt], fmt(var.c2_bound.get(opt, math.nan), 3),
-            f"{fmt(mine.c2.median(), 3)} [{fmt(mine.c2.min(), 2)}, {fmt(mine.c2.max(), 2)}]",
-            fmt(mine.c2_per_example.median(), 3), fmt(mine.k2.median(), 3),
-            fmt((mine.delta_empirical / mine.delta).median(), 2), fmt(mine.noise_scale.median(), 3),
-            pow2(float(star.iloc[0])) if len(star) else "undet.",
-        ])
+        rows.append(
+            [
+                LABELS[opt],
+                fmt(var.c2_bound.get(opt, math.nan), 3),
+                f"{fmt(mine.c2.median(), 3)} [{fmt(mine.c2.min(), 2)}, {fmt(mine.c2.max(), 2)}]",
+                fmt(mine.c2_per_example.median(), 3),
+                fmt(mine.k2.median(), 3),
+                fmt((mine.delta_empirical / mine.delta).median(), 2),
+                fmt(mine.noise_scale.median(), 3),
+                pow2(float(star.iloc[0])) if len(star) else "undet.",
+            ]
+        )
     rse = (n.c2_stderr / n.c2).median()
     ratio = (n.c2 / n.c2_per_example).median()
     n_pe = int(n.n_per_example.max()) if len(n) else 0
-    measured = ["c2", "k2", "noise_scale", "direction_noise_sq"] + (["c2_per_example"] if n_pe else [])
+    measured = ["c2", "k2", "noise_scale", "direction_noise_sq"] + (
+        ["c2_per_example"] if n_pe else []
+    )
     counts = {k: _bad(n[k]) for k in measured}
     per_example = (
         f"the same from {n_pe} per-example gradients inside train-mode batches (median ratio of the two: "
         f"{fmt(ratio, 3)}; it is 1 without BatchNorm, and its distance from 1 measures how BatchNorm couples a "
-        "batch's examples); " if n_pe else "")
+        "batch's examples); "
+        if n_pe
+        else ""
+    )
     functions = sorted(set(n.bn_mode))
-    header = ["", "$C^2$ bound", "$C^2$ measured (median [range] over $b$)", "$C^2$ per-example", "$K^2$",
-              r"$\delta_{\mathrm{emp}}/\delta$", r"$B_{\mathrm{simple}}$", "$b^*$"]
+    header = [
+        "",
+        "$C^2$ bound",
+        "$C^2$ measured (median [range] over $b$)",
+        "$C^2$ per-example",
+        "$K^2$",
+        r"$\delta_{\mathrm{emp}}/\delta$",
+        r"$B_{\mathrm{simple}}$",
+        "$b^*$",
+    ]
     return (
         "\\section{Beyond the article: measured noise}\n"
         "The article infers $C^2$ from an inequality at $b^*$ and assumes the search-direction noise is as large "
@@ -426,8 +656,9 @@ def noise_section(noise: pd.DataFrame | None, var: pd.DataFrame, crit: pd.DataFr
         "$C^2 = b\\frac{n-1}{n-b}\\,\\overline{\\|g_B-\\nabla F_b\\|^2}$ over "
         f"{int(n.c2_batches.max())} batches per run, which is McCandlish et al.'s two-batch-size "
         "estimator~\\cite{mccandlish2018} with the sizes $b$ and $n$ in paired form, exact in expectation "
-        "without BatchNorm and augmentation; " + per_example +
-        "$K^2=\\|\\nabla F_b\\|^2$; the empirical degree "
+        "without BatchNorm and augmentation; "
+        + per_example
+        + "$K^2=\\|\\nabla F_b\\|^2$; the empirical degree "
         "of smoothing $\\delta_{\\mathrm{emp}} = \\eta\\sqrt{\\mathbb{E}\\|d_t - \\nabla F_b(x_t)\\|^2}$ from each "
         "optimizer's own direction $d_t$; and the gradient noise scale $B_{\\mathrm{simple}} = C^2/K^2$. "
         f"The median relative standard error of $C^2$ is {fmt(100 * rse, 2)}\\,\\%. Estimates that are NaN or not "
@@ -453,7 +684,9 @@ class PaperBuildError(RuntimeError):
     """latexmk failed, or the log shows an undefined reference, citation or missing file."""
 
 
-def build_pdf(source: str | Path, generated: str | Path, pdf: str | Path, log: str | Path | None = None) -> None:
+def build_pdf(
+    source: str | Path, generated: str | Path, pdf: str | Path, log: str | Path | None = None
+) -> None:
     """Compile ``source``/paper.tex with latexmk into ``pdf``; fail loudly on broken refs."""
     source, generated, pdf = Path(source).resolve(), Path(generated).resolve(), Path(pdf).resolve()
     build = pdf.parent / "build"
@@ -463,9 +696,18 @@ def build_pdf(source: str | Path, generated: str | Path, pdf: str | Path, log: s
         if f.suffix in (".tex", ".bib", ".sty"):
             shutil.copy(f, build / f.name)
     (build / "generated").symlink_to(generated)
-    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "paper.tex"]
+    cmd = [
+        "latexmk",
+        "-pdf",
+        "-interaction=nonstopmode",
+        "-halt-on-error",
+        "-file-line-error",
+        "paper.tex",
+    ]
     proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
-    texlog = (build / "paper.log").read_text(errors="replace") if (build / "paper.log").exists() else ""
+    texlog = (
+        (build / "paper.log").read_text(errors="replace") if (build / "paper.log").exists() else ""
+    )
     if log:
         Path(log).write_text(proc.stdout + proc.stderr + texlog)
     if proc.returncode != 0:  # TeX's own error lines (file:line: message) say what broke
@@ -474,6 +716,7 @@ def build_pdf(source: str | Path, generated: str | Path, pdf: str | Path, log: s
         raise PaperBuildError(f"latexmk failed for {source / 'paper.tex'}:\n{tail}")
     problems = [line for line in texlog.splitlines() if any(p.search(line) for p in _FAILURES)]
     if problems:
-        raise PaperBuildError(f"{source / 'paper.tex'} built with problems:\n" + "\n".join(problems))
+        raise PaperBuildError(
+            f"{source / 'paper.tex'} built with problems:\n" + "\n".join(problems)
+        )
     shutil.copy(build / "paper.pdf", pdf)
-

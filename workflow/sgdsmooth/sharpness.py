@@ -115,7 +115,10 @@ def worst_case(
         base, _ = evaluate([torch.zeros_like(w) for w in w0])
         if random_start:
             if p == "inf":
-                u = [(torch.rand(w.shape, generator=generator, device=w.device) * 2 - 1) * rho for w in w0]
+                u = [
+                    (torch.rand(w.shape, generator=generator, device=w.device) * 2 - 1) * rho
+                    for w in w0
+                ]
             else:
                 u = [torch.randn(w.shape, generator=generator, device=w.device) for w in w0]
                 u = [t * (rho / _norm(u)) for t in u]
@@ -156,7 +159,9 @@ def worst_case(
                 t.copy_(w)
 
 
-def average_case(loss_fn: LossFn, params, scale, rho: float, draws: int = 8, generator=None) -> float:
+def average_case(
+    loss_fn: LossFn, params, scale, rho: float, draws: int = 8, generator=None
+) -> float:
     """Mean of loss(w₀ + ρ·scale ⊙ ξ) − loss(w₀) over Gaussian ξ ~ N(0, I)."""
     w0 = [t.detach().clone() for t in params]
     try:
@@ -165,7 +170,9 @@ def average_case(loss_fn: LossFn, params, scale, rho: float, draws: int = 8, gen
             total = 0.0
             for _ in range(draws):
                 for t, w, c in zip(params, w0, scale):
-                    t.copy_(w + rho * c * torch.randn(w.shape, generator=generator, device=w.device))
+                    t.copy_(
+                        w + rho * c * torch.randn(w.shape, generator=generator, device=w.device)
+                    )
                 total += float(loss_fn()) - base
         return total / draws
     finally:
@@ -212,8 +219,18 @@ def adaptive_sharpness(
     return SharpnessResult(worst / n, avg / n, u)
 
 
-def measure_runs(run_tables: list[str], weights: list[str], out_tables: list[str], *, rho: float, p: str,
-                 iterations: int, n_examples: int, batch_size: int, random_start: bool = False) -> None:
+def measure_runs(
+    run_tables: list[str],
+    weights: list[str],
+    out_tables: list[str],
+    *,
+    rho: float,
+    p: str,
+    iterations: int,
+    n_examples: int,
+    batch_size: int,
+    random_start: bool = False,
+) -> None:
     """Sharpness of trained runs: one ``sharpness_run`` table per run, on the first
     ``n_examples`` training examples without augmentation (the reference protocol), both
     adaptive (``sharpness``, ``average_sharpness``; c = |w|) and plain (``sharpness_plain``,
@@ -231,21 +248,61 @@ def measure_runs(run_tables: list[str], weights: list[str], out_tables: list[str
         meta = read_metadata(table)
         cfg = meta["config"]
         if meta["summary"]["status"] != "ok":  # a diverged network has no sharpness to speak of
-            row = run_identity(meta) | {"rho": rho, "p": p, "sharpness": math.nan, "average_sharpness": math.nan,
-                                        "sharpness_plain": math.nan, "average_sharpness_plain": math.nan}
-            write_table(pd.DataFrame([row]), out, "sharpness_run", {"config": cfg, "status": meta["summary"]["status"]})
+            row = run_identity(meta) | {
+                "rho": rho,
+                "p": p,
+                "sharpness": math.nan,
+                "average_sharpness": math.nan,
+                "sharpness_plain": math.nan,
+                "average_sharpness_plain": math.nan,
+            }
+            write_table(
+                pd.DataFrame([row]),
+                out,
+                "sharpness_run",
+                {"config": cfg, "status": meta["summary"]["status"]},
+            )
             continue
         device = pick_device(cfg["device"])
         if data is None:
-            data = load_dataset(cfg["dataset"], cfg["data_root"], subset=cfg.get("data_subset")).to(device)
+            data = load_dataset(cfg["dataset"], cfg["data_root"], subset=cfg.get("data_subset")).to(
+                device
+            )
         model = make_model(cfg["model"], data.num_classes, data.in_channels).to(device)
         model.load_state_dict(torch.load(weight_file, map_location=device))
         x = data.normalize(data.train_x[:n_examples])
         y = data.train_y[:n_examples]
-        res = adaptive_sharpness(model, x, y, rho, p, iterations, batch_size, random_start, seed=cfg["seed"])
-        plain = adaptive_sharpness(model, x, y, rho, p, iterations, batch_size, random_start, adaptive=False,
-                                   seed=cfg["seed"])
-        row = run_identity(meta) | {"rho": rho, "p": p, "sharpness": res.worst, "average_sharpness": res.average,
-                                    "sharpness_plain": plain.worst, "average_sharpness_plain": plain.average}
-        write_table(pd.DataFrame([row]), out, "sharpness_run", {"config": cfg, "iterations": iterations,
-                                                                 "n_examples": n_examples, "batch_size": batch_size})
+        res = adaptive_sharpness(
+            model, x, y, rho, p, iterations, batch_size, random_start, seed=cfg["seed"]
+        )
+        plain = adaptive_sharpness(
+            model,
+            x,
+            y,
+            rho,
+            p,
+            iterations,
+            batch_size,
+            random_start,
+            adaptive=False,
+            seed=cfg["seed"],
+        )
+        row = run_identity(meta) | {
+            "rho": rho,
+            "p": p,
+            "sharpness": res.worst,
+            "average_sharpness": res.average,
+            "sharpness_plain": plain.worst,
+            "average_sharpness_plain": plain.average,
+        }
+        write_table(
+            pd.DataFrame([row]),
+            out,
+            "sharpness_run",
+            {
+                "config": cfg,
+                "iterations": iterations,
+                "n_examples": n_examples,
+                "batch_size": batch_size,
+            },
+        )

@@ -32,82 +32,198 @@ def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
 SCHEMAS: dict[str, pa.Schema] = {
     # One row per epoch of a fixed-epoch run.
     "epochs": _schema(
-        ("epoch", _i64), ("step", _i64), ("lr", _f64),
-        ("train_loss", _f64), ("train_accuracy", _f64),
-        ("test_loss", _f64), ("test_accuracy", _f64),
-        ("grad_norm_mean", _f64), ("full_grad_norm_sq", _f64), ("wall_time", _f64),
+        ("epoch", _i64),
+        ("step", _i64),
+        ("lr", _f64),
+        ("train_loss", _f64),
+        ("train_accuracy", _f64),
+        ("test_loss", _f64),
+        ("test_accuracy", _f64),
+        ("grad_norm_mean", _f64),
+        ("full_grad_norm_sq", _f64),
+        ("wall_time", _f64),
     ),
     # One row per epoch of a CBS run: the trace of mini-batch gradient norms.
     "cbs_epochs": _schema(
-        ("epoch", _i64), ("step", _i64), ("train_loss", _f64),
-        ("grad_norm_mean", _f64), ("grad_norm_min", _f64), ("grad_norm_max", _f64),
-        ("running_mean", _f64), ("wall_time", _f64),
+        ("epoch", _i64),
+        ("step", _i64),
+        ("train_loss", _f64),
+        ("grad_norm_mean", _f64),
+        ("grad_norm_min", _f64),
+        ("grad_norm_max", _f64),
+        ("running_mean", _f64),
+        ("wall_time", _f64),
     ),
     "cbs_runs": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
-        ("batch_size", _i64), ("seed", _i64), ("steps", _i64), ("sfo", _i64),
-        ("reached", _bool), ("status", _str), ("train_loss", _f64), ("armed_epoch", _f64), ("gate_bound", _bool),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("epsilon", _f64),
+        ("batch_size", _i64),
+        ("seed", _i64),
+        ("steps", _i64),
+        ("sfo", _i64),
+        ("reached", _bool),
+        ("status", _str),
+        ("train_loss", _f64),
+        ("armed_epoch", _f64),
+        ("gate_bound", _bool),
     ),
     "critical_batch_size": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
-        ("batch_size", _i64), ("sfo_mean", _f64), ("sfo_min", _f64), ("sfo_max", _f64), ("sfo_lower_mean", _f64),
-        ("n_runs", _i64), ("n_reached", _i64), ("n_censored", _i64), ("n_diverged", _i64),
-        ("bootstrap_share", _f64), ("is_critical", _bool), ("critical_batch_size", _i64),
-        ("established", _bool), ("reason", _str), ("bootstrap_established", _f64),
-        ("bstar_ci_low", _f64), ("bstar_ci_high", _f64),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("epsilon", _f64),
+        ("batch_size", _i64),
+        ("sfo_mean", _f64),
+        ("sfo_min", _f64),
+        ("sfo_max", _f64),
+        ("sfo_lower_mean", _f64),
+        ("n_runs", _i64),
+        ("n_reached", _i64),
+        ("n_censored", _i64),
+        ("n_diverged", _i64),
+        ("bootstrap_share", _f64),
+        ("is_critical", _bool),
+        ("critical_batch_size", _i64),
+        ("established", _bool),
+        ("reason", _str),
+        ("bootstrap_established", _f64),
+        ("bstar_ci_low", _f64),
+        ("bstar_ci_high", _f64),
     ),
     # K² = ‖∇F_b‖² along the fixed-epoch runs, per optimizer × lr × beta × batch size.
     "k2": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("n_runs", _i64), ("n_points", _i64), ("k2_sup", _f64), ("k2_mean", _f64),
-        ("k2_mean_stderr", _f64), ("k2_final", _f64), ("k2_final_stderr", _f64), ("bn_mode", _str),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _i64),
+        ("n_runs", _i64),
+        ("n_points", _i64),
+        ("k2_sup", _f64),
+        ("k2_mean", _f64),
+        ("k2_mean_stderr", _f64),
+        ("k2_final", _f64),
+        ("k2_final_stderr", _f64),
+        ("bn_mode", _str),
     ),
     # Per optimizer × lr × beta: C² bound from b* (Thm. 4.4) and K² pooled over batch sizes;
     # ``k2`` is the statistic (``k2_statistic``) that feeds δ.
     "variance": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("epsilon", _f64),
-        ("critical_batch_size", _i64), ("established", _bool), ("reason", _str), ("c2_bound", _f64),
-        ("k2", _f64), ("k2_statistic", _str), ("k2_sup", _f64), ("k2_mean", _f64), ("k2_mean_stderr", _f64),
-        ("k2_final", _f64), ("k2_final_stderr", _f64), ("k2_n_runs", _i64), ("k2_sup_source", _str),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("epsilon", _f64),
+        ("critical_batch_size", _i64),
+        ("established", _bool),
+        ("reason", _str),
+        ("c2_bound", _f64),
+        ("k2", _f64),
+        ("k2_statistic", _str),
+        ("k2_sup", _f64),
+        ("k2_mean", _f64),
+        ("k2_mean_stderr", _f64),
+        ("k2_final", _f64),
+        ("k2_final_stderr", _f64),
+        ("k2_n_runs", _i64),
+        ("k2_sup_source", _str),
         ("bn_mode", _str),
     ),
     # δ (eqs. 12–14); delta_low/high span δ over K² ∈ {sup, mean, final} (only SHB has K²).
     "delta": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _f64),
-        ("c2_bound", _f64), ("k2", _f64), ("delta", _f64), ("delta_low", _f64), ("delta_high", _f64),
-        ("established", _bool), ("grid", _str),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _f64),
+        ("c2_bound", _f64),
+        ("k2", _f64),
+        ("delta", _f64),
+        ("delta_low", _f64),
+        ("delta_high", _f64),
+        ("established", _bool),
+        ("grid", _str),
     ),
     "accuracy": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("seed", _i64), ("epochs", _i64), ("status", _str), ("train_loss", _f64),
-        ("train_accuracy", _f64), ("test_loss", _f64), ("test_accuracy", _f64),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _i64),
+        ("seed", _i64),
+        ("epochs", _i64),
+        ("status", _str),
+        ("train_loss", _f64),
+        ("train_accuracy", _f64),
+        ("test_loss", _f64),
+        ("test_accuracy", _f64),
     ),
     "sharpness_run": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64), ("average_sharpness", _f64),
-        ("sharpness_plain", _f64), ("average_sharpness_plain", _f64),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _i64),
+        ("seed", _i64),
+        ("rho", _f64),
+        ("p", _str),
+        ("sharpness", _f64),
+        ("average_sharpness", _f64),
+        ("sharpness_plain", _f64),
+        ("average_sharpness_plain", _f64),
     ),
     "sharpness": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("seed", _i64), ("rho", _f64), ("p", _str), ("sharpness", _f64),
-        ("average_sharpness", _f64), ("sharpness_plain", _f64), ("average_sharpness_plain", _f64),
-        ("test_accuracy", _f64), ("delta", _f64),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _i64),
+        ("seed", _i64),
+        ("rho", _f64),
+        ("p", _str),
+        ("sharpness", _f64),
+        ("average_sharpness", _f64),
+        ("sharpness_plain", _f64),
+        ("average_sharpness_plain", _f64),
+        ("test_accuracy", _f64),
+        ("delta", _f64),
     ),
     # The article's claims, each with the statistic that decides it and a computed verdict.
     "claims": _schema(
-        ("claim", _str), ("statistic", _str), ("value", _f64), ("ci_low", _f64), ("ci_high", _f64),
-        ("threshold", _str), ("verdict", _str), ("n", _i64), ("note", _str),
+        ("claim", _str),
+        ("statistic", _str),
+        ("value", _f64),
+        ("ci_low", _f64),
+        ("ci_high", _f64),
+        ("threshold", _str),
+        ("verdict", _str),
+        ("n", _i64),
+        ("note", _str),
     ),
     "correlations": _schema(
-        ("predictor", _str), ("method", _str), ("coefficient", _f64),
-        ("ci_low", _f64), ("ci_high", _f64), ("n", _i64),
+        ("predictor", _str),
+        ("method", _str),
+        ("coefficient", _f64),
+        ("ci_low", _f64),
+        ("ci_high", _f64),
+        ("n", _i64),
     ),
     "noise": _schema(
-        ("optimizer", _str), ("lr", _f64), ("beta", _f64), ("batch_size", _i64),
-        ("seed", _i64), ("epoch", _i64), ("c2", _f64), ("c2_stderr", _f64), ("c2_batches", _i64),
-        ("c2_per_example", _f64), ("c2_per_example_stderr", _f64), ("n_per_example", _i64),
-        ("k2", _f64), ("direction_noise_sq", _f64), ("delta_empirical", _f64), ("noise_scale", _f64),
-        ("bn_mode", _str), ("augmented", _bool), ("seconds", _f64),
+        ("optimizer", _str),
+        ("lr", _f64),
+        ("beta", _f64),
+        ("batch_size", _i64),
+        ("seed", _i64),
+        ("epoch", _i64),
+        ("c2", _f64),
+        ("c2_stderr", _f64),
+        ("c2_batches", _i64),
+        ("c2_per_example", _f64),
+        ("c2_per_example_stderr", _f64),
+        ("n_per_example", _i64),
+        ("k2", _f64),
+        ("direction_noise_sq", _f64),
+        ("delta_empirical", _f64),
+        ("noise_scale", _f64),
+        ("bn_mode", _str),
+        ("augmented", _bool),
+        ("seconds", _f64),
     ),
 }
 
@@ -142,7 +258,9 @@ def _conform(df: pd.DataFrame, name: str) -> pa.Table:
         raise SchemaError(f"table {name!r}: {err}") from err
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, name: str, metadata: dict | None = None) -> None:
+def write_table(
+    df: pd.DataFrame, path: str | os.PathLike, name: str, metadata: dict | None = None
+) -> None:
     """Check ``df`` against schema ``name`` and write it atomically with provenance."""
     import torch  # only for its version; imported here so analysis-only users pay once
 
@@ -167,7 +285,9 @@ def read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
     table = pq.read_table(path)
     schema = SCHEMAS[name]
     if not table.schema.remove_metadata().equals(schema):
-        raise SchemaError(f"{path}: schema differs from {name!r}:\n{table.schema}\nexpected:\n{schema}")
+        raise SchemaError(
+            f"{path}: schema differs from {name!r}:\n{table.schema}\nexpected:\n{schema}"
+        )
     return table.to_pandas()
 
 
@@ -181,5 +301,10 @@ def concat_tables(paths, name: str) -> pd.DataFrame:
     """Read several tables of one schema into one frame."""
     frames = [read_table(p, name) for p in paths]
     if not frames:
-        return pd.DataFrame({f: pd.Series(dtype=t.to_pandas_dtype()) for f, t in zip(SCHEMAS[name].names, SCHEMAS[name].types)})
+        return pd.DataFrame(
+            {
+                f: pd.Series(dtype=t.to_pandas_dtype())
+                for f, t in zip(SCHEMAS[name].names, SCHEMAS[name].types)
+            }
+        )
     return pd.concat(frames, ignore_index=True)

@@ -46,7 +46,9 @@ def c2_upper_bound(optimizer: str, critical_batch_size, epsilon, lr, beta=0.0):
     NSHB: b*ε²(1 − β)/η
     """
     _check_optimizer(optimizer)
-    b, eps, lr, beta = (np.asarray(v, dtype=float) for v in (critical_batch_size, epsilon, lr, beta))
+    b, eps, lr, beta = (
+        np.asarray(v, dtype=float) for v in (critical_batch_size, epsilon, lr, beta)
+    )
     base = b * eps**2 / lr
     if optimizer == "sgd":
         return base
@@ -65,4 +67,6 @@ def rastrigin_smoothed(x, delta):
     """E_u[f(x − δu)], u ~ N(0, 1), in closed form: x² + δ² − 10cos(2πx)e^{−2π²δ²} + 10."""
     x = np.asarray(x, dtype=float)
     delta = np.asarray(delta, dtype=float)
-    return x**2 + delta**2 - 10.0 * np.cos(2.0 * np.pi * x) * np.exp(-2.0 * np.pi**2 * delta**2) + 10.0
+    return (
+        x**2 + delta**2 - 10.0 * np.cos(2.0 * np.pi * x) * np.exp(-2.0 * np.pi**2 * delta**2) + 10.0
+    )

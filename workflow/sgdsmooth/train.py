@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from . import noise
 from .config import ConfigError, RunConfig
 from .data import ImageData, load_dataset
 from .models import Executor, make_model
-from . import noise
 from .optim import make_optimizer
 from .tables import SCHEMAS, config_hash, write_table
 
@@ -114,7 +114,9 @@ def _atomic_save(obj, path: Path) -> None:
 class Run:
     """One training run's complete state, so that a checkpoint can restore all of it."""
 
-    def __init__(self, cfg: RunConfig, data: ImageData, device: torch.device, out: Path | None = None):
+    def __init__(
+        self, cfg: RunConfig, data: ImageData, device: torch.device, out: Path | None = None
+    ):
         self.cfg, self.data, self.device = cfg, data, device
         self.out = out  # the run folder (None: a run that writes nothing, as in benchmarks)
         torch.manual_seed(cfg.seed)
@@ -148,11 +150,18 @@ class Run:
     def state_dict(self) -> dict:
         return {
             "config_hash": config_hash(self.cfg.to_dict()),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "epoch": self.epoch, "step": self.step,
-            "pos": self.pos, "perm": self.perm,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "pos": self.pos,
+            "perm": self.perm,
             "trace": {k: [t.cpu() for t in v] for k, v in self.trace.items()},
-            "norm_sum": self.norm_sum, "checked": self._checked, "rows": self.rows, "wall": self.wall,
+            "norm_sum": self.norm_sum,
+            "checked": self._checked,
+            "rows": self.rows,
+            "wall": self.wall,
             "noise_rows": self.noise_rows,
         }
 
@@ -174,7 +183,9 @@ class Run:
             self._step = self.executor.capture(self.eager_step, (x, y), self.model, self.optimizer)
         self.record_step(*self._step(x, y))
 
-    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def eager_step(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward, backward, update; the step's loss, gradient norm and correct count."""
         with self.executor.autocast(self.device):
             out = self.forward(x)
@@ -223,7 +234,9 @@ class Run:
         elif self.step >= self.cfg.max_steps:
             self.stop_step = self.step
             self.status = "censored"
-        self.norm_sum = float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
+        self.norm_sum = (
+            float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
+        )
         self._checked = len(self.trace["norm"])
 
     def armed_epoch(self) -> int | None:
@@ -233,7 +246,14 @@ class Run:
         limit = self.cfg.learned_loss
         if limit is None:
             return 0
-        return next((row["epoch"] for row in self.rows if self._complete(row) and row["train_loss"] <= limit), None)
+        return next(
+            (
+                row["epoch"]
+                for row in self.rows
+                if self._complete(row) and row["train_loss"] <= limit
+            ),
+            None,
+        )
 
     def learned(self) -> bool:
         """Whether the stopping rule is armed."""
@@ -250,11 +270,18 @@ class Run:
         losses = torch.stack(self.trace["loss"][:n]).double()
         norms = torch.stack(self.trace["norm"][:n]).double()
         step = self.stop_step if self.stop_step is not None else self.step
-        row = {"epoch": self.epoch + 1, "step": step, "train_loss": float(losses.mean()), "wall_time": wall}
+        row = {
+            "epoch": self.epoch + 1,
+            "step": step,
+            "train_loss": float(losses.mean()),
+            "wall_time": wall,
+        }
         if self.cfg.protocol == "cbs":
             row |= {
-                "grad_norm_mean": float(norms.mean()), "grad_norm_min": float(norms.min()),
-                "grad_norm_max": float(norms.max()), "running_mean": self.norm_sum / max(step, 1),
+                "grad_norm_mean": float(norms.mean()),
+                "grad_norm_min": float(norms.min()),
+                "grad_norm_max": float(norms.max()),
+                "running_mean": self.norm_sum / max(step, 1),
             }
         else:
             test_loss, test_acc = evaluate(self.model, self.data, self.cfg.eval_batch_size)
@@ -264,12 +291,19 @@ class Run:
                 self.noise_rows.append(self.measure_noise())
                 full = self.noise_rows[-1]["k2"]  # the same ‖∇F_b(x)‖²: not computed twice
             elif self.epoch + 1 in self.cfg.full_grad_epochs:
-                full = noise.full_gradient_norm_sq(self.model, self.data, self.cfg.batch_size,
-                                                   20_000 + self.cfg.seed + 1000 * self.epoch)
+                full = noise.full_gradient_norm_sq(
+                    self.model,
+                    self.data,
+                    self.cfg.batch_size,
+                    20_000 + self.cfg.seed + 1000 * self.epoch,
+                )
             row |= {
-                "lr": self.cfg.lr, "train_accuracy": correct / (n * self.cfg.batch_size),
-                "test_loss": test_loss, "test_accuracy": test_acc,
-                "grad_norm_mean": float(norms.mean()), "full_grad_norm_sq": full,
+                "lr": self.cfg.lr,
+                "train_accuracy": correct / (n * self.cfg.batch_size),
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "grad_norm_mean": float(norms.mean()),
+                "full_grad_norm_sq": full,
             }
         self.rows.append(row)
         self.trace = {k: [] for k in self.trace}
@@ -282,11 +316,28 @@ class Run:
         """One row of the run's noise table at the current point (the run is not disturbed)."""
         c = self.cfg
         start = time.perf_counter()
-        values = noise.measure(self.model, self.optimizer, self.data, c.lr, c.batch_size, c.seed + 1000 * self.epoch,
-                               n_batches=c.noise_batches, direction_steps=c.noise_steps, per_example=c.noise_per_example)
+        values = noise.measure(
+            self.model,
+            self.optimizer,
+            self.data,
+            c.lr,
+            c.batch_size,
+            c.seed + 1000 * self.epoch,
+            n_batches=c.noise_batches,
+            direction_steps=c.noise_steps,
+            per_example=c.noise_per_example,
+        )
         beta = 0.0 if c.optimizer == "sgd" else c.beta
-        return {"optimizer": c.optimizer, "lr": c.lr, "beta": beta, "batch_size": c.batch_size, "seed": c.seed,
-                "epoch": self.epoch + 1, **values, "seconds": time.perf_counter() - start}
+        return {
+            "optimizer": c.optimizer,
+            "lr": c.lr,
+            "beta": beta,
+            "batch_size": c.batch_size,
+            "seed": c.seed,
+            "epoch": self.epoch + 1,
+            **values,
+            "seconds": time.perf_counter() - start,
+        }
 
     def finished(self) -> bool:
         if self.status is not None:
@@ -298,15 +349,22 @@ class Run:
         armed = self.armed_epoch() if self.cfg.protocol == "cbs" else None
         complete = [row for row in self.rows if self._complete(row)] or self.rows[-1:]
         return {
-            "status": self.status or "ok", "steps": steps, "sfo": steps * self.cfg.batch_size,
-            "epochs": self.epoch, "reached": self.status == "reached",
+            "status": self.status or "ok",
+            "steps": steps,
+            "sfo": steps * self.cfg.batch_size,
+            "epochs": self.epoch,
+            "reached": self.status == "reached",
             # the mean training loss of the last complete epoch (of the partial one if the run
             # stopped within its first): what the run had learned; none for a diverged run
-            "train_loss": complete[-1]["train_loss"] if complete and self.status != "diverged" else math.nan,
+            "train_loss": complete[-1]["train_loss"]
+            if complete and self.status != "diverged"
+            else math.nan,
             # CBS: when the rule was armed (cbs.learned_loss), and whether the run stopped on the
             # first step after it, i.e. the loss threshold rather than ε decided T
             "armed_epoch": armed,
-            "gate_bound": bool(self.status == "reached" and armed and steps == armed * self.steps_per_epoch + 1),
+            "gate_bound": bool(
+                self.status == "reached" and armed and steps == armed * self.steps_per_epoch + 1
+            ),
         }
 
 
@@ -318,7 +376,9 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: time the kernels once, keep the fastest
+        torch.backends.cudnn.benchmark = (
+            True  # fixed shapes: time the kernels once, keep the fastest
+        )
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_root, cfg.augment, cfg.data_subset)
     elif cfg.augment is not None:
@@ -337,8 +397,11 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
 def check_due(run: Run, check_every: int) -> bool:
     """Whether to look at the stopping rule now: every ``check_every`` steps, at the end of
     an epoch and at the step budget."""
-    return (len(run.trace["loss"]) - run._checked >= check_every or run.pos == run.steps_per_epoch
-            or run.step >= run.cfg.max_steps)
+    return (
+        len(run.trace["loss"]) - run._checked >= check_every
+        or run.pos == run.steps_per_epoch
+        or run.step >= run.cfg.max_steps
+    )
 
 
 def checks_every(device: torch.device) -> int:
@@ -355,7 +418,11 @@ def save_checkpoint(run: Run) -> None:
 def stop_requests():
     """SIGTERM and SIGUSR1 set the yielded request instead of killing the process."""
     stop = _StopRequest()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)} if _main_thread() else {}
+    previous = (
+        {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        if _main_thread()
+        else {}
+    )
     try:
         yield stop
     finally:
@@ -372,16 +439,26 @@ def finish_run(run: Run) -> dict:
     if cfg.protocol == "epochs":  # also when diverged: the table's status says what they are
         _atomic_save(run.model.state_dict(), out / "final.pt")
     meta = {
-        "config": cfg.to_dict(), "config_hash": config_hash(cfg.to_dict()), "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "config_hash": config_hash(cfg.to_dict()),
+        "seed": cfg.seed,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "summary": summary,
         # What K² and the noise table are gradients of (sgdsmooth.noise): F_b of this run's b.
-        "gradient_function": {"bn_mode": noise.BN_MODE, "batch_size": cfg.batch_size,
-                              "augmented": bool(run.data.augment),
-                              "name": noise.function_name(cfg.batch_size, bool(run.data.augment))},
+        "gradient_function": {
+            "bn_mode": noise.BN_MODE,
+            "batch_size": cfg.batch_size,
+            "augmented": bool(run.data.augment),
+            "name": noise.function_name(cfg.batch_size, bool(run.data.augment)),
+        },
     }
     if cfg.noise_epochs:
-        write_table(pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names), out / "noise.parquet", "noise", meta)
+        write_table(
+            pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names),
+            out / "noise.parquet",
+            "noise",
+            meta,
+        )
     write_table(frame, out / "metrics.parquet", schema, meta)
     run.ckpt.unlink(missing_ok=True)
     log.info("finished %s: %s", out, summary)
@@ -412,7 +489,9 @@ def train(
     with stop_requests() as stop:
         while not run.finished():
             if run.perm is None:
-                run.perm = torch.randperm(run.data.n_train, device=run.device, generator=run.generator)
+                run.perm = torch.randperm(
+                    run.data.n_train, device=run.device, generator=run.generator
+                )
             while run.pos < run.steps_per_epoch and run.status is None:
                 run.train_step()
                 if check_due(run, check_every):
@@ -421,12 +500,21 @@ def train(
                 if stop.signum is not None and run.status is None:
                     run.wall += time.perf_counter() - started
                     save_checkpoint(run)
-                    raise Interrupted(f"signal {stop.signum} at step {run.step}: checkpoint written to {run.ckpt}")
+                    raise Interrupted(
+                        f"signal {stop.signum} at step {run.step}: checkpoint written to {run.ckpt}"
+                    )
                 now = time.perf_counter()
                 if now - last_report >= progress_every:
                     rate = (run.step - report_step) / (now - last_report)
                     eta = (total_steps - run.step) / rate if rate > 0 else math.inf
-                    log.info("epoch %d step %d/%d  %.1f steps/s  ETA %.0f s", run.epoch + 1, run.step, total_steps, rate, eta)
+                    log.info(
+                        "epoch %d step %d/%d  %.1f steps/s  ETA %.0f s",
+                        run.epoch + 1,
+                        run.step,
+                        total_steps,
+                        rate,
+                        eta,
+                    )
                     last_report, report_step = now, run.step
             if run.status == "diverged":
                 break
@@ -442,13 +530,17 @@ def slurm_end_time(job_id: str) -> float | None:
     import subprocess
 
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True, timeout=30
+        )
         return datetime.datetime.fromisoformat(out.stdout.strip()).timestamp()
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
 
 
-def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.environ, end_time=slurm_end_time) -> float | None:
+def slurm_deadline(
+    runtime_minutes: float | None, margin: float = 0.25, env=os.environ, end_time=slurm_end_time
+) -> float | None:
     """Inside a Slurm job: when to checkpoint and leave, ``margin`` of the time limit (at
     least 20 s, at most 10 min) before the allocation ends. Outside Slurm: None.
 
@@ -465,8 +557,14 @@ def slurm_deadline(runtime_minutes: float | None, margin: float = 0.25, env=os.e
     return end - min(max(margin * limit, 20.0), 600.0)
 
 
-def train_cells(runs: list[dict], seeds: list[int], tables: list[str], threads: int | None = None,
-                deadline: float | None = None, fuse: bool = False) -> list[dict]:
+def train_cells(
+    runs: list[dict],
+    seeds: list[int],
+    tables: list[str],
+    threads: int | None = None,
+    deadline: float | None = None,
+    fuse: bool = False,
+) -> list[dict]:
     """Train the seeds of one or more cells in one process (data loaded once). ``runs`` are
     the cells' RunConfig keys but the seed; ``tables`` are the ``metrics.parquet`` paths,
     cell-major, one per cell and seed, whose folders become the run folders.
@@ -488,7 +586,12 @@ def train_cells(runs: list[dict], seeds: list[int], tables: list[str], threads: 
         from .ensemble import train_fused
 
         lrs = sorted({c.lr for c in cfgs})
-        log.info("training seeds %s together%s: %s", seeds, f" at learning rates {lrs}" if len(lrs) > 1 else "", cfgs[0])
+        log.info(
+            "training seeds %s together%s: %s",
+            seeds,
+            f" at learning rates {lrs}" if len(lrs) > 1 else "",
+            cfgs[0],
+        )
         return train_fused(cfgs, folders, data, deadline=deadline)
     summaries = []
     for cfg, folder in zip(cfgs, folders):
@@ -505,17 +608,27 @@ def _main_thread() -> bool:
 
 # -- command line ------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sgdsmooth.train", description="Train one run (see RunConfig).")
+    p = argparse.ArgumentParser(
+        prog="python -m sgdsmooth.train", description="Train one run (see RunConfig)."
+    )
     p.add_argument("--config", help="YAML file with RunConfig keys; flags override it")
-    p.add_argument("--out", required=True, help="run folder for metrics.parquet, final.pt, checkpoint.pt")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
+    p.add_argument(
+        "--out", required=True, help="run folder for metrics.parquet, final.pt, checkpoint.pt"
+    )
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's own choice)"
+    )
     for f in dataclasses.fields(RunConfig):
         kind = {"int": int, "float": float}.get(str(f.type), str)
         if f.name in ("full_grad_epochs", "noise_epochs"):
             p.add_argument(f"--{f.name.replace('_', '-')}", type=int, nargs="*", dest=f.name)
         elif str(f.type).startswith("bool"):  # --augment / --no-augment, --compile, ...
-            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
-                           dest=f.name)
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                dest=f.name,
+            )
         else:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, dest=f.name)
     return p

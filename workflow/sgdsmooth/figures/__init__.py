@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 LABELS = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
 ORDER = ["sgd", "shb", "nshb"]
@@ -38,8 +38,19 @@ def log2_batch_axis(ax: plt.Axes) -> None:
 def mean_band(ax: plt.Axes, df: pd.DataFrame, x: str, y: str, hue: str = "optimizer", **kw) -> None:
     """Mean line with the min–max band over seeds (seaborn's 0–100 percentile interval)."""
     present = [o for o in ORDER if o in set(df[hue])]
-    sns.lineplot(data=df, x=x, y=y, hue=hue, hue_order=present, palette=PALETTE, estimator="mean",
-                 errorbar=("pi", 100), marker="o", ax=ax, **kw)
+    sns.lineplot(
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        hue_order=present,
+        palette=PALETTE,
+        estimator="mean",
+        errorbar=("pi", 100),
+        marker="o",
+        ax=ax,
+        **kw,
+    )
 
 
 def relabel_legend(ax: plt.Axes, **kw) -> None:

@@ -12,7 +12,13 @@ def draw(pdf: str, png: str, deltas=(0.2, 0.4, 0.7, 1.0, 3.0)) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(x, theory.rastrigin(x), color="black", lw=1.2, label="$f$ (Rastrigin)")
     for d, color in zip(deltas, plt.cm.viridis(np.linspace(0.1, 0.9, len(deltas)))):
-        ax.plot(x, theory.rastrigin_smoothed(x, d), color=color, lw=1.5, label=rf"$\hat f_\delta$, $\delta={d:g}$")
+        ax.plot(
+            x,
+            theory.rastrigin_smoothed(x, d),
+            color=color,
+            lw=1.5,
+            label=rf"$\hat f_\delta$, $\delta={d:g}$",
+        )
     ax.set_xlabel("$x$")
     ax.set_ylabel("value")
     ax.legend(fontsize=8)

@@ -1,7 +1,6 @@
 """Figure 4: SFO complexity T·b against batch size, b* marked (a dashed hollow square where it
 is not established), censored runs shown."""
 
-import pandas as pd
 
 from .. import tables
 from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, mean_band, plt, save, setup
@@ -12,24 +11,61 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
     runs = main_study(tables.read_table(cbs_runs, "cbs_runs"), lr)
     crit = main_study(tables.read_table(critical_batch_size, "critical_batch_size"), lr)
     opts = [o for o in ORDER if o in set(runs.optimizer)]
-    fig, axes = plt.subplots(1, len(opts), figsize=(4.2 * len(opts), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(opts), figsize=(4.2 * len(opts), 3.8), sharey=True, squeeze=False
+    )
     for ax, opt in zip(axes[0], opts):
         mine = runs[runs.optimizer == opt]
         mean_band(ax, mine[mine.reached], "batch_size", "sfo", legend=False)
         cut = mine[mine.status == "censored"]
         if len(cut):
-            ax.scatter(cut.batch_size, cut.sfo, marker="^", color="grey", zorder=3, label="censored (SFO ≥)")
+            ax.scatter(
+                cut.batch_size,
+                cut.sfo,
+                marker="^",
+                color="grey",
+                zorder=3,
+                label="censored (SFO ≥)",
+            )
         star = crit[(crit.optimizer == opt) & crit.is_critical]
         if len(star) and star.established.iloc[0]:
-            ax.scatter(star.batch_size, star.sfo_mean, s=160, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4)
-            ax.scatter(star.batch_size, star.sfo_mean, s=50, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4,
-                       label=f"$b^* = {int(star.batch_size.iloc[0])}$")
+            ax.scatter(
+                star.batch_size,
+                star.sfo_mean,
+                s=160,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.5,
+                zorder=4,
+            )
+            ax.scatter(
+                star.batch_size,
+                star.sfo_mean,
+                s=50,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.5,
+                zorder=4,
+                label=f"$b^* = {int(star.batch_size.iloc[0])}$",
+            )
         else:  # the argmin if any, not established: the paper's table gives the reason
-            ax.scatter(star.batch_size, star.sfo_mean, s=110, marker="s", facecolors="none", edgecolors="black",
-                       linewidths=1.2, linestyle="--", zorder=4, label="$b^*$ undetermined")
+            ax.scatter(
+                star.batch_size,
+                star.sfo_mean,
+                s=110,
+                marker="s",
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.2,
+                linestyle="--",
+                zorder=4,
+                label="$b^*$ undetermined",
+            )
         ax.set_yscale("log")
         log2_batch_axis(ax)
         ax.set_title(f"{LABELS[opt]}", color=PALETTE[opt])
         ax.set_ylabel("SFO complexity $T\\,b$")
-        ax.legend(fontsize=8, loc="best")  # the curve decides where: upper left covered b = 2⁴ on the default
+        ax.legend(
+            fontsize=8, loc="best"
+        )  # the curve decides where: upper left covered b = 2⁴ on the default
     save(fig, pdf, png)

@@ -16,11 +16,23 @@ def draw(delta: str, pdf: str, png: str, lr: float) -> None:
         grid = d[(d.optimizer == opt) & (d.grid == "config")]
         settled = bool(grid.established.all())
         label = LABELS[opt] + ("" if settled else " (b* undetermined)")
-        ax.plot(fine.batch_size, fine.delta, color=PALETTE[opt], label=label,
-                ls=(":" if not settled else "--" if opt == "nshb" else "-"))
+        ax.plot(
+            fine.batch_size,
+            fine.delta,
+            color=PALETTE[opt],
+            label=label,
+            ls=(":" if not settled else "--" if opt == "nshb" else "-"),
+        )
         if (fine.delta_high > fine.delta_low).any():
-            ax.fill_between(fine.batch_size, fine.delta_low, fine.delta_high, color=PALETTE[opt], alpha=0.2, lw=0,
-                            label=f"{LABELS[opt]}: span over K² sup, mean, final")
+            ax.fill_between(
+                fine.batch_size,
+                fine.delta_low,
+                fine.delta_high,
+                color=PALETTE[opt],
+                alpha=0.2,
+                lw=0,
+                label=f"{LABELS[opt]}: span over K² sup, mean, final",
+            )
         ax.scatter(grid.batch_size, grid.delta, color=PALETTE[opt], s=18, zorder=3)
     log2_batch_axis(ax)
     ax.set_yscale("log")

@@ -11,13 +11,21 @@ def draw(accuracy: str, pdf: str, png: str, lr: float, train_loss_max: float | N
     acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
     ok = acc[acc.status == "ok"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, column, label in ((axes[0], "test_accuracy", "test accuracy"),
-                              (axes[1], "train_loss", "final training loss (train mode)")):
+    for ax, column, label in (
+        (axes[0], "test_accuracy", "test accuracy"),
+        (axes[1], "train_loss", "final training loss (train mode)"),
+    ):
         mean_band(ax, ok, "batch_size", column)
         bad = acc[acc.status != "ok"]
         if len(bad):  # diverged runs have no numbers: show where they were, at the bottom
-            ax.scatter(bad.batch_size, [ax.get_ylim()[0]] * len(bad), marker="x", color="red", label="diverged",
-                       zorder=3)
+            ax.scatter(
+                bad.batch_size,
+                [ax.get_ylim()[0]] * len(bad),
+                marker="x",
+                color="red",
+                label="diverged",
+                zorder=3,
+            )
         log2_batch_axis(ax)
         ax.set_ylabel(label)
     axes[1].set_yscale("log")

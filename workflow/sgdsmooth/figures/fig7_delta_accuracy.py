@@ -10,7 +10,10 @@ def accuracy_with_delta(accuracy, delta, lr):
     acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
     d = main_study(tables.read_table(delta, "delta"), lr)
     d = d[d.grid == "config"].astype({"batch_size": "int64"})
-    return acc.merge(d[["optimizer", "lr", "beta", "batch_size", "delta", "delta_low", "delta_high"]], on=["optimizer", "lr", "beta", "batch_size"]), d
+    return acc.merge(
+        d[["optimizer", "lr", "beta", "batch_size", "delta", "delta_low", "delta_high"]],
+        on=["optimizer", "lr", "beta", "batch_size"],
+    ), d
 
 
 def _bands(ax, low, high):
@@ -28,23 +31,44 @@ def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 
     for opt in [o for o in ORDER if o in set(d.optimizer)]:
         mine = d[d.optimizer == opt]
         # δ_SGD and δ_NSHB can coincide exactly (as in the article): dash NSHB so both show.
-        ax.plot(mine.batch_size, mine.delta, marker="o", color=PALETTE[opt], label=LABELS[opt],
-                ls="--" if opt == "nshb" else "-")
+        ax.plot(
+            mine.batch_size,
+            mine.delta,
+            marker="o",
+            color=PALETTE[opt],
+            label=LABELS[opt],
+            ls="--" if opt == "nshb" else "-",
+        )
         if (mine.delta_high > mine.delta_low).any():
-            ax.fill_between(mine.batch_size, mine.delta_low, mine.delta_high, color=PALETTE[opt], alpha=0.2, lw=0)
+            ax.fill_between(
+                mine.batch_size,
+                mine.delta_low,
+                mine.delta_high,
+                color=PALETTE[opt],
+                alpha=0.2,
+                lw=0,
+            )
     ax.set(xscale="log", yscale="log", xlabel="batch size $b$", ylabel=r"$\delta$")
     ax.legend()
     mean_band(axes[1], ok, "batch_size", "test_accuracy")
     axes[1].set(xscale="log", xlabel="batch size $b$", ylabel="test accuracy")
     mean_band(axes[2], ok, "delta", "test_accuracy")
-    cells = ok.groupby(["optimizer", "batch_size"]).agg(
-        acc=("test_accuracy", "mean"), low=("delta_low", "first"), high=("delta_high", "first")).reset_index()
+    cells = (
+        ok.groupby(["optimizer", "batch_size"])
+        .agg(
+            acc=("test_accuracy", "mean"), low=("delta_low", "first"), high=("delta_high", "first")
+        )
+        .reset_index()
+    )
     for c in cells[cells.high > cells.low].itertuples():
         axes[2].plot([c.low, c.high], [c.acc, c.acc], color=PALETTE[c.optimizer], lw=1, alpha=0.6)
     axes[2].set(xscale="log", xlabel=r"degree of smoothing $\delta$", ylabel="test accuracy")
     lo = min(ok.test_accuracy.min() - 0.02, bands[0] - 0.02) if len(ok) else 0
     for ax in axes[1:]:
-        ax.set_ylim(max(lo, 0), min(1, max(ok.test_accuracy.max() + 0.01, bands[1] + 0.02)) if len(ok) else 1)
+        ax.set_ylim(
+            max(lo, 0),
+            min(1, max(ok.test_accuracy.max() + 0.01, bands[1] + 0.02)) if len(ok) else 1,
+        )
         _bands(ax, *bands)
         relabel_legend(ax, fontsize=8)
     save(fig, pdf, png)

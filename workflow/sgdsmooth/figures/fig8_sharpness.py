@@ -12,7 +12,10 @@ from .. import tables
 from . import log2_batch_axis, plt, setup
 
 # column of the sharpness table and axis label of each variant
-VARIANTS = {True: ("sharpness", "adaptive sharpness"), False: ("sharpness_plain", "plain sharpness")}
+VARIANTS = {
+    True: ("sharpness", "adaptive sharpness"),
+    False: ("sharpness_plain", "plain sharpness"),
+}
 
 
 def log_scale(ax, frame, axis: str, column: str) -> None:
@@ -26,8 +29,14 @@ def log_scale(ax, frame, axis: str, column: str) -> None:
         getattr(ax, f"set_{axis}scale")("log")
     left_out = int((~shown).sum())
     if left_out:
-        ax.text(0.02, 0.02 if axis == "x" else 0.10, f"{left_out} of {len(values)} without a positive {column}",
-                transform=ax.transAxes, fontsize=7, color="0.3")
+        ax.text(
+            0.02,
+            0.02 if axis == "x" else 0.10,
+            f"{left_out} of {len(values)} without a positive {column}",
+            transform=ax.transAxes,
+            fontsize=7,
+            color="0.3",
+        )
 
 
 def draw(sharpness: str, pdf: str, png: str, adaptive: bool = True) -> None:
@@ -39,19 +48,31 @@ def draw(sharpness: str, pdf: str, png: str, adaptive: bool = True) -> None:
     other_col, other_label = VARIANTS[not adaptive]
     fig, axes = plt.subplots(1, 6, figsize=(28.8, 4.4), layout="constrained")
     kw = dict(estimator="mean", errorbar=("pi", 100), marker="o")
-    for ax, (y, ylabel, title) in zip(axes[:2], [(col, label, f"(a) {label} vs $b$"),
-                                                 (other_col, other_label, f"(b) {other_label} vs $b$")]):
-        sns.lineplot(data=s, x="batch_size", y=y, hue="lr", hue_order=lrs, palette="flare", ax=ax, **kw)
+    for ax, (y, ylabel, title) in zip(
+        axes[:2],
+        [
+            (col, label, f"(a) {label} vs $b$"),
+            (other_col, other_label, f"(b) {other_label} vs $b$"),
+        ],
+    ):
+        sns.lineplot(
+            data=s, x="batch_size", y=y, hue="lr", hue_order=lrs, palette="flare", ax=ax, **kw
+        )
         log2_batch_axis(ax)
         ax.set(ylabel=ylabel, title=title)
         log_scale(ax, s, "y", y)
         ax.legend(title=r"$\eta$", fontsize=8)
     sns.lineplot(data=s, x="lr", y=col, hue="batch_size", palette="viridis", ax=axes[2], **kw)
     axes[2].legend(title="$b$", fontsize=8)
-    axes[2].set(xscale="log", xlabel=r"learning rate $\eta$", ylabel=label, title=r"(c) sharpness vs $\eta$")
+    axes[2].set(
+        xscale="log", xlabel=r"learning rate $\eta$", ylabel=label, title=r"(c) sharpness vs $\eta$"
+    )
     log_scale(axes[2], s, "y", col)
-    pairs = [("delta", col, r"(d) sharpness vs $\delta$"), (col, "test_accuracy", "(e) accuracy vs sharpness"),
-             ("delta", "test_accuracy", r"(f) accuracy vs $\delta$")]
+    pairs = [
+        ("delta", col, r"(d) sharpness vs $\delta$"),
+        (col, "test_accuracy", "(e) accuracy vs sharpness"),
+        ("delta", "test_accuracy", r"(f) accuracy vs $\delta$"),
+    ]
     names = {"delta": r"$\delta$", col: label, "test_accuracy": "test accuracy"}
     for ax, (x, y, title) in zip(axes[3:], pairs):
         pts = ax.scatter(s[x], s[y], c=s.log2_b, cmap="viridis", s=22, edgecolors="none")

@@ -7,10 +7,23 @@
 """
 
 from .. import tables
-from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, mean_band, plt, relabel_legend, save, setup
+from . import (
+    LABELS,
+    ORDER,
+    PALETTE,
+    log2_batch_axis,
+    main_study,
+    mean_band,
+    plt,
+    relabel_legend,
+    save,
+    setup,
+)
 
 
-def draw(noise: str, variance: str, delta: str, critical_batch_size: str, pdf: str, png: str, lr: float) -> None:
+def draw(
+    noise: str, variance: str, delta: str, critical_batch_size: str, pdf: str, png: str, lr: float
+) -> None:
     setup()
     n = main_study(tables.read_table(noise, "noise"), lr)
     n = n[n.epoch == n.epoch.max()]  # the last measurement of every run
@@ -24,7 +37,9 @@ def draw(noise: str, variance: str, delta: str, critical_batch_size: str, pdf: s
     mean_band(ax, n, "batch_size", "c2")
     for opt in opts:
         exact = n[n.optimizer == opt].groupby("batch_size").c2_per_example.mean()
-        ax.scatter(exact.index, exact.values, facecolors="none", edgecolors=PALETTE[opt], s=30, zorder=3)
+        ax.scatter(
+            exact.index, exact.values, facecolors="none", edgecolors=PALETTE[opt], s=30, zorder=3
+        )
         bound = var[var.optimizer == opt].c2_bound
         if len(bound):
             ax.axhline(float(bound.iloc[0]), color=PALETTE[opt], ls="--", lw=1)
@@ -36,9 +51,20 @@ def draw(noise: str, variance: str, delta: str, critical_batch_size: str, pdf: s
     mean_band(ax, n, "batch_size", "delta_empirical", legend=False)
     for opt in opts:
         fine = d[(d.optimizer == opt) & (d.grid == "fine")]
-        ax.plot(fine.batch_size, fine.delta, color=PALETTE[opt], ls="--", lw=1, label=f"{LABELS[opt]}, eqs. 12–14")
+        ax.plot(
+            fine.batch_size,
+            fine.delta,
+            color=PALETTE[opt],
+            ls="--",
+            lw=1,
+            label=f"{LABELS[opt]}, eqs. 12–14",
+        )
     log2_batch_axis(ax)
-    ax.set(yscale="log", ylabel=r"$\delta$", title=r"(b) empirical $\eta\sqrt{E\|\omega\|^2}$ vs formula (dashed)")
+    ax.set(
+        yscale="log",
+        ylabel=r"$\delta$",
+        title=r"(b) empirical $\eta\sqrt{E\|\omega\|^2}$ vs formula (dashed)",
+    )
     ax.legend(fontsize=7)
 
     ax = axes[2]
@@ -48,7 +74,10 @@ def draw(noise: str, variance: str, delta: str, critical_batch_size: str, pdf: s
         if len(star):
             ax.axvline(float(star.batch_size.iloc[0]), color=PALETTE[opt], ls=":", lw=1.5)
     log2_batch_axis(ax)
-    ax.set(yscale="log", ylabel=r"$B_{\mathrm{simple}} = C^2 / K^2$",
-           title="(c) noise scale; dotted: measured $b^*$")
+    ax.set(
+        yscale="log",
+        ylabel=r"$B_{\mathrm{simple}} = C^2 / K^2$",
+        title="(c) noise scale; dotted: measured $b^*$",
+    )
     relabel_legend(ax, fontsize=8)
     save(fig, pdf, png)
