@@ -80,8 +80,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_digits()
     print(
-        f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; best of {args.repeats} epochs"
-        + ("; ours in channels_last" if args.channels_last else "")
+        f"digits, small_cnn, {args.threads} threads, torch {torch.__version__}; "
+        f"best of {args.repeats} epochs" + ("; ours in channels_last" if args.channels_last else "")
     )
     print(f"{'b':>5} {'baseline img/s':>15} {'ours img/s':>11} {'ratio':>6}")
     for b in args.batch_sizes:

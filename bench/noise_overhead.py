@@ -99,10 +99,12 @@ def main() -> None:
             for m in t:
                 total[m] += t[m]
             print(
-                f"{opt:>9} {b:>5} {t[False]:8.2f} {t[True]:8.2f} {100 * (t[True] / t[False] - 1):7.1f}%"
+                f"{opt:>9} {b:>5} {t[False]:8.2f} {t[True]:8.2f} "
+                f"{100 * (t[True] / t[False] - 1):7.1f}%"
             )
     print(
-        f"{'all':>15} {total[False]:8.2f} {total[True]:8.2f} {100 * (total[True] / total[False] - 1):7.1f}%"
+        f"{'all':>15} {total[False]:8.2f} {total[True]:8.2f} "
+        f"{100 * (total[True] / total[False] - 1):7.1f}%"
     )
     print(
         "one measurement, by part (s):",

@@ -13,8 +13,9 @@ noise, and about 5 % of cells exceed it by chance alone. The gradient norm of a 
 the mean over its epochs of the per-epoch mean ‖g_k‖ (one number per run, so that the
 5 % holds; comparing every epoch and keeping the worst would flag more by chance).
 
-    python bench/precision_check.py                                  # the default (digits), CPU
-    python bench/precision_check.py --config config/paper.yaml --batch-sizes 16 128 1024   # a GPU node
+    python bench/precision_check.py        # the default (digits), CPU
+    # a GPU node:
+    python bench/precision_check.py --config config/paper.yaml --batch-sizes 16 128 1024
 
 Prints one line per cell and a verdict per quantity, and appends the table with the
 hardware, versions and date to bench/results/precision_check.jsonl.
@@ -143,7 +144,8 @@ def main() -> None:
         f"CBS ε = {cfg['cbs']['epsilon']}, {cfg['accuracy']['epochs']} epochs"
     )
     print(
-        f"{'optimizer':>9} {'b':>5} {'stop fp32':>9} {'bf16':>8} {'z':>6} {'‖g‖ fp32':>9} {'bf16':>7} {'z':>6} "
+        f"{'optimizer':>9} {'b':>5} {'stop fp32':>9} {'bf16':>8} {'z':>6} "
+        f"{'‖g‖ fp32':>9} {'bf16':>7} {'z':>6} "
         f"{'acc fp32':>8} {'bf16':>7} {'z':>6}"
     )
     rows = []
@@ -153,7 +155,8 @@ def main() -> None:
                 r = compare(cfg, opt, b, args.seeds, str(device), Path(work))
                 rows.append(r)
                 print(
-                    f"{opt:>9} {b:>5} {r['stop_fp32']:9.1f} {r['stop_bf16']:8.1f} {r['stop_z']:6.2f} "
+                    f"{opt:>9} {b:>5} "
+                    f"{r['stop_fp32']:9.1f} {r['stop_bf16']:8.1f} {r['stop_z']:6.2f} "
                     f"{r['norm_fp32']:9.4f} {r['norm_bf16']:7.4f} {r['norm_z']:6.2f} "
                     f"{r['acc_fp32']:8.4f} {r['acc_bf16']:7.4f} {r['acc_z']:6.2f}",
                     flush=True,

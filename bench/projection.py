@@ -37,7 +37,8 @@ from sgdsmooth.config import train_size
 from sgdsmooth.grid import sharpness_cells, training_jobs
 from sgdsmooth.names import TEST_SIZES, TRAIN_SIZES
 
-TAIL_DEPTH = 8  # cbs_runs → critical_batch_size → variance → delta → claims → paper_generated → paper → archive
+# cbs_runs → critical_batch_size → variance → delta → claims → paper_generated → paper → archive
+TAIL_DEPTH = 8
 Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
 
 
@@ -162,7 +163,10 @@ def main() -> None:
         "--job-seconds",
         type=float,
         default=0.0,
-        help="a job's fixed cost on this device (start, imports, CUDA context, data): measured by the caller",
+        help=(
+            "a job's fixed cost on this device (start, imports, CUDA context, data): "
+            "measured by the caller"
+        ),
     )
     ap.add_argument(
         "--parallel",
@@ -185,7 +189,8 @@ def main() -> None:
     k = base_pack(fused)
     per_b = projected_seconds(cfg, single, fused[k])
     print(
-        f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates of {len(pooled)} runs on "
+        f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates "
+        f"of {len(pooled)} runs on "
         f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:"
     )
     for b, s in per_b.items():
@@ -195,7 +200,8 @@ def main() -> None:
     side = side_seconds(cfg, single)
     total += side
     print(
-        f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; with the steps: {total:,.0f} s"
+        f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; "
+        f"with the steps: {total:,.0f} s"
     )
     if args.job_seconds:
         jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
@@ -204,8 +210,9 @@ def main() -> None:
         tail = TAIL_DEPTH * args.job_seconds
         total += fixed + tail
         print(
-            f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s / {args.parallel} "
-            f"at once = {fixed:,.0f} s, and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
+            f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s "
+            f"/ {args.parallel} at once = {fixed:,.0f} s, "
+            f"and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
             f"in all (nothing overlapped on the device): {total:,.0f} s"
         )
     for other, n, measured, read in pack_checks(fused):

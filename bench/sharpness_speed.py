@@ -40,7 +40,8 @@ def main() -> None:
     model = make_model("small_cnn", 10, 1).to(device)
     seconds, value = timed(model, data.normalize(data.train_x[:1024]), data.train_y[:1024])
     print(
-        f"small_cnn, 1024 digits, {device}, {args.threads} threads: {seconds:.2f} s (sharpness {value:.3g})"
+        f"small_cnn, 1024 digits, {device}, {args.threads} threads: "
+        f"{seconds:.2f} s (sharpness {value:.3g})"
     )
     if args.resnet:
         g = torch.Generator().manual_seed(0)
@@ -49,7 +50,8 @@ def main() -> None:
         model = make_model("resnet18", 100, 3).to(device)
         seconds, value = timed(model, x, y)
         print(
-            f"resnet18, 1024 images, {device}, {args.threads} threads: {seconds:.1f} s (sharpness {value:.3g})"
+            f"resnet18, 1024 images, {device}, {args.threads} threads: "
+            f"{seconds:.1f} s (sharpness {value:.3g})"
         )
 
 

@@ -1,7 +1,7 @@
 """Training throughput: the usual way, our single-run path, and K runs fused into one network.
 
-    python bench/train_throughput.py                                   # ResNet-18, CIFAR-shaped data
-    python bench/train_throughput.py --model small_cnn --batch-sizes 8 64 --steps 10   # CPU-sized
+    python bench/train_throughput.py                             # ResNet-18, CIFAR-shaped data
+    python bench/train_throughput.py --model small_cnn --batch-sizes 8 64 --steps 10  # CPU-sized
 
 (a) baseline: torchvision transforms per image (crop, flip, rotation, normalise) in a
     DataLoader with 2 workers, fp32, one model, torch.optim.SGD(momentum);
@@ -211,11 +211,14 @@ def main() -> None:
     gflop = gflop_per_image(args.model, dataset)
     hw = hardware(device)
     print(
-        f"{args.model} on {dataset}-shaped images ({gflop:.4g} GFLOP a training image) on {hw}; torch {torch.__version__}; {args.steps} timed steps; fused: {args.members} members;"
+        f"{args.model} on {dataset}-shaped images ({gflop:.4g} GFLOP a training image) "
+        f"on {hw}; torch {torch.__version__}; {args.steps} timed steps; "
+        f"fused: {args.members} members;"
         f" (b), (c): {options}"
     )
     print(
-        f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} {'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}"
+        f"{'b':>5} {'(a) base img/s':>14} {'(b) ours':>10} {'b/a':>5} "
+        f"{'(c) fused/model':>15} {'c/a':>5} {'floor %':>8}"
     )
     rows = []
     for b in args.batch_sizes:
@@ -235,7 +238,8 @@ def main() -> None:
             }
         )
         print(
-            f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} {f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}"
+            f"{b:>5} {a:>14.0f} {s:>10.0f} {s / a:>5.2f} "
+            f"{f / args.members:>15.0f} {f / args.members / a:>5.2f} {floor:>8.2f}"
         )
     cfg = read_config(args.config) if args.config else None
     hours = None
@@ -243,7 +247,8 @@ def main() -> None:
         single_rates, fused_rates = rate_points([{"members": args.members, "rows": rows}])
         hours = sum(projected_seconds(cfg, single_rates, fused_rates[args.members]).values()) / 3600
         print(
-            f"projected time of {args.config} ({cfg['model']}) at these rates: {hours:,.2f} hours ({hours * 3600:,.0f} s) on this device"
+            f"projected time of {args.config} ({cfg['model']}) at these rates: "
+            f"{hours:,.2f} hours ({hours * 3600:,.0f} s) on this device"
         )
     append_record(
         args.results,

@@ -96,23 +96,26 @@ def main() -> None:
         args.gflop_per_image = gflop_per_image(cfg["model"], cfg["dataset"])
     rows = workload(cfg)
     print(
-        f"{'b':>6} {'epoch runs':>10} {'CBS runs':>8} {'epochs':>9} {'steps':>12} {'images':>14} {'device steps':>13}"
+        f"{'b':>6} {'epoch runs':>10} {'CBS runs':>8} {'epochs':>9} "
+        f"{'steps':>12} {'images':>14} {'device steps':>13}"
     )
     total = defaultdict(float)
     for b, r in rows.items():
         print(
-            f"{b:>6} {r['epochs_runs']:>10.0f} {r['cbs_runs']:>8.0f} {r['epochs']:>9.0f} {r['steps']:>12,.0f} "
-            f"{r['images']:>14,.0f} {r['device_steps']:>13,.0f}"
+            f"{b:>6} {r['epochs_runs']:>10.0f} {r['cbs_runs']:>8.0f} {r['epochs']:>9.0f} "
+            f"{r['steps']:>12,.0f} {r['images']:>14,.0f} {r['device_steps']:>13,.0f}"
         )
         for k, v in r.items():
             total[k] += v
     print(
-        f"{'all':>6} {total['epochs_runs']:>10.0f} {total['cbs_runs']:>8.0f} {total['epochs']:>9.0f} "
-        f"{total['steps']:>12,.0f} {total['images']:>14,.0f} {total['device_steps']:>13,.0f}"
+        f"{'all':>6} {total['epochs_runs']:>10.0f} {total['cbs_runs']:>8.0f} "
+        f"{total['epochs']:>9.0f} {total['steps']:>12,.0f} {total['images']:>14,.0f} "
+        f"{total['device_steps']:>13,.0f}"
     )
     floor = total["images"] * args.gflop_per_image * 1e9 / (args.tflops * 1e12)
     print(
-        f"FLOP floor at {args.tflops:g} TFLOP/s and {args.gflop_per_image:.4g} GFLOP a training image: "
+        f"FLOP floor at {args.tflops:g} TFLOP/s and {args.gflop_per_image:.4g} GFLOP "
+        f"a training image: "
         f"{floor:,.0f} s = {floor / 3600:.2f} GPU-hours ({cbs_note(cfg)})"
     )
 

@@ -157,7 +157,8 @@ def test_censored_batch_size_below_the_winner_leaves_bstar_undetermined():
 
 
 def test_censored_batch_size_above_the_winner_does_not_block():
-    # One run reached at 32000 (alone it would beat 34528), one censored at ≥ 38400: mean bound 35200 > 34528.
+    # One run reached at 32000 (alone it would beat 34528), one censored at ≥ 38400:
+    # mean bound 35200 > 34528.
     t = cbs.critical_batch_sizes(referee_cell([(2000, "reached"), (2400, "censored")]), n_boot=50)
     row = t.set_index("batch_size").loc[16]
     assert row.sfo_mean == 32000 and row.sfo_lower_mean == 35200

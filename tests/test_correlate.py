@@ -19,7 +19,8 @@ def test_perfectly_monotone_and_concave_data():
     assert t.loc[("sharpness", "spearman"), "coefficient"] == pytest.approx(
         -t.loc[("delta", "spearman"), "coefficient"]
     )
-    # Every predictor gets both rank statistics; plain sharpness, a multiple of adaptive here, the same ones.
+    # Every predictor gets both rank statistics; plain sharpness, a multiple of adaptive here,
+    # the same ones.
     assert {"sharpness", "sharpness_plain", "delta"} <= set(t.xs("kendall", level="method").index)
     assert set(t.xs("sharpness_plain", level="predictor").index) == {"spearman", "kendall"}
     coef = t.coefficient
@@ -43,6 +44,7 @@ def test_rank_correlation_by_hand():
     assert t.loc[("sharpness", "spearman"), "coefficient"] == pytest.approx(-0.8)
     # Kendall: of 6 pairs 1 concordant, 5 discordant → τ = −4/6
     assert t.loc[("sharpness", "kendall"), "coefficient"] == pytest.approx(-2 / 3)
-    # Plain sharpness from its own column: ranks (1,3,2,4), d² = 0+1+1+0 = 2 → ρ = 0.8; τ = (5 − 1)/6
+    # Plain sharpness from its own column: ranks (1,3,2,4), d² = 0+1+1+0 = 2 → ρ = 0.8;
+    # τ = (5 − 1)/6
     assert t.loc[("sharpness_plain", "spearman"), "coefficient"] == pytest.approx(0.8)
     assert t.loc[("sharpness_plain", "kendall"), "coefficient"] == pytest.approx(2 / 3)

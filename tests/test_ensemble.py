@@ -79,7 +79,7 @@ def test_training_steps_match_separate_runs(digits, optimizer, lrs):
             separate.append((loss.detach(), grad_norm(list(m.parameters()))))
             o.step()
         torch.testing.assert_close(
-            losses, torch.stack([l for l, _ in separate]), rtol=1e-10, atol=0
+            losses, torch.stack([loss for loss, _ in separate]), rtol=1e-10, atol=0
         )
         torch.testing.assert_close(norms, torch.stack([n for _, n in separate]), rtol=1e-10, atol=0)
     for m, member in zip(models, E.unpack(fused.model, models[0], len(SEEDS))):

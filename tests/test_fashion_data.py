@@ -236,7 +236,8 @@ def _which_transform(out, img, padding):
 
 def test_fashion_augmentation_crops_by_at_most_2_and_flips():
     n = 200
-    # Every pixel distinct and non-zero, so that a crop and a flip are told apart from the zero fill.
+    # Every pixel distinct and non-zero, so that a crop and a flip are told apart from the
+    # zero fill.
     x = torch.arange(1, n * 28 * 28 + 1, dtype=torch.float32).view(n, 1, 28, 28)
     out = D.augment_batch(x, torch.Generator().manual_seed(0), "fashion")
     assert out.shape == (n, 1, 28, 28) and out.dtype == x.dtype

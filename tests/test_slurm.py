@@ -133,8 +133,9 @@ def epochs_lasting(seconds: float, folder: Path) -> int:
 
 
 def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
-    """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it): it checkpoints before the limit,
-    the job fails, Snakemake resubmits it, and the new job resumes from the checkpoint."""
+    """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it):
+    it checkpoints before the limit, the job fails, Snakemake resubmits it, and the new job
+    resumes from the checkpoint."""
     work = copy_workflow(tmp_path)
     epochs = epochs_lasting(55, tmp_path / "timing")
     long = TINY | {

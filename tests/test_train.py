@@ -298,7 +298,8 @@ def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, 
     )
     rows = read_table(tmp_path / "measured" / "noise.parquet", "noise")
     assert list(rows.epoch) == [1, 3]
-    # A noise epoch records K² = ‖∇F_b‖² in the epoch table too: the same number as the noise row's K².
+    # A noise epoch records K² = ‖∇F_b‖² in the epoch table too: the same number as the noise
+    # row's K².
     assert list(with_noise.full_grad_norm_sq.iloc[[0, 2]]) == list(rows.k2) and pd.isna(
         with_noise.full_grad_norm_sq.iloc[1]
     )

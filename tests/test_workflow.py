@@ -187,7 +187,8 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
     bigger = TINY | {"batch_sizes": [64, 128, 256]}
     plan = planned(smk(tiny, "-n", config=bigger))
     smk(tiny, "-n", config=TINY)  # leave the shared config as it was
-    # One new cell per optimizer, and CBS runs of Figure 8's two other η (b* is located on the main grid).
+    # One new cell per optimizer, and CBS runs of Figure 8's two other η (b* is located on the
+    # main grid).
     assert plan["train_cbs"] == 3 + 2 and plan["train_epochs"] == 3
     for rule in (
         "cbs_runs",
@@ -425,7 +426,8 @@ def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp
     cfg = grid.with_defaults(yaml.safe_load((ROOT / "config" / "fashion.yaml").read_text()), SCHEMA)
     assert cfg["dataset"] == "fashion_mnist" and cfg["batch_sizes"] == [2**k for k in range(3, 14)]
     assert set(cfg["optimizers"]) == {"sgd", "shb", "nshb"} and len(cfg["sharpness"]["lrs"]) == 4
-    # Every training job the projection counts (sgdsmooth.grid) is planned, and nothing is downloaded.
+    # Every training job the projection counts (sgdsmooth.grid) is planned, and nothing is
+    # downloaded.
     for protocol in ("cbs", "epochs"):
         jobs = [j for j in grid.training_jobs(cfg) if j.protocol == protocol]
         assert Counter(len(j.cells) > 1 for j in jobs) == {

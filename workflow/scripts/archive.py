@@ -17,7 +17,8 @@ stamp = archive.write_archive(
 )
 with open(snakemake.log[0], "w") as log:
     print(
-        f"archived {p.results} to {Path(snakemake.output[0]).parent}: commit {stamp['commit']}, dirty {stamp['dirty']}, "
+        f"archived {p.results} to {Path(snakemake.output[0]).parent}: "
+        f"commit {stamp['commit']}, dirty {stamp['dirty']}, "
         f"config hash {stamp['config_hash']}, device {stamp['device']}",
         file=log,
     )

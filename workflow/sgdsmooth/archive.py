@@ -135,9 +135,15 @@ def readme(stamp: dict) -> str:
     if stamp["commit"] is None:
         commit = "none recorded (not archived from a git checkout)"
     elif stamp.get("commit_source") == "SOURCE_COMMIT":
-        commit = f"`{stamp['commit']}`, as named by SOURCE_COMMIT where the tree had no .git (uncommitted changes unknown)"
+        commit = (
+            f"`{stamp['commit']}`, as named by SOURCE_COMMIT where the tree had no .git "
+            "(uncommitted changes unknown)"
+        )
     elif stamp["dirty"]:
-        commit = f"`{stamp['commit']}` with uncommitted changes to {len(stamp['changed'])} file(s) (`stamp.json`)"
+        commit = (
+            f"`{stamp['commit']}` with uncommitted changes to {len(stamp['changed'])} file(s) "
+            "(`stamp.json`)"
+        )
     else:
         commit = f"`{stamp['commit']}` (no uncommitted changes)"
     runs = sum(stamp["runs_per_device"].values())
@@ -152,18 +158,22 @@ Generated from `stamp.json`; do not edit: the next `snakemake archive` replaces 
 - commit: {commit}
 - config hash: `{stamp["config_hash"]}` (of `config.yaml`, defaults filled in)
 - trained on: {device}
-- versions: Python {v["python"]}, torch {v["torch"]}, Snakemake {v["snakemake"]}, pandas {v["pandas"]}, \
-pyarrow {v["pyarrow"]}, numpy {v["numpy"]}
+- versions: Python {v["python"]}, torch {v["torch"]}, Snakemake {v["snakemake"]}, \
+pandas {v["pandas"]}, pyarrow {v["pyarrow"]}, numpy {v["numpy"]}
 
 | file | what |
 |---|---|
-| `paper.pdf` | the reproduction report as built from these results (an archive made without TeX gets it from `bin/run archive_paper --configfile archive/{exp}/config.yaml --config source=archive`) |
+| `paper.pdf` | the reproduction report as built from these results (an archive made without \
+TeX gets it from \
+`bin/run archive_paper --configfile archive/{exp}/config.yaml --config source=archive`) |
 | `figures/*.pdf`, `figures/*.png` | the figures |
 | `tables/*.parquet` | every table of `results/{exp}/tables/`: {tables} |
 | `benchmarks/` | wall time of every training job (the paper's compute hours) |
-| `runs/…/metrics.parquet` | one fixed-epoch run, whose metadata names the training device for the paper (the other runs are not archived) |
+| `runs/…/metrics.parquet` | one fixed-epoch run, whose metadata names the training device \
+for the paper (the other runs are not archived) |
 | `config.yaml` | the configuration the results were measured with |
-| `stamp.json` | date, commit, uncommitted changes, config hash, device, versions, each table's rows and code version |
+| `stamp.json` | date, commit, uncommitted changes, config hash, device, versions, \
+each table's rows and code version |
 
 Rebuild the figures and the paper from this archive, without training (into `results/{exp}/`;
 nothing here changes):

@@ -91,7 +91,8 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
         elif only_edge and len(grid) > 2 and c.bstar_ci_low == c.bstar_ci_high == b:
             v = NOT_HELD  # the minimum lies at an end of the grid in every replicate, not inside it
         else:
-            v = UNDETERMINED  # no b* within the budget, or a censored batch size could still beat it
+            # no b* within the budget, or a censored batch size could still beat it
+            v = UNDETERMINED
         note = (
             c.reason
             or f"established in {100 * c.bootstrap_established:.0f} % of bootstrap replicates"
@@ -143,7 +144,8 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
         span = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
         note = (
             "when it holds with equal b*, δ_SGD = δ_NSHB = ε·sqrt(η·b*/b) follows identically "
-            "(C²_SGD = b*ε²/η, C²_NSHB = b*ε²(1 − β)/η): Figure 5's coinciding curves are not a second finding"
+            "(C²_SGD = b*ε²/η, C²_NSHB = b*ε²(1 − β)/η): "
+            "Figure 5's coinciding curves are not a second finding"
         )
         rows.append(
             _row(
@@ -213,7 +215,8 @@ def concavity_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[di
             )
         kind = "peak" if a < 0 else "minimum"
         note = (
-            f"fitted {kind} at δ = {vertex:.3g}; measured δ range [{sub.delta.min():.3g}, {sub.delta.max():.3g}]; "
+            f"fitted {kind} at δ = {vertex:.3g}; "
+            f"measured δ range [{sub.delta.min():.3g}, {sub.delta.max():.3g}]; "
             f"a peak inside it in {100 * inside:.0f} % of bootstrap replicates"
             if not math.isnan(vertex)
             else "too few runs or distinct δ to fit"
@@ -355,7 +358,8 @@ def sharpness_claims(
             rows.append(
                 _row(
                     f"δ predicts accuracy better than {kind} sharpness ({label})",
-                    "|Spearman(acc, δ)| − |Spearman(acc, sharpness)| (paired bootstrap over networks)",
+                    "|Spearman(acc, δ)| − |Spearman(acc, sharpness)| "
+                    "(paired bootstrap over networks)",
                     value,
                     lo,
                     hi,

@@ -177,7 +177,8 @@ def k2_pooled(paths, statistic: str = "mean") -> pd.DataFrame:
 
 
 def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained network: its sharpness, adaptive and plain, beside its test accuracy and δ."""
+    """One row per trained network: its sharpness, adaptive and plain, beside its test
+    accuracy and δ."""
     from .tables import concat_tables
 
     s = concat_tables(paths, "sharpness_run")

@@ -42,7 +42,7 @@ def correlations(
         sub = df[[pred, target]].dropna()
         x, y = sub[pred].to_numpy(float), sub[target].to_numpy(float)
         for name, fn in METHODS.items():
-            coef = lambda a, b: float(fn(a, b)[0])  # noqa: E731
+            coef = lambda a, b, fn=fn: float(fn(a, b)[0])  # noqa: E731
             value = coef(x, y) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
             lo, hi = _bootstrap(x, y, coef, n_boot, rng) if len(x) > 2 else (np.nan, np.nan)
             rows.append(

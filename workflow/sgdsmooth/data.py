@@ -60,12 +60,21 @@ FASHION_MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 FASHION_MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
-    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
-    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
-    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    "train-images-idx3-ubyte.gz": (
+        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"
+    ),
 }
-# Examples per split: what the headers must say (None: whatever they say, images and labels agreeing).
+# Examples per split: what the headers must say (None: whatever they say, images and labels
+# agreeing).
 FASHION_MNIST_COUNTS = {"train": TRAIN_SIZES["fashion_mnist"], "test": TEST_SIZES["fashion_mnist"]}
 FASHION_MNIST_SUBDIR = "fashion-mnist"  # under data_root
 FASHION_MNIST_SYSTEM_DIR = Path(
@@ -143,7 +152,8 @@ class ImageData:
     def train_batch(
         self, idx: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training examples at ``idx``, augmented with the set's policy if switched on, normalised."""
+        """The training examples at ``idx``, augmented with the set's policy if switched on,
+        normalised."""
         x = self.train_x[idx]
         if self.augment:
             x = augment_batch(x.to(torch.get_default_dtype()), generator, self.augmentation)
@@ -330,7 +340,8 @@ def read_idx(
     digest = hashlib.sha256(blob).hexdigest()
     if digest != sha256:
         raise DataError(
-            f"{path}: SHA-256 is {digest}, expected {sha256}: the file is damaged or not the original"
+            f"{path}: SHA-256 is {digest}, expected {sha256}: "
+            "the file is damaged or not the original"
         )
     try:
         raw = bytearray(
@@ -412,7 +423,8 @@ def load_fashion_mnist(
             )
         if y.size and y.max() >= FASHION_MNIST_CLASSES:
             raise DataError(
-                f"{folder / labels_name}: label {int(y.max())} outside 0..{FASHION_MNIST_CLASSES - 1}"
+                f"{folder / labels_name}: label {int(y.max())} "
+                f"outside 0..{FASHION_MNIST_CLASSES - 1}"
             )
         arrays[split] = (x[:, None], y.astype(np.int64))  # (N, 1, 28, 28): one grey channel
     (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
@@ -439,10 +451,10 @@ def fashion_mnist_folder(root: str | Path = "resources") -> Path:
         if all((folder / name).is_file() for name in FASHION_MNIST_FILES.values()):
             return folder
     raise FileNotFoundError(
-        f"Fashion-MNIST not found: neither {candidates[0]}/ nor {candidates[1]}/ holds all four files "
-        f"({', '.join(FASHION_MNIST_FILES.values())}). Install the Debian package with "
-        f"`apt-get install dataset-fashion-mnist` (bin/setup does so as root), or put the four files "
-        f"in {candidates[0]}/."
+        f"Fashion-MNIST not found: neither {candidates[0]}/ nor {candidates[1]}/ "
+        f"holds all four files ({', '.join(FASHION_MNIST_FILES.values())}). "
+        f"Install the Debian package with `apt-get install dataset-fashion-mnist` "
+        f"(bin/setup does so as root), or put the four files in {candidates[0]}/."
     )
 
 

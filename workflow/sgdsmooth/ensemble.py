@@ -334,6 +334,7 @@ def train_fused(
                     r.wall += time.perf_counter() - started
                     T.save_checkpoint(r)
                 raise T.Interrupted(
-                    f"signal {stop.signum} at step {active[0].step}: {len(active)} checkpoints written"
+                    f"signal {stop.signum} at step {active[0].step}: "
+                    f"{len(active)} checkpoints written"
                 )
     return [summaries[id(r)] for r in runs]

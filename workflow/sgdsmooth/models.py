@@ -154,7 +154,8 @@ class Executor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self, device: torch.device):
-        # No cast cache: each weight is cast once per step anyway, and a CUDA graph must not keep one.
+        # No cast cache: each weight is cast once per step anyway, and a CUDA graph must not
+        # keep one.
         return torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
         )

@@ -59,7 +59,10 @@ BN_MODE = "train"  # every gradient here: BatchNorm normalises by the batch's ow
 def function_name(batch_size: int, augmented: bool) -> str:
     """The function every measured gradient quantity is of, in words (tables and paper)."""
     aug = "augmented" if augmented else "un-augmented"
-    return f"F_b: mean loss of a uniform batch of b = {batch_size}, BatchNorm in train mode, {aug} examples"
+    return (
+        f"F_b: mean loss of a uniform batch of b = {batch_size}, "
+        f"BatchNorm in train mode, {aug} examples"
+    )
 
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
@@ -78,7 +81,8 @@ def distance_sq(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 @contextlib.contextmanager
 def frozen_buffers(model: nn.Module, train_mode: bool = True):
-    """Run in train (default) or eval mode and put back the mode and every buffer (BN statistics)."""
+    """Run in train (default) or eval mode and put back the mode and every buffer
+    (BN statistics)."""
     saved = {k: v.clone() for k, v in model.named_buffers()}
     was_training = model.training
     model.train(train_mode)

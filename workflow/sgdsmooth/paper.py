@@ -129,8 +129,8 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
         return "The rule may fire from the first step."
     reached = runs[runs.status == "reached"]
     text = (
-        f"The rule is armed only after a finished epoch whose mean training loss is at most {fmt(limit)}, "
-        f"so that no run stops at its initialisation."
+        f"The rule is armed only after a finished epoch whose mean training loss is at most "
+        f"{fmt(limit)}, so that no run stops at its initialisation."
     )
     if "train_loss" in reached and reached.train_loss.notna().any():
         which = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
@@ -141,10 +141,13 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     if "gate_bound" in reached:
         bound = int(reached.gate_bound.sum())
         text += (
-            f" {bound} of them stopped on the first step after the rule was armed: for those the loss "
-            f"threshold, not $\\varepsilon$, set $T$."
+            f" {bound} of them stopped on the first step after the rule was armed: "
+            f"for those the loss threshold, not $\\varepsilon$, set $T$."
             if bound
-            else " None of them stopped on the first step after the rule was armed: $\\varepsilon$ set every $T$."
+            else (
+                " None of them stopped on the first step after the rule was armed: "
+                "$\\varepsilon$ set every $T$."
+            )
         )
     return text
 
@@ -177,7 +180,11 @@ def accuracy_trend(acc: pd.DataFrame, opt: str) -> str:
     if len(mine) < 2:
         return "--"
     first, peak, last = mine.iloc[0], mine.max(), mine.iloc[-1]
-    return f"{100 * first:.1f}\\,\\% $\\to$ {100 * peak:.1f}\\,\\% (best, $b={int(mine.idxmax())}$) $\\to$ {100 * last:.1f}\\,\\%"
+    return (
+        f"{100 * first:.1f}\\,\\% $\\to$ "
+        f"{100 * peak:.1f}\\,\\% (best, $b={int(mine.idxmax())}$) $\\to$ "
+        f"{100 * last:.1f}\\,\\%"
+    )
 
 
 def benchmark_hours(paths) -> float:
@@ -207,16 +214,20 @@ def _cell(crit: pd.DataFrame, opt: str) -> pd.Series | None:
 
 
 def k2_sentence(var: pd.DataFrame, statistic: str) -> str:
-    """Which K² feeds δ_SHB, and how far the largest recorded value is from the mean, in words."""
+    """Which K² feeds δ_SHB, and how far the largest recorded value is from the mean, in
+    words."""
     if "shb" not in var.index or pd.isna(var.k2_sup.get("shb")):
         return "No $K^2$ was recorded for SHB."
     r = var.loc["shb"]
-    sup = f"the largest recorded value, {fmt(r.k2_sup)} ({tex_text(r.k2_sup_source)}), is {fmt(r.k2_sup / r.k2_mean, 2)} times the mean"
+    sup = (
+        f"the largest recorded value, {fmt(r.k2_sup)} ({tex_text(r.k2_sup_source)}), "
+        f"is {fmt(r.k2_sup / r.k2_mean, 2)} times the mean"
+    )
     if statistic == "sup":
         return f"The configuration uses the largest recorded value: {sup}."
     return (
-        "A maximum over recorded points depends on how many points are recorded and can rest on one transient "
-        f"of one run, so the configuration uses the {statistic}; {sup}."
+        "A maximum over recorded points depends on how many points are recorded and can rest "
+        f"on one transient of one run, so the configuration uses the {statistic}; {sup}."
     )
 
 
@@ -237,7 +248,8 @@ def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
 
 
 def claims_table(claims: pd.DataFrame | None) -> str:
-    """The ledger as a longtable-free tabular: claim, statistic, value [interval], threshold, verdict."""
+    """The ledger as a longtable-free tabular: claim, statistic, value [interval], threshold,
+    verdict."""
     if claims is None or claims.empty:
         return "No claim could be tested with this configuration.\n"
     rows = []
@@ -323,7 +335,8 @@ def write_generated(
         _macro(
             "Budget",
             (
-                f"$\\lceil {fmt(budget)}/b\\rceil$ steps at batch size $b$ (an SFO of at least {fmt(budget)}), "
+                f"$\\lceil {fmt(budget)}/b\\rceil$ steps at batch size $b$ "
+                f"(an SFO of at least {fmt(budget)}), "
                 f"at most {fmt(config['cbs']['max_steps'])}"
             )
             if budget
@@ -408,7 +421,8 @@ def write_generated(
             continue
         if c.established:
             parts.append(
-                f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ (established; bootstrap "
+                f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ "
+                f"(established; bootstrap "
                 f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]), "
                 f"so $C^2_{{\\mathrm{{{names[opt]}}}}} < {fmt(var.c2_bound.get(opt, math.nan))}$"
             )
@@ -416,7 +430,8 @@ def write_generated(
             parts.append(
                 f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}"
                 + (
-                    f", so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) and $\\delta$ are "
+                    f", so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) "
+                    f"and $\\delta$ are "
                     "provisional"
                     if c.critical_batch_size > 0
                     else ", so it has no $C^2$ bound and no $\\delta$"
@@ -564,17 +579,22 @@ def sharpness_section(
     measured = sharp.sharpness.notna().sum()
     return (
         "\\subsection*{Sharpness or smoothing?}\n"
-        f"Figure~\\ref{{fig:fig8_sharpness}} measures the worst-case sharpness of {len(sharp)} SGD networks "
-        f"({measured} with a value; diverged networks have none) ($\\rho = {rho}$, $\\ell_{{{p}}}$ ball, Auto-PGD, "
+        f"Figure~\\ref{{fig:fig8_sharpness}} measures the worst-case sharpness of {len(sharp)} "
+        f"SGD networks ({measured} with a value; diverged networks have none) "
+        f"($\\rho = {rho}$, $\\ell_{{{p}}}$ ball, Auto-PGD, "
         "BatchNorm in eval mode as in the authors' script) at learning rates "
         + ", ".join(fmt(x) for x in sorted(sharp.lr.unique()))
-        + ", both adaptive (perturbations scaled by $|w|$) and plain: the authors' script has a flag for the "
-        "choice, off by default, and no published command line says which they used. "
-        f"The {'adaptive' if adaptive else 'plain'} variant is the one Figure~\\ref{{fig:fig8_sharpness}} puts first "
-        "and the ledger compares with $\\delta$ first. Table~\\ref{tab:correlations} gives the rank correlation of "
-        "test accuracy with each (95\\,\\% bootstrap intervals over networks) and a quadratic fit of accuracy in "
+        + ", both adaptive (perturbations scaled by $|w|$) and plain: "
+        "the authors' script has a flag for the choice, off by default, "
+        "and no published command line says which they used. "
+        f"The {'adaptive' if adaptive else 'plain'} variant is the one "
+        f"Figure~\\ref{{fig:fig8_sharpness}} puts first "
+        "and the ledger compares with $\\delta$ first. "
+        "Table~\\ref{tab:correlations} gives the rank correlation of test accuracy with each "
+        "(95\\,\\% bootstrap intervals over networks) and a quadratic fit of accuracy in "
         "$\\ln\\delta$.\n"
-        "\\begin{table}[tbp]\n\\centering\n\\caption{Test accuracy against sharpness and against $\\delta$.}\n"
+        "\\begin{table}[tbp]\n\\centering\n"
+        "\\caption{Test accuracy against sharpness and against $\\delta$.}\n"
         "\\label{tab:correlations}\n"
         + _tabular(["predictor", "statistic", "value", "95\\,\\% interval", "$n$"], rows, "llrrr")
         + "\\end{table}\n"
@@ -630,9 +650,9 @@ def noise_section(
     )
     counts = {k: _bad(n[k]) for k in measured}
     per_example = (
-        f"the same from {n_pe} per-example gradients inside train-mode batches (median ratio of the two: "
-        f"{fmt(ratio, 3)}; it is 1 without BatchNorm, and its distance from 1 measures how BatchNorm couples a "
-        "batch's examples); "
+        f"the same from {n_pe} per-example gradients inside train-mode batches "
+        f"(median ratio of the two: {fmt(ratio, 3)}; it is 1 without BatchNorm, "
+        "and its distance from 1 measures how BatchNorm couples a batch's examples); "
         if n_pe
         else ""
     )
@@ -649,24 +669,30 @@ def noise_section(
     ]
     return (
         "\\section{Beyond the article: measured noise}\n"
-        "The article infers $C^2$ from an inequality at $b^*$ and assumes the search-direction noise is as large "
-        "as its bound. Here both are measured at the end of every fixed-epoch run "
-        "(Figure~\\ref{fig:fig9_measured_noise}, Table~\\ref{tab:noise}), all on the function the run descends, "
+        "The article infers $C^2$ from an inequality at $b^*$ and assumes the "
+        "search-direction noise is as large as its bound. "
+        "Here both are measured at the end of every fixed-epoch run "
+        "(Figure~\\ref{fig:fig9_measured_noise}, Table~\\ref{tab:noise}), "
+        "all on the function the run descends, "
         f"$F_b$ (BatchNorm in {', '.join(functions)} mode on batches of the run's own $b$): "
         "$C^2 = b\\frac{n-1}{n-b}\\,\\overline{\\|g_B-\\nabla F_b\\|^2}$ over "
         f"{int(n.c2_batches.max())} batches per run, which is McCandlish et al.'s two-batch-size "
-        "estimator~\\cite{mccandlish2018} with the sizes $b$ and $n$ in paired form, exact in expectation "
-        "without BatchNorm and augmentation; "
+        "estimator~\\cite{mccandlish2018} with the sizes $b$ and $n$ in paired form, "
+        "exact in expectation without BatchNorm and augmentation; "
         + per_example
-        + "$K^2=\\|\\nabla F_b\\|^2$; the empirical degree "
-        "of smoothing $\\delta_{\\mathrm{emp}} = \\eta\\sqrt{\\mathbb{E}\\|d_t - \\nabla F_b(x_t)\\|^2}$ from each "
-        "optimizer's own direction $d_t$; and the gradient noise scale $B_{\\mathrm{simple}} = C^2/K^2$. "
-        f"The median relative standard error of $C^2$ is {fmt(100 * rse, 2)}\\,\\%. Estimates that are NaN or not "
-        f"positive, counted over the {len(n)} runs rather than dropped: $C^2$ {counts['c2']}, "
+        + "$K^2=\\|\\nabla F_b\\|^2$; the empirical degree of smoothing "
+        "$\\delta_{\\mathrm{emp}} = \\eta\\sqrt{\\mathbb{E}\\|d_t - \\nabla F_b(x_t)\\|^2}$ "
+        "from each optimizer's own direction $d_t$; "
+        "and the gradient noise scale $B_{\\mathrm{simple}} = C^2/K^2$. "
+        f"The median relative standard error of $C^2$ is {fmt(100 * rse, 2)}\\,\\%. "
+        f"Estimates that are NaN or not positive, counted over the {len(n)} runs "
+        f"rather than dropped: $C^2$ {counts['c2']}, "
         + (f"per-example $C^2$ {counts['c2_per_example']}, " if n_pe else "")
         + f"$K^2$ {counts['k2']}, $B_{{\\mathrm{{simple}}}}$ {counts['noise_scale']}, "
-        f"direction noise {counts['direction_noise_sq']}. The measurements took {fmt(n.seconds.sum(), 3)}\\,s in all.\n"
-        "\\begin{table}[tbp]\n\\centering\n\\caption{Inferred and measured noise, medians over the batch sizes of "
+        f"direction noise {counts['direction_noise_sq']}. "
+        f"The measurements took {fmt(n.seconds.sum(), 3)}\\,s in all.\n"
+        "\\begin{table}[tbp]\n\\centering\n"
+        "\\caption{Inferred and measured noise, medians over the batch sizes of "
         "the main study (last measurement of each run).}\n\\label{tab:noise}\n\\small\n"
         "\\resizebox{\\textwidth}{!}{%\n" + _tabular(header, rows, "lrlrrrrr") + "}\n\\end{table}\n"
     )

@@ -1,6 +1,7 @@
 """Adaptive and plain sharpness (Andriushchenko et al., 2023), worst case and average case.
 
-    S_max^ρ(w, c) = E_batch[ max_{‖δ ⊙ c⁻¹‖_p ≤ ρ} L(w + δ) − L(w) ],   c = |w| (adaptive) or c = 1 (plain)
+    S_max^ρ(w, c) = E_batch[ max_{‖δ ⊙ c⁻¹‖_p ≤ ρ} L(w + δ) − L(w) ],
+                    c = |w| (adaptive) or c = 1 (plain)
 
 Every network is measured both ways, with the same seed and batches: the authors' sharpness
 script has an ``--adaptive`` flag that is off by default, and no published command says
@@ -76,7 +77,8 @@ def _direction(g: list[torch.Tensor], p: str) -> list[torch.Tensor]:
 
 
 def checkpoints(iterations: int) -> list[int]:
-    """Auto-PGD's step-size checkpoints: p₀ = 0, p₁ = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)."""
+    """Auto-PGD's step-size checkpoints: p₀ = 0, p₁ = 0.22,
+    p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)."""
     ps = [0.0, 0.22]
     while ps[-1] < 1:
         ps.append(ps[-1] + max(ps[-1] - ps[-2] - 0.03, 0.06))
@@ -207,7 +209,7 @@ def adaptive_sharpness(
             for start in range(0, x.shape[0], batch_size):
                 xb, yb = x[start : start + batch_size], y[start : start + batch_size]
 
-                def loss_fn():
+                def loss_fn(xb=xb, yb=yb):
                     return F.cross_entropy(model(xb).float(), yb)
 
                 w, u = worst_case(loss_fn, params, scale, rho, p, iterations, random_start, gen)

@@ -1,7 +1,6 @@
 """Figure 4: SFO complexity T·b against batch size, b* marked (a dashed hollow square where it
 is not established), censored runs shown."""
 
-
 from .. import tables
 from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, mean_band, plt, save, setup
 
