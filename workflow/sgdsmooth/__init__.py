@@ -1,7 +1,7 @@
 """Degree of smoothing of SGD, SHB and NSHB: training engine and analyses.
 
 Reproduces Sato & Iiduka's study of how mini-batch noise smooths the loss (see
-``shared/METHOD.md``). Each formula lives in exactly one module:
+``docs/method.md``). Each formula lives in exactly one module:
 
 - ``theory``    δ for each optimizer, Theorem 4.4's C² bounds, Rastrigin smoothing
 - ``optim``     the three update rules
