@@ -14,7 +14,7 @@ What a replay needs (and ``CapturedStep`` provides):
   them and put back, in place, afterwards: the first replayed step is the run's first step.
 
 The learning rate and β are baked into the graph as constants, which is right here: they
-are fixed for a run (METHOD §2). Replays write into the same output tensors, so ``__call__``
+are fixed for a run (docs/method.md §2). Replays write into the same output tensors, so ``__call__``
 returns copies that a run can keep in its trace.
 """
 

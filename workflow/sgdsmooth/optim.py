@@ -1,4 +1,4 @@
-"""SGD, SHB and NSHB exactly as METHOD §2.
+"""SGD, SHB and NSHB exactly as docs/method.md §2.
 
 All three are one recursion on a search direction d:
 

@@ -23,7 +23,7 @@ import pandas as pd
 from . import theory
 from .figures import LABELS, ORDER
 
-# The article's reported values (METHOD §7), for the side-by-side table. K: the authors'
+# The article's reported values (docs/method.md §7), for the side-by-side table. K: the authors'
 # code hard-codes K (not K²) per network and optimizer; ResNet-18 on CIFAR-100 here
 # (WRN-28-10: K_SHB = 1.66, K_NSHB = 4.262).
 ARTICLE = {

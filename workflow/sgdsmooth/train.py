@@ -11,7 +11,7 @@ Determinism: the model is initialised from ``torch.manual_seed(seed)``; shufflin
 augmentation draw from one generator seeded with ``seed`` that is saved in checkpoints,
 so on CPU a resumed run is bitwise the same as an uninterrupted one.
 
-Stopping rule (CBS protocol, METHOD §4): after step t, stop when
+Stopping rule (CBS protocol, docs/method.md §4): after step t, stop when
 (1/t)·Σ_{k≤t} ‖g_k‖ ≤ ε, at least ``min_epochs`` epochs have passed and the run has learned:
 some finished epoch had a mean training loss ≤ ``learned_loss`` (when set); ‖g_k‖ is the L2
 norm of all parameter gradients of mini-batch k. Why the last condition: a network whose
