@@ -37,12 +37,14 @@ else:
 
     rule archive:
         """Under `source: archive` there is nothing to archive: say so rather than look for a file."""
+        log:
+            f"{R}/logs/archive.log",
         conda:
             ENV
         params:
             message=f"source: archive reads {A}/; archive from results/ with source: results",
         shell:
-            "echo '{params.message}' >&2; exit 1"
+            "echo '{params.message}' | tee {log} >&2; exit 1"
 
     rule archive_paper:
         """An archive made without its paper (archive_paper: false, on a machine without
@@ -51,7 +53,9 @@ else:
             PAPER_PDF,
         output:
             f"{A}/paper.pdf",
+        log:
+            f"{R}/logs/archive_paper.log",
         conda:
             ENV
         shell:
-            "cp {input} {output}"
+            "cp -v {input} {output} > {log} 2>&1"
