@@ -24,6 +24,10 @@ include: "workflow/rules/paper.smk"
 include: "workflow/rules/archive.smk"
 
 
+# `snakemake --report report.html` opens on this text, written with the paper (paper.smk).
+report: REPORT_FRONT
+
+
 rule all:
     default_target: True
     input:

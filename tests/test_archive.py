@@ -85,3 +85,37 @@ def test_stamp_and_readme(tmp_path):
     assert "bin/run --configfile archive/demo/config.yaml --config source=archive" in text
     # Without run metadata naming a device, the stamp names the archiving machine.
     assert archive.make_stamp(cfg, {}, [], tmp_path)["device_source"] == "archiving machine"
+
+
+def test_the_build_state_ignores_the_archive_but_not_the_code(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "archive" / "default").mkdir(parents=True)
+    (tmp_path / "archive" / "default" / "stamp.json").write_text("{}")
+    state = archive.build_state(tmp_path)
+    assert state["commit"] == git(tmp_path, "rev-parse", "HEAD") and state["dirty"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert archive.build_state(tmp_path)["changed"] == ["a.py"]
+
+
+def test_commit_words_say_whether_the_tree_matched_the_commit():
+    c = "0123456789abcdef0123456789abcdef01234567"
+    assert archive.commit_words({"commit": c, "dirty": False}) == "0123456789ab"
+    assert archive.commit_words({"commit": c, "dirty": True}) == (
+        "0123456789ab with uncommitted changes"
+    )
+    assert archive.commit_words({"commit": c, "dirty": None}) == (
+        "0123456789ab (uncommitted changes unknown)"
+    )
+    assert archive.commit_words({"commit": None, "dirty": None}).startswith("no commit")
+
+
+def test_a_figure_caption_names_its_rule_code_and_commit():
+    state = {"commit": "fedcba9876543210" * 2, "dirty": False}
+    text = archive.figure_caption("SFO against b.\n", "fig4", "fig4_sfo", state)
+    assert text == (
+        "SFO against b.\n\nDrawn by rule ``fig4``: ``workflow/scripts/figure.py`` with "
+        "``workflow/sgdsmooth/figures/fig4_sfo.py``, at commit fedcba987654.\n"
+    )

@@ -1,5 +1,6 @@
 """The pieces of the paper build that need no pipeline run."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -106,3 +107,20 @@ def test_the_stopping_rule_sentence_counts_the_runs_the_loss_gate_stopped():
     assert "1 of them stopped on the first step after the rule was armed" in text
     assert "None of them" in learned_sentence(runs.assign(gate_bound=False), 0.5)
     assert learned_sentence(runs, None) == "The rule may fire from the first step."
+
+
+def test_the_provenance_line_names_commit_config_device_and_archive():
+    built = {"commit": "0123456789abcdef" * 2, "dirty": True}
+    measured = {"commit": "fedcba9876543210" * 2, "dirty": False}
+    now = datetime(2026, 11, 30, 7, 5, tzinfo=UTC)
+    prov = paper.provenance(built, {"experiment": "x", "lr": 0.1}, measured, now=now)
+    assert prov["config_hash"] == paper.config_hash({"experiment": "x", "lr": 0.1})
+    assert paper.provenance_tex(prov, "NVIDIA H200") == (
+        "Built 2026-11-30 07:05 UTC from commit \\texttt{0123456789ab} with uncommitted "
+        f"changes; config hash \\texttt{{{prov['config_hash']}}}; trained on NVIDIA H200; "
+        "measurements archived from commit \\texttt{fedcba987654}."
+    )
+    front = paper.report_front(prov, "x", "cpu")
+    assert "from commit 0123456789ab with uncommitted changes" in front
+    assert f"``{prov['config_hash']}``" in front and "archived from commit fedcba987654" in front
+    assert paper.provenance_tex(None, "cpu") == "provenance not recorded"

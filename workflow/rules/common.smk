@@ -227,19 +227,29 @@ def data_files():
 
 
 def figure_outputs(name):
+    """A figure's PDF and PNG, and its caption as drawn (text + rule, code, commit)."""
+    caption = f"{R}/figures/{name}.caption.rst"
     return {
         "pdf": f"{R}/figures/{name}.pdf",
         "png": report(
             f"{R}/figures/{name}.png",
-            caption=f"../report/{name}.rst",
+            caption=os.path.relpath(caption, f"{workflow.basedir}/workflow/rules"),
             category="Figures",
         ),
+        "caption": caption,
     }
 
 
-def figure_code(name):
-    return [
-        f"{LIB}/figures/{name}.py",
-        f"{LIB}/figures/__init__.py",
-        f"{LIB}/tables.py",
-    ]
+def figure_code(name, *modules):
+    """What a figure rule reruns for besides its tables: its code (and the library
+    ``modules`` it uses besides) and its caption text."""
+    return {
+        "code": [
+            f"{LIB}/figures/{name}.py",
+            f"{LIB}/figures/__init__.py",
+            f"{LIB}/tables.py",
+            f"{LIB}/archive.py",
+        ]
+        + lib(*modules),
+        "caption": f"workflow/report/{name}.rst",
+    }

@@ -23,7 +23,7 @@ localrules:
 
 rule fig3:
     input:
-        code=figure_code("fig3_rastrigin") + lib("theory"),
+        **figure_code("fig3_rastrigin", "theory"),
     output:
         **figure_outputs("fig3_rastrigin"),
     log:
@@ -39,9 +39,9 @@ rule fig3:
 
 rule fig4:
     input:
+        **figure_code("fig4_sfo"),
         cbs_runs=table_in("cbs_runs"),
         critical_batch_size=table_in("critical_batch_size"),
-        code=figure_code("fig4_sfo"),
     output:
         **figure_outputs("fig4_sfo"),
     log:
@@ -57,8 +57,8 @@ rule fig4:
 
 rule fig5:
     input:
+        **figure_code("fig5_delta"),
         delta=table_in("delta"),
-        code=figure_code("fig5_delta"),
     output:
         **figure_outputs("fig5_delta"),
     log:
@@ -74,8 +74,8 @@ rule fig5:
 
 rule fig6:
     input:
+        **figure_code("fig6_accuracy"),
         accuracy=table_in("accuracy"),
-        code=figure_code("fig6_accuracy"),
     output:
         **figure_outputs("fig6_accuracy"),
     log:
@@ -91,9 +91,9 @@ rule fig6:
 
 rule fig7:
     input:
+        **figure_code("fig7_delta_accuracy"),
         accuracy=table_in("accuracy"),
         delta=table_in("delta"),
-        code=figure_code("fig7_delta_accuracy"),
     output:
         **figure_outputs("fig7_delta_accuracy"),
     log:

@@ -22,11 +22,11 @@ rule noise_table:
 
 rule fig9:
     input:
+        **figure_code("fig9_measured_noise"),
         noise=table_in("noise"),
         variance=table_in("variance"),
         delta=table_in("delta"),
         critical_batch_size=table_in("critical_batch_size"),
-        code=figure_code("fig9_measured_noise"),
     output:
         **figure_outputs("fig9_measured_noise"),
     log:

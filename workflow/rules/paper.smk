@@ -8,6 +8,7 @@ GENERATED = [
     f"{PAPER_DIR}/generated/{n}.tex"
     for n in (
         "numbers",
+        "provenance",
         "bstar",
         "claims",
         "comparison",
@@ -18,6 +19,8 @@ GENERATED = [
         "reproducibility",
     )
 ]
+# The HTML report's front text (Snakefile's `report:`): what the report is, and where from.
+REPORT_FRONT = f"{R}/paper/report-front.rst"
 TABLE_NAMES = ["cbs_runs", "critical_batch_size", "k2", "variance", "delta", "accuracy"]
 if SHARP["lrs"]:  # Figure 8 and its tables exist only when the config asks for them
     TABLE_NAMES += ["sharpness", "correlations"]
@@ -28,7 +31,11 @@ if NOISE["epochs"]:
 TABLE_NAMES += ["claims"]
 ALL_TABLES = [table(n) for n in TABLE_NAMES]  # as the table rules write them
 TABLES_IN = [table_in(n) for n in TABLE_NAMES]  # as the figures and the paper read them
-ALL_FIGURES = [f"{R}/figures/{n}.{ext}" for n in FIGURE_NAMES for ext in ("pdf", "png")]
+ALL_FIGURES = [
+    f"{R}/figures/{n}.{ext}"
+    for n in FIGURE_NAMES
+    for ext in ("pdf", "png", "caption.rst")
+]
 BENCHMARKS = sorted(
     {train_benchmark(p, c) for p in ("cbs", "epochs") for c in CELLS[p]}
 )
@@ -43,12 +50,14 @@ rule paper_generated:
     input:
         tables=TABLES_IN,
         figures=[f"{R}/figures/{n}.pdf" for n in FIGURE_NAMES],
-        captions=[f"workflow/report/{n}.rst" for n in FIGURE_NAMES],
+        captions=[f"{R}/figures/{n}.caption.rst" for n in FIGURE_NAMES],  # as drawn
         benchmarks=[from_source(b) for b in BENCHMARKS],  # the compute hours it quotes
         example_run=from_source(ALL_EPOCH_RUNS[0]),  # its metadata names the device
-        code=lib("paper", "tables", "theory"),
+        stamp=f"{A}/stamp.json" if ARCHIVED else [],  # the commit that measured
+        code=lib("paper", "tables", "theory", "archive"),
     output:
         GENERATED,
+        front=REPORT_FRONT,
     log:
         f"{R}/logs/paper/generated.log",
     conda:

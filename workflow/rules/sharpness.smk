@@ -78,8 +78,8 @@ rule correlations:
 
 rule fig8:
     input:
+        **figure_code("fig8_sharpness"),
         sharpness=table_in("sharpness"),
-        code=figure_code("fig8_sharpness"),
     output:
         **figure_outputs("fig8_sharpness"),
     log:

@@ -73,6 +73,35 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
     }
 
 
+def build_state(repo: str | Path, env=os.environ) -> dict:
+    """The checkout that builds a figure or the paper: ``git_state`` with ``archive/`` left
+    out (committed outputs are not code: writing an archive must not mark the code dirty)."""
+    return git_state(repo, exclude=Path(repo) / "archive", env=env)
+
+
+def commit_words(state: dict) -> str:
+    """A git state in words for a caption or the paper: the commit (12 hex digits) and
+    whether the tree differed from it."""
+    if state["commit"] is None:
+        return "no commit (built outside a git checkout)"
+    short = state["commit"][:12]
+    if state["dirty"] is None:
+        return f"{short} (uncommitted changes unknown)"
+    if state["dirty"]:
+        return f"{short} with uncommitted changes"
+    return short
+
+
+def figure_caption(caption: str, rule: str, module: str, state: dict) -> str:
+    """A figure's caption as the report and the paper show it: the text of
+    workflow/report/<module>.rst and where the figure came from, as reStructuredText."""
+    return (
+        f"{caption.strip()}\n\n"
+        f"Drawn by rule ``{rule}``: ``workflow/scripts/figure.py`` with "
+        f"``workflow/sgdsmooth/figures/{module}.py``, at commit {commit_words(state)}.\n"
+    )
+
+
 def training_devices(runs) -> dict[str, int]:
     """How many of the run files each device trained, from their metadata."""
     return dict(Counter(d for d in (read_metadata(r).get("device") for r in runs) if d))

@@ -15,13 +15,15 @@ import re
 import shutil
 import subprocess
 import unicodedata
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
-from . import theory
+from . import archive, theory
 from .figures import LABELS, ORDER
+from .tables import config_hash
 
 # The article's reported values (docs/method.md §7), for the side-by-side table. K: the authors'
 # code hard-codes K (not K²) per network and optimizer; ResNet-18 on CIFAR-100 here
@@ -150,6 +152,51 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
             )
         )
     return text
+
+
+def provenance(state: dict, config: dict, measured: dict | None = None, now=None) -> dict:
+    """Where a report comes from: the checkout that built it (``state``, from
+    ``archive.build_state``), the config hash, the date, and under ``source: archive`` the
+    archive's stamp (the checkout that trained and measured)."""
+    return {
+        "built": archive.commit_words(state),
+        "config_hash": config_hash(config),
+        "date": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        "measured": archive.commit_words(measured) if measured else None,
+    }
+
+
+def provenance_tex(prov: dict | None, device: str) -> str:
+    """The title page's provenance line."""
+    if prov is None:
+        return "provenance not recorded"
+
+    def commit(words: str) -> str:
+        return re.sub(r"^([0-9a-f]{12})", r"commit \\texttt{\1}", words)
+
+    text = (
+        f"Built {prov['date']} from {commit(prov['built'])}; "
+        f"config hash \\texttt{{{prov['config_hash']}}}; trained on {tex_text(device)}"
+    )
+    if prov["measured"]:
+        text += f"; measurements archived from {commit(prov['measured'])}"
+    return text + "."
+
+
+def report_front(prov: dict, experiment: str, device: str) -> str:
+    """The HTML report's front text (reStructuredText): what it is and where it came from."""
+    lines = [
+        f"Reproduction of Sato & Iiduka's degree-of-smoothing study, experiment ``{experiment}``."
+        " The method is in ``docs/method.md``; each figure's caption names the rule and the"
+        " code that drew it, and the commit it was drawn at.",
+        "",
+        f"- Built: {prov['date']}, from commit {prov['built']}",
+        f"- Config hash: ``{prov['config_hash']}``",
+        f"- Trained on: {device}",
+    ]
+    if prov["measured"]:
+        lines.append(f"- Measurements: archived from commit {prov['measured']}")
+    return "\n".join(lines) + "\n"
 
 
 def _macro(name: str, value: str) -> str:
@@ -284,9 +331,12 @@ def write_generated(
     figures: list[dict],
     benchmarks: list[str],
     device: str,
+    provenance: dict | None = None,
 ) -> list[Path]:
-    """Write the generated TeX: numbers.tex (macros), claims.tex, comparison.tex, cbs.tex,
-    figures.tex, sharpness.tex, noise.tex and reproducibility.tex."""
+    """Write the generated TeX: numbers.tex (macros), provenance.tex, claims.tex,
+    comparison.tex, cbs.tex, figures.tex, sharpness.tex, noise.tex and reproducibility.tex.
+    ``provenance`` (from ``provenance``) is printed under the title; without it, that line
+    says it was not recorded."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lr, eps = config["lr"], config["cbs"]["epsilon"]
@@ -516,14 +566,20 @@ def write_generated(
         )
     )
 
-    # figures.tex: one float per figure file produced, caption from workflow/report/.
+    # provenance.tex: where this report came from, under its title (its own file, so that the
+    # numbers of a rebuild from an archive can be compared with the original's as they are).
+    (out / "provenance.tex").write_text(_macro("Provenance", provenance_tex(provenance, device)))
+
+    # figures.tex: one float per figure file produced; the caption as the figure rule wrote
+    # it (workflow/report/'s text, then the rule, code and commit), one paragraph in TeX.
     parts = []
     for f in figures:
         stem = Path(f["pdf"]).stem
+        caption = " ".join(Path(f["caption"]).read_text(encoding="utf-8").split())
         parts.append(
             "\\begin{figure}[tbp]\n\\centering\n"
             f"\\includegraphics[width=\\linewidth,height=0.38\\textheight,keepaspectratio]{{{Path(f['pdf']).resolve()}}}\n"
-            f"\\caption{{{tex_text(Path(f['caption']).read_text())}}}\n\\label{{fig:{stem}}}\n\\end{{figure}}\n"
+            f"\\caption{{{tex_text(caption)}}}\n\\label{{fig:{stem}}}\n\\end{{figure}}\n"
         )
     (out / "figures.tex").write_text("\n".join(parts))
 
