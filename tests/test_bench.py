@@ -330,3 +330,19 @@ def test_fashion_study_runs_every_step_in_smoke_mode_and_its_archive_gets_a_pape
     assert home.returncode == 0, home.stdout[-3000:] + home.stderr[-3000:]
     assert (tmp_path / "archive" / "fashion_smoke" / "paper.pdf").stat().st_size > 10_000
     assert not (tmp_path / "results" / "fashion_smoke" / "runs").exists()  # nothing was trained
+
+
+def test_the_record_bench_readme_quotes_is_committed():
+    # The README quotes the Fashion rates of 2026-11-30 (one run 1008, 1263, 623, 462 img/s at
+    # b = 8, 64, 512, 4096); the record must be in git, not only on the machine that made it.
+    path = ROOT / "bench" / "results" / "train_throughput.jsonl"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+    assert ignored.returncode == 1, "bench/results/ is git-ignored"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    (fashion,) = [r for r in records if r["model"] == "mnist_cnn" and r["date"] == "2026-11-30"]
+    rates = {row["batch_size"]: round(row["single"]) for row in fashion["rows"]}
+    assert rates == {8: 1008, 64: 1263, 512: 623, 4096: 462}
+    readme = (ROOT / "bench" / "README.md").read_text()
+    assert "one run 1008, 1263, 623, 462 images/s at b = 8, 64, 512, 4096" in readme.replace(
+        "\n", " "
+    )
