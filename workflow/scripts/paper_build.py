@@ -1,7 +1,16 @@
+import json
 from pathlib import Path
 
-from sgdsmooth import paper
+from sgdsmooth import archive, paper, tables
 
-source = Path(snakemake.input.sources[0]).parent
-generated = Path(snakemake.input.generated[0]).parent
-paper.build_pdf(source, generated, snakemake.output[0], snakemake.log[0])
+inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.config
+# Where this PDF comes from: the checkout building it (the commit of this build, as each
+# figure's caption carries its own) and, rebuilt from an archive, the one that measured it.
+measured = json.loads(Path(inp.stamp).read_text()) if inp.stamp else None
+prov = paper.provenance(archive.build_state(Path(snakemake.scriptdir).parents[1]), cfg, measured)
+device = tables.read_metadata(inp.example_run)["device"]
+paper.write_provenance(out.provenance, out.front, prov, cfg["experiment"], device)
+
+source = Path(inp.sources[0]).parent
+generated = Path(inp.generated[0]).parent
+paper.build_pdf(source, generated, out.pdf, snakemake.log[0])

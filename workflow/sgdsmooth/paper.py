@@ -183,6 +183,14 @@ def provenance_tex(prov: dict | None, device: str) -> str:
     return text + "."
 
 
+def write_provenance(tex: str | Path, front: str | Path, prov: dict, experiment: str, device: str):
+    """Where the report comes from, written where the PDF is built (editing paper.tex
+    rebuilds only the PDF): ``tex`` defines the title page's \\Provenance, ``front`` is the
+    HTML report's front text."""
+    Path(tex).write_text(_macro("Provenance", provenance_tex(prov, device)), encoding="utf-8")
+    Path(front).write_text(report_front(prov, experiment, device), encoding="utf-8")
+
+
 def report_front(prov: dict, experiment: str, device: str) -> str:
     """The HTML report's front text (reStructuredText): what it is and where it came from."""
     lines = [
@@ -331,12 +339,10 @@ def write_generated(
     figures: list[dict],
     benchmarks: list[str],
     device: str,
-    provenance: dict | None = None,
 ) -> list[Path]:
-    """Write the generated TeX: numbers.tex (macros), provenance.tex, claims.tex,
-    comparison.tex, cbs.tex, figures.tex, sharpness.tex, noise.tex and reproducibility.tex.
-    ``provenance`` (from ``provenance``) is printed under the title; without it, that line
-    says it was not recorded."""
+    """Write the generated TeX: numbers.tex (macros), claims.tex, comparison.tex, cbs.tex,
+    figures.tex, sharpness.tex, noise.tex and reproducibility.tex. (provenance.tex is the
+    PDF build's: ``write_provenance``.)"""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lr, eps = config["lr"], config["cbs"]["epsilon"]
@@ -565,10 +571,6 @@ def write_generated(
             "lrrrrrrrc",
         )
     )
-
-    # provenance.tex: where this report came from, under its title (its own file, so that the
-    # numbers of a rebuild from an archive can be compared with the original's as they are).
-    (out / "provenance.tex").write_text(_macro("Provenance", provenance_tex(provenance, device)))
 
     # figures.tex: one float per figure file produced; the caption as the figure rule wrote
     # it (workflow/report/'s text, then the rule, code and commit), one paragraph in TeX.
