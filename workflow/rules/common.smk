@@ -241,7 +241,7 @@ def figure_outputs(name):
 
 
 def figure_code(name, *modules):
-    """What a figure rule reruns for besides its tables: its code (and the library
+    """What a figure reruns for besides its tables: its code (and the library
     ``modules`` it uses besides) and its caption text."""
     return {
         "code": [
