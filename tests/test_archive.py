@@ -102,14 +102,14 @@ def test_the_build_state_ignores_the_archive_but_not_the_code(tmp_path):
 
 def test_commit_words_say_whether_the_tree_matched_the_commit():
     c = "0123456789abcdef0123456789abcdef01234567"
-    assert archive.commit_words({"commit": c, "dirty": False}) == "0123456789ab"
+    assert archive.commit_words({"commit": c, "dirty": False}) == "commit 0123456789ab"
     assert archive.commit_words({"commit": c, "dirty": True}) == (
-        "0123456789ab with uncommitted changes"
+        "commit 0123456789ab with uncommitted changes"
     )
     assert archive.commit_words({"commit": c, "dirty": None}) == (
-        "0123456789ab (uncommitted changes unknown)"
+        "commit 0123456789ab (uncommitted changes unknown)"
     )
-    assert archive.commit_words({"commit": None, "dirty": None}).startswith("no commit")
+    assert archive.commit_words({"commit": None, "dirty": None}) == "no git commit (not a checkout)"
 
 
 def test_a_figure_caption_names_its_rule_code_and_commit():

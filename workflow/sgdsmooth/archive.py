@@ -80,11 +80,11 @@ def build_state(repo: str | Path, env=os.environ) -> dict:
 
 
 def commit_words(state: dict) -> str:
-    """A git state in words for a caption or the paper: the commit (12 hex digits) and
+    """A git state in words, to follow "at" or "from": the commit (12 hex digits) and
     whether the tree differed from it."""
     if state["commit"] is None:
-        return "no commit (built outside a git checkout)"
-    short = state["commit"][:12]
+        return "no git commit (not a checkout)"
+    short = "commit " + state["commit"][:12]
     if state["dirty"] is None:
         return f"{short} (uncommitted changes unknown)"
     if state["dirty"]:
@@ -98,7 +98,7 @@ def figure_caption(caption: str, rule: str, module: str, state: dict) -> str:
     return (
         f"{caption.strip()}\n\n"
         f"Drawn by rule ``{rule}``: ``workflow/scripts/figure.py`` with "
-        f"``workflow/sgdsmooth/figures/{module}.py``, at commit {commit_words(state)}.\n"
+        f"``workflow/sgdsmooth/figures/{module}.py``, at {commit_words(state)}.\n"
     )
 
 

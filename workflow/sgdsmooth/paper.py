@@ -172,7 +172,7 @@ def provenance_tex(prov: dict | None, device: str) -> str:
         return "provenance not recorded"
 
     def commit(words: str) -> str:
-        return re.sub(r"^([0-9a-f]{12})", r"commit \\texttt{\1}", words)
+        return re.sub(r"^commit ([0-9a-f]{12})", r"commit \\texttt{\1}", words)
 
     text = (
         f"Built {prov['date']} from {commit(prov['built'])}; "
@@ -198,12 +198,12 @@ def report_front(prov: dict, experiment: str, device: str) -> str:
         " The method is in ``docs/method.md``; each figure's caption names the rule and the"
         " code that drew it, and the commit it was drawn at.",
         "",
-        f"- Built: {prov['date']}, from commit {prov['built']}",
+        f"- Built: {prov['date']}, from {prov['built']}",
         f"- Config hash: ``{prov['config_hash']}``",
         f"- Trained on: {device}",
     ]
     if prov["measured"]:
-        lines.append(f"- Measurements: archived from commit {prov['measured']}")
+        lines.append(f"- Measurements: archived from {prov['measured']}")
     return "\n".join(lines) + "\n"
 
 
