@@ -3,15 +3,19 @@ what reruns after each kind of change, the article's plan, and bad configs."""
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 from collections import Counter
+from html import unescape
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from sgdsmooth import grid, tables
 
@@ -301,12 +305,149 @@ def test_paper_reports_what_was_measured(tiny):
     assert len(captions) == len(figures) == 7
 
 
-def test_html_report_has_every_figure_with_its_caption(tiny):
+@pytest.fixture(scope="module")
+def html_report(tiny) -> Path:
     smk(tiny, "--report", "report.html")
-    html = (tiny / "report.html").read_text(errors="replace")
+    return tiny / "report.html"
+
+
+def test_html_report_has_every_figure_with_its_caption(html_report):
+    html = html_report.read_text(errors="replace")
     for caption in (ROOT / "workflow" / "report").glob("*.rst"):
         assert caption.stem in html, caption.stem
     assert "critical batch size" in html  # a phrase from fig4's caption
+
+
+# The report is a React app whose figures and captions sit in a script as data, so the text
+# check above cannot tell whether a browser shows them. This script, added at the end of a copy
+# of the report, uses the report as a reader does: opens the figures' category from the menu,
+# then for each figure clicks its eye button (the figure appears) and its info button (the
+# caption appears), and goes back by the breadcrumbs. It records what the browser made of each:
+# the image's size and its pixels, decoded by drawing it on a canvas (ink: pixels that are not
+# near-white; rgb: the sum of all channels), its width on screen, and the caption's rendered
+# text. Then the page becomes that record, as JSON, for --dump-dom to hand back.
+REPORT_WALKER = r"""
+(async () => {
+    const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+    const until = async (what, found) => {
+        for (let i = 0; i < 400; i++) {
+            const value = found();
+            if (value) return value;
+            await sleep(25);
+        }
+        throw new Error("timed out waiting for " + what);
+    };
+    const nav = () => document.querySelector("nav");
+    const link = (selector, text) =>
+        [...nav().querySelectorAll(selector)].find((a) => a.textContent.trim() === text);
+    const rows = () => [...nav().querySelectorAll("tbody tr")];
+    const seen = { figures: {} };
+    try {
+        // The menu names a lone category "Results", several by their names.
+        const menu = await until("the menu", () => nav() &&
+            (link("ul > li > a", "Figures") || link("ul > li > a", "Results")));
+        menu.click();
+        const n = await until("the list of figures", () => rows().length);
+        for (let i = 0; i < n; i++) {
+            if (i > 0) {
+                link("ol a", "Figures").click();
+                await until("the list again",
+                    () => !nav().querySelector("li.prose") && rows().length === n);
+            }
+            const row = rows()[i];
+            const path = row.querySelector("td").textContent.trim();
+            const [eye, info] = row.querySelectorAll("[role=group] a");
+            eye.click();
+            const img = await until(path + " on screen", () =>
+                [...document.querySelectorAll("#app img")].find(
+                    (im) => !im.closest("nav") && im.src === results[path].data_uri));
+            await until(path + " loaded", () => img.complete);
+            const figure = { width: img.naturalWidth, height: img.naturalHeight,
+                             shown: img.getBoundingClientRect().width, ink: 0, rgb: 0 };
+            if (img.naturalWidth > 0) {
+                const canvas = document.createElement("canvas");
+                canvas.width = img.naturalWidth;
+                canvas.height = img.naturalHeight;
+                const context = canvas.getContext("2d");
+                context.drawImage(img, 0, 0);
+                const px = context.getImageData(0, 0, canvas.width, canvas.height).data;
+                for (let k = 0; k < px.length; k += 4) {
+                    const sum = px[k] + px[k + 1] + px[k + 2];
+                    figure.rgb += sum;
+                    if (sum < 600) figure.ink++;
+                }
+            }
+            info.click();
+            const caption = await until(path + "'s caption", () => nav().querySelector("li.prose"));
+            figure.caption = caption.innerText;
+            seen.figures[path] = figure;
+        }
+    } catch (err) {
+        seen.error = String(err);
+    }
+    const pre = document.createElement("pre");
+    pre.id = "browser-check";
+    pre.textContent = JSON.stringify(seen);
+    document.head.replaceChildren();
+    document.body.replaceChildren(pre);
+})();
+"""
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def pixels(png: Path) -> tuple[int, int, int, int]:
+    """(width, height, ink, rgb) of a PNG file, counted as REPORT_WALKER counts them."""
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=np.int64)
+    sums = rgb.sum(axis=2)
+    return rgb.shape[1], rgb.shape[0], int((sums < 600).sum()), int(sums.sum())
+
+
+def test_html_report_shows_every_figure_and_its_caption_in_a_browser(html_report, tmp_path):
+    chromium = next(filter(None, map(shutil.which, BROWSERS)), None)
+    if chromium is None:
+        why = f"no browser on PATH ({', '.join(BROWSERS)}); bin/setup installs chromium as root"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {why}")
+        pytest.skip(why)
+    head, tail = html_report.read_text(encoding="utf-8").rsplit("</body>", 1)
+    page = tmp_path / "report.html"
+    page.write_text(f"{head}<script>{REPORT_WALKER}</script>\n</body>{tail}", encoding="utf-8")
+    # Virtual time runs the walker's waits at once; as root, Chromium needs --no-sandbox.
+    proc = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=60000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+    )
+    found = re.search(r'<pre id="browser-check">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert found, (
+        f"{chromium} did not finish the walk (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    )
+    seen = json.loads(unescape(found[1]))
+    assert "error" not in seen, seen["error"]
+    captions = {rst.stem: rst for rst in (ROOT / "workflow" / "report").glob("*.rst")}
+    assert sorted(Path(path).stem for path in seen["figures"]) == sorted(captions)
+    for path, figure in seen["figures"].items():
+        stem = Path(path).stem
+        # The very pixels of the PNG, decoded by the browser, and not blank; shown on screen.
+        drawn = (figure["width"], figure["height"], figure["ink"], figure["rgb"])
+        assert drawn == pixels(html_report.parent / path), stem
+        assert figure["ink"] > 0 and figure["shown"] > 0, stem
+        # The caption rendered from reStructuredText (no ``literal`` left raw), the .rst's whole
+        # text in it; the report may add to it (where the figure came from).
+        shown = " ".join(figure["caption"].split())
+        written = " ".join(captions[stem].read_text(encoding="utf-8").replace("``", "").split())
+        assert written in shown and "``" not in shown, (stem, shown)
 
 
 TRAINING_OR_TABLES = {
