@@ -249,6 +249,9 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     assert proc.stdout.count("gpu=1") == 2 * (cells - grouped + len(groups)) + plan["sharpness"]
 
 
+ACC = TINY["accuracy"]  # 2 epochs
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -260,11 +263,46 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
         ({"batch_sizes": [64, 4096]}, "batch_sizes"),
         ({"cbs": {"epsilon": 0, "seeds": [0]}}, "epsilon"),
         ({"train": {"compile": True, "cuda_graph_max_batch": 64}}, "cuda_graph_max_batch"),
+        # Keys that no longer exist (noise.small, noise.big) are unknown keys, named.
+        ({"noise": {"epochs": [2], "small": 64, "big": 32}}, "('big', 'small' were unexpected)"),
+        # A measurement after the last epoch would never happen: an empty table, a blank Fig. 9.
+        ({"noise": {"epochs": [2, 3]}}, "noise.epochs: [3] lie beyond the last epoch"),
+        (
+            {"accuracy": ACC | {"full_grad_epochs": [2, 5]}},
+            "accuracy.full_grad_epochs: [5] lie beyond the last epoch",
+        ),
+        (
+            {"figures": {"accuracy_bands": [0.5, 0.3]}},
+            "figures.accuracy_bands: must be [low, high]",
+        ),
+        (
+            {"claims": {"article_delta_range": [1.0, 0.2]}},
+            "claims.article_delta_range: must be [low, high]",
+        ),
+        (
+            {"accuracy": ACC | {"full_grad_epochs": 2}},
+            "On instance['accuracy']['full_grad_epochs']",
+        ),
+        ({"accuracy": ACC | {"epochs": 2.5}}, "On instance['accuracy']['epochs']"),
+        # JSON Schema counts 2.0 as an integer; YAML reads it as a float: refused too.
+        ({"accuracy": ACC | {"epochs": 2.0}}, "accuracy.epochs: must be a whole number"),
+        ({"batch_sizes": [128, 256.0]}, "batch_sizes[1]: must be a whole number"),
+        ({"cbs": TINY["cbs"] | {"seeds": [0, -1]}}, "On instance['cbs']['seeds'][1]"),
+        ({"accuracy": ACC | {"seeds": [-1]}}, "On instance['accuracy']['seeds'][0]"),
+        # Through the command line's --config, whose values Snakemake parses itself.
+        (["lr=fast"], "On instance['lr']"),
+        (["lr=-1"], "On instance['lr']"),
+        (["data_subset=500.0"], "data_subset: must be a whole number"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
+    """A bad config (a change to TINY, or a list of --config entries on the command line)
+    fails the dry run, naming the key, before any job."""
     work = copy_workflow(tmp_path)
-    proc = smk(work, "-n", config=TINY | change, check=False)
+    if isinstance(change, list):
+        proc = smk(work, "-n", "--config", *change, config=TINY, check=False)
+    else:
+        proc = smk(work, "-n", config=TINY | change, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (work / "results").exists()

@@ -3,6 +3,8 @@
 import json
 import os
 
+import yaml
+
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -14,8 +16,47 @@ from sgdsmooth.tables import config_hash
 validate(config, "../../config/schema.yaml")
 
 
-def _check_config(cfg):
+def _whole_numbers(value, schema, key=""):
+    """Refuse a float where the schema asks for an integer. JSON Schema counts 3.0 as the
+    integer 3, but YAML's 3.0 is a float, which would name paths (b128.0) and count epochs
+    as floats: the config must write whole numbers without a decimal point."""
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if "integer" in kinds and "number" not in kinds and isinstance(value, float):
+        raise ValueError(
+            f"{key}: must be a whole number written without a decimal point (got {value!r})"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in schema.get("properties", {}):
+                _whole_numbers(v, schema["properties"][k], f"{key}.{k}".lstrip("."))
+    elif isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            _whole_numbers(v, schema["items"], f"{key}[{i}]")
+
+
+def _check_config(cfg, schema):
     """Checks JSON schema cannot express; each message names its key."""
+    _whole_numbers(cfg, schema)
+    epochs = cfg["accuracy"]["epochs"]
+    for key, listed in (
+        ("accuracy.full_grad_epochs", cfg["accuracy"]["full_grad_epochs"]),
+        ("noise.epochs", cfg["noise"]["epochs"]),
+    ):
+        beyond = sorted(e for e in listed if e > epochs)
+        if beyond:
+            raise ValueError(
+                f"{key}: {beyond} lie beyond the last epoch of the fixed-epoch runs "
+                f"(accuracy.epochs: {epochs})"
+            )
+    for key, (low, high) in (
+        ("figures.accuracy_bands", cfg["figures"]["accuracy_bands"]),
+        ("claims.article_delta_range", cfg["claims"]["article_delta_range"]),
+    ):
+        if not low < high:
+            raise ValueError(
+                f"{key}: must be [low, high] with low < high (got [{low}, {high}])"
+            )
     n = train_size(cfg)
     grids = {"batch_sizes": cfg["batch_sizes"]}
     grids["sharpness.batch_sizes"] = cfg["sharpness"].get("batch_sizes", [])
@@ -45,7 +86,8 @@ def _check_config(cfg):
         )
 
 
-_check_config(config)
+with open(f"{workflow.basedir}/config/schema.yaml") as _fh:
+    _check_config(config, yaml.safe_load(_fh))
 
 R = f"results/{config['experiment']}"
 ENV = "../../envs/sgdsmooth.yaml"  # relative to workflow/rules/

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 from .names import DATASETS, MODELS, OPTIMIZERS, PRECISIONS, PROTOCOLS, TRAIN_SIZES
@@ -61,6 +62,11 @@ class RunConfig:
         def bad(key, why):
             raise ConfigError(f"{key}: {why} (got {getattr(self, key)!r})")
 
+        # Types first, so that no comparison below meets a string (lr: fast) or a scalar
+        # where a list belongs (full_grad_epochs: 3), and no 2.5 epochs train as 3.
+        for f in dataclasses.fields(self):
+            if not _is_kind(f.type, getattr(self, f.name)):
+                bad(f.name, f"must be {_KIND_WORDS[f.type]}")
         for key, allowed in (
             ("protocol", PROTOCOLS),
             ("dataset", DATASETS),
@@ -91,8 +97,20 @@ class RunConfig:
         for key in ("epochs", "max_steps", "checkpoint_every", "eval_batch_size"):
             if getattr(self, key) < 1:
                 bad(key, "must be ≥ 1")
-        if self.min_epochs < 0:
-            bad("min_epochs", "must be ≥ 0")
+        for key in ("min_epochs", "seed", "noise_per_example"):
+            if getattr(self, key) < 0:
+                bad(key, "must be ≥ 0")
+        if self.noise_steps < 1:
+            bad("noise_steps", "must be ≥ 1")
+        if self.noise_batches < 2:
+            bad("noise_batches", "must be ≥ 2")
+        for key in ("full_grad_epochs", "noise_epochs"):
+            epochs = getattr(self, key)
+            if any(e < 1 for e in epochs):
+                bad(key, "epochs count from 1")
+            # A fixed-epoch run ends after `epochs`: a later epoch would never be measured.
+            if self.protocol == "epochs" and any(e > self.epochs for e in epochs):
+                bad(key, f"lies beyond the run's last epoch (epochs: {self.epochs})")
         if self.learned_loss is not None and not self.learned_loss > 0:
             bad("learned_loss", "must be > 0 or null")
         if self.compile and self.cuda_graph:
@@ -111,6 +129,32 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown key (known: {sorted(names)})")
         return cls(**values).validate()
+
+
+def _is_kind(kind: str, value) -> bool:
+    """Whether ``value`` fits a RunConfig field's annotation (a string here). Booleans are
+    not numbers, and a float is not an integer even when whole: YAML's 3.0 is a float."""
+    if kind.endswith(" | None"):
+        return value is None or _is_kind(kind.removesuffix(" | None"), value)
+    if kind == "list[int]":
+        return isinstance(value, list | tuple) and all(_is_kind("int", v) for v in value)
+    if isinstance(value, bool):
+        return kind == "bool"
+    return isinstance(
+        value, {"int": numbers.Integral, "float": numbers.Real, "str": str, "bool": bool}[kind]
+    )
+
+
+_KIND_WORDS = {
+    "int": "an integer",
+    "int | None": "an integer or null",
+    "float": "a number",
+    "float | None": "a number or null",
+    "str": "a string",
+    "bool": "true or false",
+    "bool | None": "true, false or null",
+    "list[int]": "a list of integers",
+}
 
 
 def train_size(config: dict) -> int:
