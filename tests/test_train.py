@@ -6,6 +6,7 @@ import time
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from sgdsmooth.config import ConfigError, RunConfig
 from sgdsmooth.tables import read_metadata, read_table
@@ -175,11 +176,45 @@ def test_divergence_is_recorded_and_not_an_error(tmp_path, digits):
         (dict(beta=1.0), "beta"),
         (dict(beta=-0.1), "beta"),
         (dict(epsilon=0.0), "epsilon"),
+        # Wrong types are refused by name, not left to fail later with a TypeError.
+        (dict(lr="fast"), "lr"),
+        (dict(full_grad_epochs=3), "full_grad_epochs"),
+        (dict(epochs=2.5), "epochs"),  # would train 3 epochs
+        (dict(epochs=3.0), "epochs"),  # a float, even if whole (YAML's 3.0)
+        (dict(batch_size=True), "batch_size"),
+        (dict(compile="yes"), "compile"),
+        (dict(seed=-1), "seed"),
+        (dict(noise_batches=1), "noise_batches"),
+        # A fixed-epoch run of 10 epochs never reaches epoch 11.
+        (dict(full_grad_epochs=[5, 11]), "full_grad_epochs"),
+        (dict(noise_epochs=[11]), "noise_epochs"),
+        (dict(noise_epochs=[0]), "noise_epochs"),
     ],
 )
 def test_bad_arguments_name_the_key(change, key):
     with pytest.raises(ConfigError, match=f"^{key}:"):
         RunConfig(**change).validate()
+
+
+def test_measuring_epochs_of_a_cbs_run_have_no_upper_bound():
+    RunConfig(protocol="cbs", epochs=2, noise_epochs=[5], full_grad_epochs=[7]).validate()
+
+
+@pytest.mark.parametrize(
+    "yaml_text, flags, key",
+    [
+        ("lr: fast\n", [], "lr"),
+        ("full_grad_epochs: 3\n", [], "full_grad_epochs"),
+        ("epochs: 2.5\n", [], "epochs"),
+        ("", ["--seed", "-1"], "seed"),
+    ],
+)
+def test_command_line_refuses_a_bad_setting_naming_the_key(tmp_path, capsys, yaml_text, flags, key):
+    (tmp_path / "run.yaml").write_text(yaml_text)
+    argv = ["--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r"), *flags]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: {key}:")
+    assert not (tmp_path / "r").exists()  # refused before anything is written
 
 
 def test_unknown_key_is_named():
@@ -226,8 +261,11 @@ def test_command_line_runs_one_run_from_yaml_and_flags(tmp_path, capsys):
     assert "beta:" in capsys.readouterr().err
 
 
-def test_sigterm_checkpoints_and_a_rerun_resumes(tmp_path):
-    """A real signal to a real process: it leaves a checkpoint, exits 75, and resumes."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_checkpoints_and_a_rerun_resumes_to_the_uninterrupted_table(tmp_path, sig):
+    """A real signal to a real process: it leaves a checkpoint, exits 75, and resumes to the
+    table of an uninterrupted run. SIGINT is Ctrl-C, which a terminal sends to snakemake and
+    its jobs alike. No --threads: the command line's default (1) is the tests' count."""
     out = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -240,23 +278,65 @@ def test_sigterm_checkpoints_and_a_rerun_resumes(tmp_path):
         "--batch-size",
         "2",
         "--epochs",
-        "3",
-        "--threads",
-        "1",
+        "2",
     ]
     env = {"PYTHONPATH": str(ROOT / "workflow"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    # As in a terminal's foreground job, whatever this test runs under: SIGINT not ignored.
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.time() + 60
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:  # the epoch-1 checkpoint
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
-    assert "checkpoint written" in err and not (out / "metrics.parquet").exists()
+    assert f"signal {int(sig)} at step" in err and "checkpoint written" in err
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.parquet").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "resumed from" in done.stderr
-    assert list(read_table(out / "metrics.parquet", "epochs").epoch) == [1, 2, 3]
+    assert list(read_table(out / "metrics.parquet", "epochs").epoch) == [1, 2]
+    whole = tmp_path / "whole"
+    train(RunConfig.from_dict(read_metadata(out / "metrics.parquet")["config"]), whole)
+    pd.testing.assert_frame_equal(table(out), table(whole), check_exact=True)
+    a, b = torch.load(out / "final.pt"), torch.load(whole / "final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_command_line_run_sets_its_thread_count(tmp_path, digits, caplog):
+    """On CPU the same run rounds differently at 1 and 2 threads from its first epoch: a
+    bitwise claim holds at a fixed count, so the command line sets one (default 1) rather
+    than take torch's, and a resume at another count says so."""
+    cfg = epochs_cfg(epochs=1, batch_size=32)
+    train(cfg, tmp_path / "one", digits)  # the tests' count: 1 (conftest)
+    torch.set_num_threads(2)
+    train(cfg, tmp_path / "two", digits)
+    torch.set_num_threads(1)
+    assert not table(tmp_path / "one").equals(table(tmp_path / "two"))  # the test can fail
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    env = {"PYTHONPATH": str(ROOT / "workflow"), "PATH": "/usr/bin:/bin"}  # no OMP_NUM_THREADS
+    cli = subprocess.run(
+        [sys.executable, "-m", "sgdsmooth.train", "--config", str(tmp_path / "run.yaml")]
+        + ["--out", str(tmp_path / "cli")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "one"), table(tmp_path / "cli"), check_exact=True
+    )
+    # A checkpoint written at 2 threads, resumed at 1: the log says that the result differs.
+    torch.set_num_threads(2)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "resumed", digits, interrupt_at_step=10)
+    torch.set_num_threads(1)
+    with caplog.at_level("WARNING", logger="sgdsmooth.train"):
+        train(cfg, tmp_path / "resumed", digits)
+    assert "written at 2 CPU threads, this session has 1" in caplog.text
 
 
 def test_deadline_checkpoints_like_a_signal(tmp_path, digits):

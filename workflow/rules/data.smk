@@ -11,7 +11,6 @@ rule download_cifar100:
         ),
     log:
         f"{R}/logs/download_cifar100.log",
-    retries: 2
     conda:
         ENV
     params:

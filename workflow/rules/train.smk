@@ -3,6 +3,9 @@
 # the scheduler sees one job per cell, not per run. At b ≤ train.fuse_max_batch the seeds
 # train together as one fused network (sgdsmooth.ensemble); with train.fuse_lrs, Figure 8's
 # learning rates of such a batch size do too, in one job (the rules at the end).
+# No rule sets `retries:`, which would override the command line's --retries: bin/run passes
+# --retries 2 and the Slurm profile retries: 3, and a user's --retries 0 means none. A retried
+# job resumes its runs from their checkpoints.
 
 
 rule train_cbs:
@@ -16,7 +19,6 @@ rule train_cbs:
         f"{R}/logs/train_cbs/eps{{eps}}/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_cbs/eps{{eps}}/{CELL}.tsv"
-    retries: 2
     conda:
         ENV
     threads: TRAIN["threads"]
@@ -50,7 +52,6 @@ rule train_epochs:
         f"{R}/logs/train_epochs/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_epochs/{CELL}.tsv"
-    retries: 2
     conda:
         ENV
     threads: TRAIN["threads"]
@@ -89,7 +90,6 @@ if LR_GROUP_B:
             f"{R}/benchmarks/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.tsv"
         wildcard_constraints:
             b=LR_GROUP_B_REGEX,
-        retries: 2
         conda:
             ENV
         threads: TRAIN["threads"]
@@ -122,7 +122,6 @@ if LR_GROUP_B:
             f"{R}/benchmarks/train_epochs/sgd/fig8/b{{b}}.tsv"
         wildcard_constraints:
             b=LR_GROUP_B_REGEX,
-        retries: 2
         conda:
             ENV
         threads: TRAIN["threads"]

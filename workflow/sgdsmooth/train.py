@@ -9,7 +9,11 @@ One run writes into its own folder:
 
 Determinism: the model is initialised from ``torch.manual_seed(seed)``; shuffling and
 augmentation draw from one generator seeded with ``seed`` that is saved in checkpoints,
-so on CPU a resumed run is bitwise the same as an uninterrupted one.
+so on CPU a resumed run is bitwise the same as an uninterrupted one, at the same number of
+CPU threads: torch's kernels split their sums by thread, so 1 and 2 threads round
+differently from the first epoch on. Every run sets its count (the workflow: the rule's
+``threads``, i.e. ``train.threads``; the command line: ``--threads``, default 1); a
+checkpoint records it, and a resume at another count says so in the log.
 
 Stopping rule (CBS protocol, docs/method.md §4): after step t, stop when
 (1/t)·Σ_{k≤t} ‖g_k‖ ≤ ε, at least ``min_epochs`` epochs have passed and the run has learned:
@@ -60,7 +64,8 @@ class Interrupted(Exception):
 
 
 class _StopRequest:
-    """Set by SIGTERM/SIGUSR1 (Slurm's warning signal); the loop checkpoints and leaves."""
+    """Set by SIGTERM, SIGUSR1 (Slurm's warning signal) or SIGINT (Ctrl-C); the loop
+    checkpoints and leaves."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -163,6 +168,7 @@ class Run:
             "rows": self.rows,
             "wall": self.wall,
             "noise_rows": self.noise_rows,
+            "threads": torch.get_num_threads(),  # on CPU the bitwise result depends on it
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -389,6 +395,15 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
         if state["config_hash"] == config_hash(cfg.to_dict()):
             run.load_state_dict(state)
             log.info("resumed from %s at epoch %d, step %d", run.ckpt, run.epoch, run.step)
+            threads = state.get("threads", torch.get_num_threads())
+            if device.type == "cpu" and threads != torch.get_num_threads():
+                log.warning(
+                    "%s was written at %d CPU threads, this session has %d: the resumed run "
+                    "rounds differently from an uninterrupted one",
+                    run.ckpt,
+                    threads,
+                    torch.get_num_threads(),
+                )
         else:
             log.warning("ignoring %s: it belongs to another config", run.ckpt)
     return run
@@ -416,13 +431,14 @@ def save_checkpoint(run: Run) -> None:
 
 @contextlib.contextmanager
 def stop_requests():
-    """SIGTERM and SIGUSR1 set the yielded request instead of killing the process."""
+    """SIGTERM, SIGUSR1 and SIGINT (Ctrl-C, which a terminal sends to snakemake and its jobs
+    alike) set the yielded request instead of killing the process. A SIGINT that the process
+    was started to ignore (a background job of a script) stays ignored."""
     stop = _StopRequest()
-    previous = (
-        {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
-        if _main_thread()
-        else {}
-    )
+    signals = [signal.SIGTERM, signal.SIGUSR1]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signals.append(signal.SIGINT)
+    previous = {s: signal.signal(s, stop) for s in signals} if _main_thread() else {}
     try:
         yield stop
     finally:
@@ -477,8 +493,8 @@ def train(
     """Train one run into ``out_dir``, resuming from its checkpoint if there is one.
 
     Returns the run summary (status, steps, sfo, epochs, reached). Raises ``Interrupted``
-    after checkpointing when SIGTERM or SIGUSR1 arrives, when the clock passes ``deadline``
-    (a ``time.time()`` value: the end of a Slurm allocation less a margin), or at
+    after checkpointing when SIGTERM, SIGUSR1 or SIGINT arrives, when the clock passes
+    ``deadline`` (a ``time.time()`` value: the end of a Slurm allocation less a margin), or at
     ``interrupt_at_step``, which tests use to stand in for a signal.
     """
     run = open_run(cfg, out_dir, data)
@@ -616,7 +632,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", required=True, help="run folder for metrics.parquet, final.pt, checkpoint.pt"
     )
     p.add_argument(
-        "--threads", type=int, help="CPU threads for torch (default: torch's own choice)"
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1, as train.threads): on CPU a run is bitwise "
+        "reproducible, and resumes bitwise, at the same thread count",
     )
     for f in dataclasses.fields(RunConfig):
         kind = {"int": int, "float": float}.get(str(f.type), str)
@@ -643,8 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     for f in dataclasses.fields(RunConfig):
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        print("error: --threads: must be at least 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     try:
         cfg = RunConfig.from_dict(values)
     except ConfigError as err:
