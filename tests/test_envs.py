@@ -1,6 +1,7 @@
 """The software the rules run with: the conda environment they name, the lock bin/setup
 installs, and the library's import path inside a conda job."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -65,14 +66,17 @@ def test_a_script_without_the_installed_library_imports_it_through_its_folder():
         f"sys.path.extend([{site_packages!r}, {str(ROOT / 'workflow' / 'scripts')!r}]); "
         "import sgdsmooth.cbs, sgdsmooth.tables; print(sgdsmooth.__file__)"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no other route in
     out = subprocess.run(
-        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd="/"
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd="/", env=env
     )
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).resolve() == ROOT / "workflow" / "sgdsmooth" / "__init__.py"
     # ...and without that folder on the path it would not (so the link is what does it).
     bare = code.replace(f", {str(ROOT / 'workflow' / 'scripts')!r}", "")
-    out = subprocess.run([sys.executable, "-S", "-c", bare], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", bare], capture_output=True, text=True, env=env
+    )
     assert "No module named 'sgdsmooth'" in out.stderr
 
 
