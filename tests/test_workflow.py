@@ -215,6 +215,24 @@ def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     assert "train_epochs" not in plan and "train_epochs_lrs" not in plan
 
 
+def test_a_deleted_final_pt_retrains_its_cell(tmp_path):
+    """#17: a deleted final.pt of a cell outside Figure 8 (whose sharpness rule is the only
+    reader of final weights) was never rebuilt. On a tree of empty stand-ins for every output
+    and benchmark, marked up to date (--touch), so that no training is needed to see the plan."""
+    work = copy_workflow(tmp_path)
+    plan = smk(work, "-n", config=TINY).stdout
+    files = re.findall(r"^\s+(?:output|benchmark): (.+)$", plan, flags=re.M)
+    for path in (work / p for line in files for p in line.split(", ")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    smk(work, "--touch")
+    assert planned(smk(work, "-n")) == {}
+    cell = work / "results" / "tiny" / "runs" / "epochs" / "shb" / "lr0.1" / "beta0.9" / "b256"
+    (cell / "seed0" / "final.pt").unlink()
+    plan = planned(smk(work, "-n"))
+    assert plan["train_epochs"] == 1 and "train_cbs" not in plan and "train_epochs_lrs" not in plan
+
+
 def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     work = copy_workflow(tmp_path)
     shutil.copy(ROOT / "config" / "paper.yaml", work / "config" / "test.yaml")

@@ -196,6 +196,7 @@ ALL_CBS_RUNS = _paths(
     CBS_RUN, CELLS["cbs"], CBS_SEEDS, eps=num(config["cbs"]["epsilon"])
 )
 ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS["epochs"], ACC_SEEDS)
+ALL_EPOCH_WEIGHTS = _paths(EPOCH_WEIGHTS, CELLS["epochs"], ACC_SEEDS)
 ALL_SHARPNESS = _paths(SHARPNESS_RUN, grid.sharpness_cells(config), ACC_SEEDS)
 ALL_NOISE = _paths(EPOCH_NOISE, CELLS["epochs"], ACC_SEEDS) if NOISE["epochs"] else []
 

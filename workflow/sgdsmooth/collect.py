@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -21,13 +24,85 @@ def run_identity(meta: dict) -> dict:
     }
 
 
+# A run file's place in the results tree (common.smk: CBS_RUN, EPOCH_RUN) names its run.
+_RUN_PATH = re.compile(
+    r"runs/(?P<protocol>cbs|epochs)/(?:eps(?P<epsilon>[^/]+)/)?(?P<optimizer>\w+)"
+    r"/lr(?P<lr>[^/]+)/beta(?P<beta>[^/]+)/b(?P<batch_size>\d+)/seed(?P<seed>\d+)/[^/]+$"
+)
+
+
+class RunFileError(ValueError):
+    """Run files that do not hold the runs their paths name, or that hold one run twice."""
+
+
+def _named_run(path) -> dict | None:
+    """The run that ``path`` names; None for a path outside the results tree's layout."""
+    m = _RUN_PATH.search(Path(path).as_posix())
+    if m is None:
+        return None
+    named = {
+        "optimizer": m["optimizer"],
+        "lr": float(m["lr"]),
+        "beta": 0.0 if m["optimizer"] == "sgd" else float(m["beta"]),
+        "batch_size": int(m["batch_size"]),
+        "seed": int(m["seed"]),
+        "protocol": m["protocol"],
+    }
+    if m["epsilon"] is not None:
+        named["epsilon"] = float(m["epsilon"])
+    return named
+
+
+def _held_run(meta: dict) -> dict:
+    """The run a file's metadata says it holds, in :func:`_named_run`'s terms."""
+    c = meta["config"]
+    held = run_identity(meta) | {"protocol": c.get("protocol")}
+    if c.get("protocol") == "cbs":
+        held["epsilon"] = float(c["epsilon"])
+    return held
+
+
+def _words(run: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in run.items())
+
+
+def checked_runs(paths) -> list[tuple[str, dict]]:
+    """Each run file with its metadata, once every file is checked to hold the run that its
+    path names (optimizer, lr, beta, batch size, seed, protocol, ε, from the config in its
+    metadata) and no run is held twice: a run file copied over another seed's would
+    otherwise count one seed twice and the other not at all. Raises RunFileError naming the
+    files."""
+    out, problems, seen = [], [], {}
+    for path in paths:
+        meta = read_metadata(path)
+        held, named = _held_run(meta), _named_run(path)
+        differ = [k for k, v in (named or {}).items() if held.get(k) != v]
+        if differ:
+            problems.append(
+                f"{path}: its path names {_words({k: named[k] for k in differ})}, but it holds "
+                f"{_words({k: held.get(k) for k in differ})} (the run {_words(held)})"
+            )
+        key = tuple(sorted(held.items()))
+        if key in seen:
+            problems.append(f"{seen[key]} and {path} both hold the run {_words(held)}")
+        seen.setdefault(key, path)
+        out.append((path, meta))
+    if problems:
+        raise RunFileError(
+            "run files that are not the runs they should be (a file copied over another?):\n  "
+            + "\n  ".join(problems)
+            + "\nDelete each wrong file and rerun, which retrains that run (or restores it "
+            "from the verified copy in its folder's .done/)."
+        )
+    return out
+
+
 def cbs_runs(paths) -> pd.DataFrame:
     """One row per CBS run: steps T, SFO = T·b, whether ε was reached, the run status, and
     the mean training loss of its last complete epoch (what it had learned), the epoch after
     which its stopping rule was armed (NaN: never) and whether that, not ε, set its T."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for _, meta in checked_runs(paths):
         s = meta["summary"]
         rows.append(
             run_identity(meta)
@@ -48,8 +123,7 @@ def cbs_runs(paths) -> pd.DataFrame:
 def accuracy(paths) -> pd.DataFrame:
     """One row per fixed-epoch run with its last epoch's numbers and its status."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for path, meta in checked_runs(paths):
         epochs = read_table(path, "epochs")
         last = epochs.iloc[-1] if len(epochs) else pd.Series(dtype=float)
         ok = meta["summary"]["status"] == "ok"
@@ -75,8 +149,7 @@ def k2_runs(paths) -> pd.DataFrame:
     """One row per fixed-epoch run: its recorded K² = ‖∇F_b(x_t)‖² trajectory summarised (sup,
     mean over the recorded epochs, last value), where it peaked, and the function it is of."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for path, meta in checked_runs(paths):
         epochs = read_table(path, "epochs")
         k2 = epochs.set_index("epoch").full_grad_norm_sq.dropna()
         if not len(k2):
