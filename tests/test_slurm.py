@@ -133,20 +133,32 @@ def epochs_lasting(seconds: float, folder: Path) -> int:
     )  # the first epoch warms up
 
 
-def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
-    """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it):
-    it checkpoints before the limit, the job fails, Snakemake resubmits it, and the new job
-    resumes from the checkpoint."""
-    work = copy_workflow(tmp_path)
-    epochs = epochs_lasting(55, tmp_path / "timing")
-    long = TINY | {
-        "experiment": "limit",
+def one_long_run(experiment: str, epochs: int) -> tuple[dict, str]:
+    """A config of one SGD run at b = 8 for ``epochs`` epochs, and the path of its table."""
+    cfg = TINY | {
+        "experiment": experiment,
         "optimizers": {"sgd": 0.0},
         "batch_sizes": [8],
         "accuracy": {"epochs": epochs, "seeds": [0]},
         "sharpness": {"lrs": []},
     }
-    target = "results/limit/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
+    return cfg, f"results/{experiment}/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
+
+
+def assert_same_as_uninterrupted(table: Path, folder: Path) -> None:
+    """The run's table equals that of the same run trained in one go in ``folder``."""
+    train(RunConfig.from_dict(tables.read_metadata(table)["config"]), folder)
+    a = tables.read_table(table, "epochs").drop(columns="wall_time")
+    b = tables.read_table(folder / "metrics.parquet", "epochs").drop(columns="wall_time")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
+    """A 1-minute Slurm limit on a run of about 55 s of training (a job trains ~35 s of it):
+    it checkpoints before the limit, the job fails, Snakemake resubmits it, and the new job
+    resumes from the checkpoint."""
+    work = copy_workflow(tmp_path)
+    long, target = one_long_run("limit", epochs_lasting(55, tmp_path / "timing"))
     proc = on_slurm(work, long, target, extra=["--set-resources", "train_epochs:runtime=1"])
     states = list(slurm_states(proc).values())  # in job-id order
     assert (
@@ -154,13 +166,7 @@ def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
     ), states
     log = (work / "results/limit/logs/train_epochs/sgd/lr0.1/beta0/b8.log").read_text()
     assert "resumed from" in log
-
-    meta = tables.read_metadata(work / target)
-    whole = tmp_path / "uninterrupted"
-    train(RunConfig.from_dict(meta["config"]), whole)
-    a = tables.read_table(work / target, "epochs").drop(columns="wall_time")
-    b = tables.read_table(whole / "metrics.parquet", "epochs").drop(columns="wall_time")
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert_same_as_uninterrupted(work / target, tmp_path / "uninterrupted")
 
 
 def test_a_scancelled_job_checkpoints_and_is_resumed_without_help(tmp_path):
@@ -168,16 +174,8 @@ def test_a_scancelled_job_checkpoints_and_is_resumed_without_help(tmp_path):
     CANCELLED, and Snakemake resubmits it (the profile's retries); the new job resumes from the
     checkpoint and the workflow finishes by itself with the table of an uninterrupted run."""
     work = copy_workflow(tmp_path)
-    epochs = epochs_lasting(40, tmp_path / "timing")
-    cfg = TINY | {
-        "experiment": "cancel",
-        "optimizers": {"sgd": 0.0},
-        "batch_sizes": [8],
-        "accuracy": {"epochs": epochs, "seeds": [0]},
-        "sharpness": {"lrs": []},
-    }
+    cfg, target = one_long_run("cancel", epochs_lasting(40, tmp_path / "timing"))
     (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))
-    target = "results/cancel/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
     run_dir = work / Path(target).parent
     cmd = [sys.executable, "-m", "snakemake", target, "--profile", str(ROOT / ".ci" / "slurm")]
     cmd += ["--configfile", "config/test.yaml"]
@@ -205,9 +203,4 @@ def test_a_scancelled_job_checkpoints_and_is_resumed_without_help(tmp_path):
     assert list(states.values())[-1] == "COMPLETED", states
     log = (work / "results/cancel/logs/train_epochs/sgd/lr0.1/beta0/b8.log").read_text()
     assert "resumed from" in log
-
-    whole = tmp_path / "uninterrupted"
-    train(RunConfig.from_dict(tables.read_metadata(work / target)["config"]), whole)
-    a = tables.read_table(work / target, "epochs").drop(columns="wall_time")
-    b = tables.read_table(whole / "metrics.parquet", "epochs").drop(columns="wall_time")
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert_same_as_uninterrupted(work / target, tmp_path / "uninterrupted")
