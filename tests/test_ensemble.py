@@ -199,3 +199,43 @@ def test_fused_runs_differ_only_in_seed_and_learning_rate(tmp_path, digits):
         E.train_fused(cfgs, [tmp_path / f"seed{s}" for s in SEEDS], digits)
     with pytest.raises(ValueError, match="2 learning rates for 3 members"):
         E.FusedTrainer(members("small_cnn", 10, 1), "sgd", [0.1, 0.2])
+
+
+def test_a_failed_fused_job_restores_the_members_that_had_finished(
+    tmp_path, digits, monkeypatch, caplog
+):
+    """#17 on the fused path: seed 1 reaches ε at step 84 and leaves the pack, the others are
+    interrupted at step 90; after Snakemake deletes the job's outputs, the next attempt
+    restores seed 1 and trains only seeds 0 and 2, to the tables of an uninterrupted job."""
+    from sgdsmooth.train import train_cells
+
+    real, packs, interrupt = E.train_fused, [], {}
+
+    def spy(cfgs, folders, data=None, **kw):
+        packs.append([c.seed for c in cfgs])
+        return real(cfgs, folders, data, interrupt_at_step=interrupt.get("step"), **kw)
+
+    monkeypatch.setattr(E, "train_fused", spy)
+    run = {k: v for k, v in cell("cbs")[0].to_dict().items() if k != "seed"}
+
+    def tables(name):
+        return [str(tmp_path / name / f"seed{s}" / "metrics.parquet") for s in SEEDS]
+
+    train_cells([run], SEEDS, tables("whole"), fuse=True)
+    interrupt["step"] = 90
+    with pytest.raises(Interrupted):
+        train_cells([run], SEEDS, tables("job"), fuse=True)
+    for s in SEEDS:  # what Snakemake deletes after a failed job
+        (tmp_path / "job" / f"seed{s}" / "metrics.parquet").unlink(missing_ok=True)
+    interrupt.clear()
+    packs.clear()
+    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+        train_cells([run], SEEDS, tables("job"), fuse=True)
+    assert packs == [[0, 2]]  # seed 1 was not trained again
+    assert f"restored {tmp_path / 'job' / 'seed1'}" in caplog.text
+    for s in SEEDS:
+        ta = read_table(tmp_path / "whole" / f"seed{s}" / "metrics.parquet", "cbs_epochs")
+        tb = read_table(tmp_path / "job" / f"seed{s}" / "metrics.parquet", "cbs_epochs")
+        pd.testing.assert_frame_equal(
+            ta.drop(columns="wall_time"), tb.drop(columns="wall_time"), check_exact=True
+        )

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -157,6 +158,56 @@ def test_a_run_longer_than_its_time_limit_resumes_to_the_same_table(tmp_path):
     meta = tables.read_metadata(work / target)
     whole = tmp_path / "uninterrupted"
     train(RunConfig.from_dict(meta["config"]), whole)
+    a = tables.read_table(work / target, "epochs").drop(columns="wall_time")
+    b = tables.read_table(whole / "metrics.parquet", "epochs").drop(columns="wall_time")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_a_scancelled_job_checkpoints_and_is_resumed_without_help(tmp_path):
+    """scancel of a running training job: the run checkpoints on SIGTERM, Slurm reports the job
+    CANCELLED, and Snakemake resubmits it (the profile's retries); the new job resumes from the
+    checkpoint and the workflow finishes by itself with the table of an uninterrupted run."""
+    work = copy_workflow(tmp_path)
+    epochs = epochs_lasting(40, tmp_path / "timing")
+    cfg = TINY | {
+        "experiment": "cancel",
+        "optimizers": {"sgd": 0.0},
+        "batch_sizes": [8],
+        "accuracy": {"epochs": epochs, "seeds": [0]},
+        "sharpness": {"lrs": []},
+    }
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/cancel/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
+    run_dir = work / Path(target).parent
+    cmd = [sys.executable, "-m", "snakemake", target, "--profile", str(ROOT / ".ci" / "slurm")]
+    cmd += ["--configfile", "config/test.yaml"]
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        # Cancel the job once its run has written a checkpoint (it trains a few epochs first).
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoint.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.5)
+        running = subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True
+        ).stdout.split()
+        assert len(running) == 1, running
+        subprocess.run(["scancel", running[0]], check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    states = slurm_states(subprocess.CompletedProcess(cmd, 0, out, ""))
+    assert states[running[0]].startswith("CANCELLED"), states
+    assert list(states.values())[-1] == "COMPLETED", states
+    log = (work / "results/cancel/logs/train_epochs/sgd/lr0.1/beta0/b8.log").read_text()
+    assert "resumed from" in log
+
+    whole = tmp_path / "uninterrupted"
+    train(RunConfig.from_dict(tables.read_metadata(work / target)["config"]), whole)
     a = tables.read_table(work / target, "epochs").drop(columns="wall_time")
     b = tables.read_table(whole / "metrics.parquet", "epochs").drop(columns="wall_time")
     pd.testing.assert_frame_equal(a, b, check_exact=True)

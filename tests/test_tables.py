@@ -52,3 +52,60 @@ def test_schema_is_checked_on_read(tmp_path):
 def test_config_hash_ignores_key_order():
     assert tables.config_hash({"a": 1, "b": 2}) == tables.config_hash({"b": 2, "a": 1})
     assert tables.config_hash({"a": 1}) != tables.config_hash({"a": 2})
+
+
+# -- damaged and misplaced run files (#17) -----------------------------------------------
+def cbs_run_file(root, seed, b=64):
+    """A CBS run's metrics.parquet where the workflow puts it, with the metadata it writes."""
+    config = {
+        "protocol": "cbs",
+        "optimizer": "shb",
+        "lr": 0.1,
+        "beta": 0.9,
+        "batch_size": b,
+        "seed": seed,
+        "epsilon": 0.5,
+    }
+    summary = {"status": "reached", "steps": 10 + seed, "sfo": (10 + seed) * b, "reached": True}
+    path = root / "runs/cbs/eps0.5/shb/lr0.1/beta0.9" / f"b{b}/seed{seed}/metrics.parquet"
+    empty = pd.DataFrame({f: [] for f in tables.SCHEMAS["cbs_epochs"].names})
+    tables.write_table(empty, path, "cbs_epochs", {"config": config, "summary": summary})
+    return path
+
+
+def test_a_truncated_run_file_is_named_with_what_to_do(tmp_path):
+    from sgdsmooth import collect
+
+    paths = [cbs_run_file(tmp_path, s) for s in (0, 1)]
+    assert list(collect.cbs_runs(paths).seed) == [0, 1]
+    paths[1].write_bytes(paths[1].read_bytes()[:100])
+    for read in (
+        lambda: collect.cbs_runs(paths),
+        lambda: tables.read_table(paths[1], "cbs_epochs"),
+    ):
+        with pytest.raises(tables.CorruptTableError) as err:
+            read()
+        assert str(paths[1]) in str(err.value) and "delete it and rerun" in str(err.value)
+
+
+def test_a_run_file_copied_over_another_seeds_is_refused(tmp_path):
+    """#17: seed 0's file copied over seed 1's gave cbs_runs seed 0 twice and no seed 1."""
+    from sgdsmooth import collect
+
+    paths = [cbs_run_file(tmp_path, s, b) for b in (64, 128) for s in (0, 1)]
+    paths[1].write_bytes(paths[0].read_bytes())
+    with pytest.raises(collect.RunFileError) as err:
+        collect.cbs_runs(paths)
+    message = str(err.value)
+    assert f"{paths[1]}: its path names seed 1, but it holds seed 0 (the run" in message
+    assert f"{paths[0]} and {paths[1]} both hold the run" in message
+    assert str(paths[2]) not in message and "Delete each wrong file and rerun" in message
+    # Another cell's file in its place (b = 128's at b = 64), and a run given twice: refused.
+    paths[1].write_bytes(paths[3].read_bytes())
+    with pytest.raises(
+        collect.RunFileError, match="its path names batch_size 64, but it holds batch_size 128"
+    ):
+        collect.cbs_runs(paths)
+    cbs_run_file(tmp_path, 1)
+    with pytest.raises(collect.RunFileError, match="both hold"):
+        collect.cbs_runs(paths + paths[:1])

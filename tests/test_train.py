@@ -431,3 +431,145 @@ def test_bf16_autocast_rounds_differently_but_trains_the_same_problem(digits):
     torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=0)
     with pytest.raises(ConfigError, match="precision"):
         epochs_cfg(precision="fp16").validate()
+
+
+# -- a failed job keeps its finished runs (done-states) ---------------------------------
+JOB_CELL = dict(
+    protocol="epochs",
+    optimizer="shb",
+    beta=0.9,
+    lr=0.05,
+    batch_size=64,
+    epochs=2,
+    noise_epochs=[2],
+    noise_batches=2,
+    noise_per_example=16,
+)
+
+
+def job_tables(folder, seeds=(0, 1)):
+    return [str(folder / f"seed{s}" / "metrics.parquet") for s in seeds]
+
+
+def delete_outputs(folder, seeds=(0, 1)):
+    """What Snakemake does to a failed job: every declared output goes, nothing else."""
+    for s in seeds:
+        for name in ("metrics.parquet", "final.pt", "noise.parquet"):
+            (folder / f"seed{s}" / name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def trained_seeds(monkeypatch):
+    """The seeds that ``train`` is called for inside ``train_cells``; ``interrupt[seed]``
+    stops that seed's run at a step, as a signal would."""
+    import sgdsmooth.train as T
+
+    real, calls, interrupt = T.train, [], {}
+
+    def spy(cfg, out, data=None, **kw):
+        calls.append(cfg.seed)
+        return real(cfg, out, data, interrupt_at_step=interrupt.get(cfg.seed), **kw)
+
+    monkeypatch.setattr(T, "train", spy)
+    return calls, interrupt
+
+
+def assert_same_runs(a, b, seeds=(0, 1)):
+    for s in seeds:
+        pd.testing.assert_frame_equal(
+            table(a / f"seed{s}"), table(b / f"seed{s}"), check_exact=True
+        )
+        na = read_table(a / f"seed{s}" / "noise.parquet", "noise").drop(columns="seconds")
+        nb = read_table(b / f"seed{s}" / "noise.parquet", "noise").drop(columns="seconds")
+        pd.testing.assert_frame_equal(na, nb, check_exact=True)
+        wa, wb = torch.load(a / f"seed{s}" / "final.pt"), torch.load(b / f"seed{s}" / "final.pt")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_failed_job_restores_its_finished_seeds_instead_of_retraining(
+    tmp_path, trained_seeds, caplog
+):
+    """#17: seed 0 finishes, seed 1 is interrupted, Snakemake deletes the job's outputs; the
+    next attempt restores seed 0 from its done-state, resumes seed 1 from its checkpoint, and
+    the tables are those of an uninterrupted job."""
+    from sgdsmooth.train import train_cells
+
+    calls, interrupt = trained_seeds
+    train_cells([JOB_CELL], [0, 1], job_tables(tmp_path / "whole"))
+    calls.clear()
+    interrupt[1] = 30
+    with pytest.raises(Interrupted):
+        train_cells([JOB_CELL], [0, 1], job_tables(tmp_path / "job"))
+    assert calls == [0, 1]
+    delete_outputs(tmp_path / "job")
+    assert (tmp_path / "job" / "seed1" / "checkpoint.pt").exists()
+    calls.clear()
+    interrupt.clear()
+    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+        summaries = train_cells([JOB_CELL], [0, 1], job_tables(tmp_path / "job"))
+    assert calls == [1]  # seed 0 was not trained again
+    assert f"restored {tmp_path / 'job' / 'seed0'}" in caplog.text
+    assert "discarding" not in caplog.text
+    assert [s["status"] for s in summaries] == ["ok", "ok"]
+    assert_same_runs(tmp_path / "whole", tmp_path / "job")
+
+
+def test_a_foreign_or_stale_done_state_is_not_used(tmp_path, trained_seeds, caplog, monkeypatch):
+    """A done-state copied from another seed's folder (foreign), or written by other code
+    (stale), or whose file was replaced, is discarded with a warning and the run trained."""
+    import shutil
+
+    import sgdsmooth.train as T
+
+    calls, _ = trained_seeds
+    job = tmp_path / "job"
+    T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    delete_outputs(job)
+    # Foreign: seed 0's done-state put in seed 1's folder.
+    shutil.rmtree(job / "seed1" / ".done")
+    shutil.copytree(job / "seed0" / ".done", job / "seed1" / ".done")
+    calls.clear()
+    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    assert calls == [1]
+    assert "seed1/.done, not used: its manifest is of another run: seed 0 (asked: 1)" in caplog.text
+    whole = tmp_path / "whole"
+    T.train_cells([JOB_CELL], [0, 1], job_tables(whole))
+    assert_same_runs(whole, job)
+    # A replaced file: the manifest and the table's metadata are right, its weights are not.
+    delete_outputs(job)
+    torch.save({"not": torch.zeros(1)}, job / "seed0" / ".done" / "final.pt")
+    calls.clear()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    assert calls == [0]
+    assert "final.pt is not the file it recorded" in caplog.text
+    # Stale: made by another version of the code.
+    delete_outputs(job)
+    monkeypatch.setattr(T, "code_version", lambda: "0.0.0+other")
+    calls.clear()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    assert calls == [0, 1]
+    assert caplog.text.count("was made by code") == 2 and "restored" not in caplog.text
+    assert_same_runs(whole, job)
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_afresh(tmp_path, digits, caplog):
+    """#17: a truncated checkpoint.pt failed every retry with OSError until deleted by hand."""
+    cfg = epochs_cfg(epochs=2)
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path / "r", digits, interrupt_at_step=30)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="sgdsmooth.train"):
+        train(cfg, tmp_path / "r", digits)
+    assert "cannot read" in caplog.text and "the run starts afresh" in caplog.text
+    aside = [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith("checkpoint.pt")]
+    assert len(aside) == 1 and aside[0].startswith("checkpoint.pt.corrupt-")
+    train(cfg, tmp_path / "whole", digits)
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "r"), table(tmp_path / "whole"), check_exact=True
+    )

@@ -132,15 +132,19 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 and 1e20 on both: Figure 8's CBS
     # runs cover the main grid, so that b* can be located at each η.
     assert len(runs) == 3 * 2 * 2 + 2 * 2 * 2
-    # (At η = 1e20 the CBS runs stop at step 1, before the first update: ε = 1.2 is loose.)
-    assert set(runs.status) <= {"reached", "censored", "diverged"}
+    # (At η = 1e20 the CBS runs stop at step 1, before the first update: ε = 1.2 is loose. A
+    # run that stops at chance loss has learned nothing: the analysis marks it collapsed.)
+    assert set(runs.status) <= {"reached", "censored", "diverged", "collapsed"}
+    at_chance = runs.train_loss >= 0.95 * np.log(10)
+    assert (runs[at_chance].status == "collapsed").all() and runs[at_chance].reached.all()
+    assert (runs[~at_chance].status != "collapsed").all()
     acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
     assert len(acc) == 3 * 2 + 2
     assert (
         set(acc[acc.lr == 1e20].status) == {"diverged"}
         and acc[acc.lr == 1e20].test_accuracy.isna().all()
     )
-    assert set(acc[acc.lr < 1].status) == {"ok"}
+    assert set(acc[acc.lr < 1].status) <= {"ok", "collapsed"}  # collapsed: back at chance
     sharp = tables.read_table(r / "tables" / "sharpness.parquet", "sharpness")
     assert (
         sharp[sharp.lr == 1e20].sharpness.isna().all()
@@ -213,6 +217,24 @@ def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     # SGD at b = 128 is in the group; Figure 8's other η have CBS runs at b = 256 too.
     assert plan["train_cbs"] == 3 * 2 - 1 + 2 and plan["train_cbs_lrs"] == 1
     assert "train_epochs" not in plan and "train_epochs_lrs" not in plan
+
+
+def test_a_deleted_final_pt_retrains_its_cell(tmp_path):
+    """#17: a deleted final.pt of a cell outside Figure 8 (whose sharpness rule is the only
+    reader of final weights) was never rebuilt. On a tree of empty stand-ins for every output
+    and benchmark, marked up to date (--touch), so that no training is needed to see the plan."""
+    work = copy_workflow(tmp_path)
+    plan = smk(work, "-n", config=TINY).stdout
+    files = re.findall(r"^\s+(?:output|benchmark): (.+)$", plan, flags=re.M)
+    for path in (work / p for line in files for p in line.split(", ")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    smk(work, "--touch")
+    assert planned(smk(work, "-n")) == {}
+    cell = work / "results" / "tiny" / "runs" / "epochs" / "shb" / "lr0.1" / "beta0.9" / "b256"
+    (cell / "seed0" / "final.pt").unlink()
+    plan = planned(smk(work, "-n"))
+    assert plan["train_epochs"] == 1 and "train_cbs" not in plan and "train_epochs_lrs" not in plan
 
 
 def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
@@ -320,7 +342,11 @@ def test_paper_reports_what_was_measured(tiny):
     crit = crit[crit.lr == TINY["lr"]]
     for opt, label in (("sgd", "SGD"), ("shb", "SHB"), ("nshb", "NSHB")):
         cell = crit[crit.optimizer == opt].iloc[0]
-        if cell.established:
+        if np.isnan(cell.critical_batch_size):  # no b* (its runs collapsed): said in words
+            assert re.search(rf"no\s+b\W*{label}\s*,\s+as\s+there\s+is", text), (
+                f"the missing b* of {label} not in the paper"
+            )
+        elif cell.established:
             b = int(cell.critical_batch_size)
             assert re.search(rf"b\W*{label}\s*=\s*{b}\b", text), (
                 f"b* of {label} ({b}) not in the paper"

@@ -95,6 +95,8 @@ LIB = "workflow/sgdsmooth"
 DEVICE = config.get("device", "auto")
 GPU = 1 if DEVICE.startswith("cuda") else 0
 TRAIN = config["train"]
+# What collect.collapse_settings needs to judge collapsed runs: the data set, its thresholds.
+COLLAPSE = {"dataset": config["dataset"], "collapse": config["collapse"]}
 # Under SLURM: the account from the user's environment (sbatch's own variable). The
 # executor plugin would otherwise guess it from the user's last job; the partition needs
 # nothing, since sbatch reads SBATCH_PARTITION itself when no -p is given.
@@ -196,6 +198,7 @@ ALL_CBS_RUNS = _paths(
     CBS_RUN, CELLS["cbs"], CBS_SEEDS, eps=num(config["cbs"]["epsilon"])
 )
 ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS["epochs"], ACC_SEEDS)
+ALL_EPOCH_WEIGHTS = _paths(EPOCH_WEIGHTS, CELLS["epochs"], ACC_SEEDS)
 ALL_SHARPNESS = _paths(SHARPNESS_RUN, grid.sharpness_cells(config), ACC_SEEDS)
 ALL_NOISE = _paths(EPOCH_NOISE, CELLS["epochs"], ACC_SEEDS) if NOISE["epochs"] else []
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from .names import NUM_CLASSES
 from .tables import read_metadata, read_table
 
 
@@ -21,13 +26,85 @@ def run_identity(meta: dict) -> dict:
     }
 
 
+# A run file's place in the results tree (common.smk: CBS_RUN, EPOCH_RUN) names its run.
+_RUN_PATH = re.compile(
+    r"runs/(?P<protocol>cbs|epochs)/(?:eps(?P<epsilon>[^/]+)/)?(?P<optimizer>\w+)"
+    r"/lr(?P<lr>[^/]+)/beta(?P<beta>[^/]+)/b(?P<batch_size>\d+)/seed(?P<seed>\d+)/[^/]+$"
+)
+
+
+class RunFileError(ValueError):
+    """Run files that do not hold the runs their paths name, or that hold one run twice."""
+
+
+def _named_run(path) -> dict | None:
+    """The run that ``path`` names; None for a path outside the results tree's layout."""
+    m = _RUN_PATH.search(Path(path).as_posix())
+    if m is None:
+        return None
+    named = {
+        "optimizer": m["optimizer"],
+        "lr": float(m["lr"]),
+        "beta": 0.0 if m["optimizer"] == "sgd" else float(m["beta"]),
+        "batch_size": int(m["batch_size"]),
+        "seed": int(m["seed"]),
+        "protocol": m["protocol"],
+    }
+    if m["epsilon"] is not None:
+        named["epsilon"] = float(m["epsilon"])
+    return named
+
+
+def _held_run(meta: dict) -> dict:
+    """The run a file's metadata says it holds, in :func:`_named_run`'s terms."""
+    c = meta["config"]
+    held = run_identity(meta) | {"protocol": c.get("protocol")}
+    if c.get("protocol") == "cbs":
+        held["epsilon"] = float(c["epsilon"])
+    return held
+
+
+def _words(run: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in run.items())
+
+
+def checked_runs(paths) -> list[tuple[str, dict]]:
+    """Each run file with its metadata, once every file is checked to hold the run that its
+    path names (optimizer, lr, beta, batch size, seed, protocol, ε, from the config in its
+    metadata) and no run is held twice: a run file copied over another seed's would
+    otherwise count one seed twice and the other not at all. Raises RunFileError naming the
+    files."""
+    out, problems, seen = [], [], {}
+    for path in paths:
+        meta = read_metadata(path)
+        held, named = _held_run(meta), _named_run(path)
+        differ = [k for k, v in (named or {}).items() if held.get(k) != v]
+        if differ:
+            problems.append(
+                f"{path}: its path names {_words({k: named[k] for k in differ})}, but it holds "
+                f"{_words({k: held.get(k) for k in differ})} (the run {_words(held)})"
+            )
+        key = tuple(sorted(held.items()))
+        if key in seen:
+            problems.append(f"{seen[key]} and {path} both hold the run {_words(held)}")
+        seen.setdefault(key, path)
+        out.append((path, meta))
+    if problems:
+        raise RunFileError(
+            "run files that are not the runs they should be (a file copied over another?):\n  "
+            + "\n  ".join(problems)
+            + "\nDelete each wrong file and rerun, which retrains that run (or restores it "
+            "from the verified copy in its folder's .done/)."
+        )
+    return out
+
+
 def cbs_runs(paths) -> pd.DataFrame:
     """One row per CBS run: steps T, SFO = T·b, whether ε was reached, the run status, and
     the mean training loss of its last complete epoch (what it had learned), the epoch after
     which its stopping rule was armed (NaN: never) and whether that, not ε, set its T."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for _, meta in checked_runs(paths):
         s = meta["summary"]
         rows.append(
             run_identity(meta)
@@ -48,8 +125,7 @@ def cbs_runs(paths) -> pd.DataFrame:
 def accuracy(paths) -> pd.DataFrame:
     """One row per fixed-epoch run with its last epoch's numbers and its status."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for path, meta in checked_runs(paths):
         epochs = read_table(path, "epochs")
         last = epochs.iloc[-1] if len(epochs) else pd.Series(dtype=float)
         ok = meta["summary"]["status"] == "ok"
@@ -75,8 +151,7 @@ def k2_runs(paths) -> pd.DataFrame:
     """One row per fixed-epoch run: its recorded K² = ‖∇F_b(x_t)‖² trajectory summarised (sup,
     mean over the recorded epochs, last value), where it peaked, and the function it is of."""
     rows = []
-    for path in paths:
-        meta = read_metadata(path)
+    for path, meta in checked_runs(paths):
         epochs = read_table(path, "epochs")
         k2 = epochs.set_index("epoch").full_grad_norm_sq.dropna()
         if not len(k2):
@@ -99,11 +174,12 @@ def _stderr(x: pd.Series) -> float:
     return float(x.std() / np.sqrt(len(x))) if len(x) > 1 else np.nan
 
 
-def k2_table(paths) -> pd.DataFrame:
+def k2_table(paths, accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ``k2`` table: per optimizer × lr × beta × batch size, the runs' K² trajectories as
     sup (largest value recorded in any run), mean (mean over runs of each run's trajectory
-    mean) and final (mean over runs of the last value), with standard errors over runs."""
-    runs = k2_runs(paths)
+    mean) and final (mean over runs of the last value), with standard errors over runs.
+    Runs that the ``accuracy`` table marks collapsed are left out (:func:`without_collapsed`)."""
+    runs = without_collapsed(k2_runs(paths), accuracy)
     cols = [
         "optimizer",
         "lr",
@@ -150,12 +226,13 @@ def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def k2_pooled(paths, statistic: str = "mean") -> pd.DataFrame:
+def k2_pooled(paths, statistic: str = "mean", accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """K² per optimizer × lr × beta over all its batch sizes and seeds, as the article uses
-    one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ."""
+    one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ.
+    Runs that the ``accuracy`` table marks collapsed are left out (:func:`without_collapsed`)."""
     if statistic not in K2_STATISTICS:
         raise ValueError(f"k2 statistic must be one of {K2_STATISTICS}, got {statistic!r}")
-    runs = k2_runs(paths)
+    runs = without_collapsed(k2_runs(paths), accuracy)
     cols = KEYS + [
         "k2",
         "k2_statistic",
@@ -188,3 +265,78 @@ def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFram
     ]
     keys = ["optimizer", "lr", "beta", "batch_size"]
     return s.merge(acc, on=keys + ["seed"], how="left").merge(d, on=keys, how="left")
+
+
+# -- collapsed runs: the rule, stated once -------------------------------------------------
+# A run that stops learning without a non-finite loss keeps training's status ("ok",
+# "reached", "censored"); the analysis reclassifies it here, in the run tables, as
+# "collapsed". docs/method.md §8.9.
+STATUSES = ("ok", "reached", "censored", "diverged", "collapsed")
+COLLAPSE_DEFAULTS = {"loss_margin": 0.05, "accuracy_margin": 0.02}  # = config/schema.yaml's
+RUN_KEYS = ["optimizer", "lr", "beta", "batch_size", "seed"]
+
+
+def collapse_settings(config: dict) -> dict:
+    """The collapse rule's settings for a study config: its data set's number of classes and
+    the ``collapse`` block's margins (the schema's defaults where the block is absent)."""
+    return (
+        {"num_classes": NUM_CLASSES[config["dataset"]]}
+        | COLLAPSE_DEFAULTS
+        | {k: float(v) for k, v in (config.get("collapse") or {}).items()}
+    )
+
+
+def collapsed(
+    train_loss, test_accuracy=None, *, num_classes: int, loss_margin: float, accuracy_margin: float
+) -> np.ndarray:
+    """Whether each run (that did not diverge) has collapsed: the rule, stated once.
+
+    With C classes, a run has collapsed when its final training loss (the mean over its last
+    complete epoch) is infinite or at least (1 − ``loss_margin``)·ln C, the loss of a uniform
+    guess: the network predicts no better than chance on the data it trains on, whether it
+    never learned or unlearned. A fixed-epoch run has also collapsed when its final test
+    accuracy is at most 1/C + ``accuracy_margin``. A NaN loss or accuracy (not recorded)
+    decides nothing; a diverged run keeps its own status (:func:`mark_collapsed`).
+    """
+    loss = np.asarray(train_loss, dtype=float)
+    out = np.isinf(loss) | (loss >= (1 - loss_margin) * np.log(num_classes))
+    if test_accuracy is not None:
+        out |= np.asarray(test_accuracy, dtype=float) <= 1 / num_classes + accuracy_margin
+    return out
+
+
+def mark_collapsed(runs: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """A run table (``cbs_runs`` or ``accuracy``) with status "collapsed" for every run that
+    did not diverge and that :func:`collapsed` flags; its other columns as they were (a
+    collapsed CBS run keeps ``reached``: whether its gradient norms reached ε)."""
+    out = runs.copy()
+    if out.empty:
+        return out
+    acc = out.test_accuracy if "test_accuracy" in out else None
+    hit = collapsed(out.train_loss, acc, **settings) & (out.status != "diverged").to_numpy()
+    out.loc[hit, "status"] = "collapsed"
+    return out
+
+
+def collapse_words(settings: dict) -> str:
+    """The rule in words (plain Unicode), for the paper."""
+    c = settings["num_classes"]
+    chance_loss = math.log(c)
+    return (
+        f"a run that did not diverge has collapsed when its final training loss is at least "
+        f"{(1 - settings['loss_margin']) * chance_loss:.2f} "
+        f"({100 * (1 - settings['loss_margin']):g} % of ln {c} = {chance_loss:.2f}, the loss of "
+        f"a uniform guess over the {c} classes) or, for a fixed-epoch run, its test accuracy "
+        f"is at most {100 * (1 / c + settings['accuracy_margin']):.3g} % "
+        f"(chance: {100 / c:.3g} %)"
+    )
+
+
+def without_collapsed(runs: pd.DataFrame, accuracy: pd.DataFrame | None) -> pd.DataFrame:
+    """``runs`` (one row per fixed-epoch run, identified by :data:`RUN_KEYS`) less those the
+    ``accuracy`` table marks collapsed; all of them without an ``accuracy`` table."""
+    if accuracy is None or runs.empty:
+        return runs
+    gone = accuracy.loc[accuracy.status == "collapsed", RUN_KEYS].assign(_collapsed=True)
+    m = runs.merge(gone, on=RUN_KEYS, how="left")
+    return runs[m._collapsed.isna().to_numpy()].reset_index(drop=True)

@@ -69,6 +69,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("armed_epoch", _f64),
         ("gate_bound", _bool),
     ),
+    # Per optimizer × lr × beta × epsilon × batch size; n_reached counts the runs that reached ε
+    # and did not collapse (cbs.py).
     "critical_batch_size": _schema(
         ("optimizer", _str),
         ("lr", _f64),
@@ -83,9 +85,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("n_reached", _i64),
         ("n_censored", _i64),
         ("n_diverged", _i64),
+        ("n_collapsed", _i64),
         ("bootstrap_share", _f64),
         ("is_critical", _bool),
-        ("critical_batch_size", _i64),
+        ("critical_batch_size", _i64),  # null where the cell has no b* (see ``reason``)
         ("established", _bool),
         ("reason", _str),
         ("bootstrap_established", _f64),
@@ -238,7 +241,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _code_version() -> str:
+def code_version() -> str:
     # The hash of the library's own sources: changes whenever the code that made a table does.
     h = hashlib.sha256()
     for path in sorted(Path(__file__).parent.rglob("*.py")):
@@ -265,7 +268,7 @@ def write_table(
     import torch  # only for its version; imported here so analysis-only users pay once
 
     table = _conform(df, name)
-    meta = {"table": name, "code_version": _code_version(), "torch_version": torch.__version__}
+    meta = {"table": name, "code_version": code_version(), "torch_version": torch.__version__}
     meta.update(metadata or {})
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta, default=str).encode()})
     path = Path(path)
@@ -280,9 +283,27 @@ def write_table(
         raise
 
 
+class CorruptTableError(ValueError):
+    """A table file that Parquet cannot read (truncated, overwritten, not a table)."""
+
+
+def _unreadable(path, err: Exception) -> CorruptTableError:
+    return CorruptTableError(
+        f"{path}: not a readable Parquet table ({type(err).__name__}: {err}). The file is "
+        "damaged (truncated by a full disk or a killed copy?): delete it and rerun, which "
+        "rebuilds it (a run's metrics.parquet: that run is retrained, or restored from the "
+        "verified copy in its folder's .done/)."
+    )
+
+
 def read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
-    """Read a table and check it against schema ``name``."""
-    table = pq.read_table(path)
+    """Read a table and check it against schema ``name``; a damaged file is named."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        if not Path(path).exists():
+            raise
+        raise _unreadable(path, err) from err
     schema = SCHEMAS[name]
     if not table.schema.remove_metadata().equals(schema):
         raise SchemaError(
@@ -292,8 +313,13 @@ def read_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The provenance dict stored with a table."""
-    meta = pq.read_schema(path).metadata or {}
+    """The provenance dict stored with a table; a damaged file is named."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as err:
+        if not Path(path).exists():
+            raise
+        raise _unreadable(path, err) from err
     return json.loads(meta.get(META_KEY, b"{}"))
 
 

@@ -5,7 +5,10 @@ One run writes into its own folder:
     metrics.parquet   per-epoch table ("epochs" or "cbs_epochs" schema) with the run's
                       config, status and summary in the file metadata
     final.pt          final weights (fixed-epoch runs; written also for a diverged run)
-    checkpoint.pt     resumable state while the run is in progress (removed at the end)
+    checkpoint.pt     resumable state while the run is in progress (removed at the end); one
+                      that cannot be read is set aside as checkpoint.pt.corrupt-<time>
+    .done/            the finished run's files again (hard links) and a manifest: what a
+                      failed job's next attempt restores instead of retraining (keep_done)
 
 Determinism: the model is initialised from ``torch.manual_seed(seed)``; shuffling and
 augmentation draw from one generator seeded with ``seed`` that is saved in checkpoints,
@@ -34,9 +37,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -52,7 +58,7 @@ from .config import ConfigError, RunConfig
 from .data import ImageData, load_dataset
 from .models import Executor, make_model
 from .optim import make_optimizer
-from .tables import SCHEMAS, config_hash, write_table
+from .tables import SCHEMAS, code_version, config_hash, read_metadata, write_table
 
 log = logging.getLogger("sgdsmooth.train")
 
@@ -390,8 +396,8 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
     elif cfg.augment is not None:
         data = dataclasses.replace(data, augment=cfg.augment)
     run = Run(cfg, data.to(device), device, out)
-    if run.ckpt.exists():
-        state = torch.load(run.ckpt, map_location=device, weights_only=False)
+    state = _load_checkpoint(run.ckpt, device) if run.ckpt.exists() else None
+    if state is not None:
         if state["config_hash"] == config_hash(cfg.to_dict()):
             run.load_state_dict(state)
             log.info("resumed from %s at epoch %d, step %d", run.ckpt, run.epoch, run.step)
@@ -407,6 +413,28 @@ def open_run(cfg: RunConfig, out_dir: str | os.PathLike, data: ImageData | None 
         else:
             log.warning("ignoring %s: it belongs to another config", run.ckpt)
     return run
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """A checkpoint's state; None when it cannot be read (truncated by a full disk or a kill
+    outside ``_atomic_save``): it is then set aside as ``checkpoint.pt.corrupt-<time>``, with
+    a warning, and the run starts afresh instead of failing every retry."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(state, dict) or "config_hash" not in state:
+            raise ValueError("not a checkpoint of sgdsmooth.train")
+        return state
+    except Exception as err:  # torch raises OSError, RuntimeError, EOFError, pickle errors
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        log.warning(
+            "cannot read %s (%s: %s): set aside as %s; the run starts afresh",
+            path,
+            type(err).__name__,
+            err,
+            aside.name,
+        )
+        return None
 
 
 def check_due(run: Run, check_every: int) -> bool:
@@ -476,8 +504,129 @@ def finish_run(run: Run) -> dict:
             meta,
         )
     write_table(frame, out / "metrics.parquet", schema, meta)
+    keep_done(run.cfg, out, summary)
     run.ckpt.unlink(missing_ok=True)
     log.info("finished %s: %s", out, summary)
+    return summary
+
+
+# -- done-states: a finished run survives its job's failure ------------------------------
+# A job trains all seeds of a cell, and when one of them fails Snakemake deletes every output
+# of the job, the finished seeds' too (whose checkpoints are gone). So a finished run also
+# keeps its files in <run>/.done/ (hard links: no extra space while the outputs exist) with a
+# manifest of what the run was; the next attempt (train_cells) restores them from there
+# instead of retraining, once the manifest, the files' hashes and the table's own metadata
+# all say it is exactly the run asked for, made by this code. Anything else is discarded.
+DONE = ".done"
+
+
+def run_files(cfg: RunConfig) -> list[str]:
+    """The files a finished run writes into its folder (finish_run)."""
+    files = ["metrics.parquet"]
+    if cfg.protocol == "epochs":
+        files.append("final.pt")
+    if cfg.noise_epochs:
+        files.append("noise.parquet")
+    return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where the file system has none), atomically."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _plain(config: dict) -> dict:
+    """A config as it reads back from JSON (tuples as lists), for comparison."""
+    return json.loads(json.dumps(config, default=str))
+
+
+def keep_done(cfg: RunConfig, out: Path, summary: dict) -> None:
+    """Record a finished run's files in ``out``/.done/ with its manifest (written last)."""
+    done = out / DONE
+    manifest = done / "done.json"
+    manifest.unlink(missing_ok=True)
+    done.mkdir(exist_ok=True)
+    files = {}
+    for name in run_files(cfg):
+        _link(out / name, done / name)
+        files[name] = _sha256(done / name)
+    record = {
+        "config": _plain(cfg.to_dict()),
+        "config_hash": config_hash(cfg.to_dict()),
+        "code_version": code_version(),
+        "summary": summary,
+        "files": files,
+    }
+    tmp = done / ".done.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, manifest)
+
+
+def _done_problem(cfg: RunConfig, done: Path) -> str | None:
+    """Why ``done`` is not this run's finished state, made by this code; None if it is."""
+    try:
+        record = json.loads((done / "done.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"its manifest cannot be read ({err})"
+    want, version = _plain(cfg.to_dict()), code_version()
+    for what, source in (("manifest", record), ("metrics.parquet", None)):
+        if source is None:
+            try:
+                source = read_metadata(done / "metrics.parquet")
+            except (OSError, ValueError) as err:
+                return f"its metrics.parquet cannot be read ({err})"
+        config = source.get("config") or {}
+        differ = sorted(k for k in want.keys() | config.keys() if want.get(k) != config.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {config.get(k)!r} (asked: {want.get(k)!r})" for k in differ)
+            return f"its {what} is of another run: {shown}"
+        if source.get("config_hash") != config_hash(cfg.to_dict()):
+            return f"its {what} has config hash {source.get('config_hash')}"
+        if source.get("code_version") != version:
+            return f"its {what} was made by code {source.get('code_version')}, this is {version}"
+        if what == "manifest":
+            for name in run_files(cfg):
+                path = done / name
+                if not path.is_file():
+                    return f"{name} is missing"
+                if _sha256(path) != record.get("files", {}).get(name):
+                    return f"{name} is not the file it recorded (damaged or replaced)"
+    return None
+
+
+def restore_done(cfg: RunConfig, out: str | os.PathLike) -> dict | None:
+    """Put a finished run's files back into ``out`` from its done-state and return its
+    summary; None (the run is to be trained) when there is none, or when it is not exactly
+    this run made by this code: then it is deleted, with a warning that says why."""
+    out = Path(out)
+    done = out / DONE
+    if not done.exists():
+        return None
+    problem = _done_problem(cfg, done)
+    if problem is not None:
+        log.warning("discarding %s, not used: %s; the run is trained", done, problem)
+        shutil.rmtree(done, ignore_errors=True)
+        return None
+    for name in run_files(cfg):
+        _link(done / name, out / name)
+        os.utime(out / name)  # as new as a freshly written output
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    summary = read_metadata(out / "metrics.parquet")["summary"]
+    log.info("restored %s from %s (finished in an earlier attempt), not retrained", out, done)
     return summary
 
 
@@ -589,30 +738,40 @@ def train_cells(
     cells may differ only in learning rate), which pays on a GPU at small batch sizes;
     otherwise one after another. A run interrupted by a signal re-raises after its
     checkpoint, so the job fails and is retried (Snakemake ``retries``, Slurm requeue) and
-    that run resumes from its checkpoint.
+    that run resumes from its checkpoint, while the runs that had finished are restored from
+    their done-states (``restore_done``) rather than retrained.
     """
     if threads:
         torch.set_num_threads(threads)
     cfgs = [RunConfig.from_dict({**run, "seed": seed}) for run in runs for seed in seeds]
     if len(tables) != len(cfgs):
         raise ValueError(f"{len(tables)} tables for {len(cfgs)} runs")
-    data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset)
     folders = [Path(path).parent for path in tables]
-    if fuse and len(cfgs) > 1:
+    # Runs that finished in a failed earlier attempt of this job (Snakemake then deleted
+    # their outputs) come back from their done-states, untrained.
+    summaries = [restore_done(cfg, folder) for cfg, folder in zip(cfgs, folders)]
+    todo = [i for i, summary in enumerate(summaries) if summary is None]
+    if not todo:
+        return summaries
+    data = load_dataset(cfgs[0].dataset, cfgs[0].data_root, cfgs[0].augment, cfgs[0].data_subset)
+    if fuse and len(todo) > 1:
         from .ensemble import train_fused
 
-        lrs = sorted({c.lr for c in cfgs})
+        pack = [cfgs[i] for i in todo]
+        lrs = sorted({c.lr for c in pack})
         log.info(
             "training seeds %s together%s: %s",
-            seeds,
+            sorted({c.seed for c in pack}),
             f" at learning rates {lrs}" if len(lrs) > 1 else "",
-            cfgs[0],
+            pack[0],
         )
-        return train_fused(cfgs, folders, data, deadline=deadline)
-    summaries = []
-    for cfg, folder in zip(cfgs, folders):
-        log.info("training %s", cfg)
-        summaries.append(train(cfg, folder, data, deadline=deadline))
+        trained = train_fused(pack, [folders[i] for i in todo], data, deadline=deadline)
+        for i, summary in zip(todo, trained):
+            summaries[i] = summary
+        return summaries
+    for i in todo:
+        log.info("training %s", cfgs[i])
+        summaries[i] = train(cfgs[i], folders[i], data, deadline=deadline)
     return summaries
 
 
