@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,8 +72,14 @@ def test_no_complete_batch_size_gives_unknown():
     t = cbs.critical_batch_sizes(
         runs([(8, 0, 10, "censored"), (16, 0, 3, "diverged"), (16, 1, 9, "censored")]), n_boot=10
     )
-    assert (t.critical_batch_size == -1).all() and not t.is_critical.any()
-    assert not t.established.any() and (t.reason == "no batch size where every run reached ε").all()
+    assert t.critical_batch_size.isna().all() and not t.is_critical.any()
+    assert (
+        not t.established.any()
+        and (
+            t.reason == "no batch size where every run reached ε "
+            "(of 3 runs: 0 reached, 2 censored, 1 diverged)"
+        ).all()
+    )
     assert t.bstar_ci_low.isna().all() and t.bstar_ci_high.isna().all()
     assert (t.bootstrap_established == 0).all() and (t.bootstrap_share == 0).all()
 
@@ -263,7 +271,7 @@ def test_bootstrap_share_sums_below_one_when_replicates_lack_bstar():
         [(b, s, 10, "censored" if s == 0 else "reached") for b in (8, 16, 32) for s in range(2)]
     )
     t = cbs.critical_batch_sizes(df, n_boot=4000)
-    assert (t.critical_batch_size == -1).all()
+    assert t.critical_batch_size.isna().all()
     assert t.bootstrap_share.sum() == pytest.approx(1 - 27 / 64, abs=0.03)
     assert t.bootstrap_share.sum() < 1 and 0 <= t.bootstrap_established.iloc[0] <= 1
     assert t.bstar_ci_low.iloc[0] == 8 and t.bstar_ci_high.iloc[0] == 32
@@ -320,3 +328,134 @@ def test_cell_settings_give_cbs_cells_the_sfo_budget():
     config["cbs"]["max_sfo"] = 0
     with pytest.raises(Exception, match="max_sfo|minimum"):
         validate(config, str(root / "config" / "schema.yaml"))
+
+
+# -- collapsed runs (docs/method.md §8.9) ----------------------------------------------------
+COLLAPSE = {"num_classes": 10, "loss_margin": 0.05, "accuracy_margin": 0.02}
+
+
+def test_the_collapse_rule_by_hand():
+    from sgdsmooth import collect
+
+    chance = np.log(10)  # 2.30: the loss of a uniform guess over 10 classes
+    loss = [0.3, 0.95 * chance - 1e-9, 0.95 * chance, 7.0, np.inf, np.nan]
+    assert collect.collapsed(loss, **COLLAPSE).tolist() == [False, False, True, True, True, False]
+    # Fixed-epoch runs: accuracy within 2 points of chance (0.10) collapses even at low loss.
+    acc = [0.97, 0.121, 0.12, 0.5, 0.5, np.nan]
+    assert collect.collapsed([0.1] * 6, acc, **COLLAPSE).tolist() == [
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
+    frame = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "diverged", "ok"],
+            "train_loss": [0.2, 2.30, np.nan, 0.5],
+            "test_accuracy": [0.9, 0.10, np.nan, 0.10],
+        }
+    )
+    marked = collect.mark_collapsed(frame, COLLAPSE)
+    assert marked.status.tolist() == ["ok", "collapsed", "diverged", "collapsed"]
+    assert frame.status.tolist()[1] == "ok"  # a copy: the input is left as it was
+
+
+def test_collapse_settings_come_from_the_config_with_the_schemas_defaults():
+    import yaml
+
+    from sgdsmooth import collect
+
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "config" / "schema.yaml").read_text())
+    props = schema["properties"]["collapse"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == collect.COLLAPSE_DEFAULTS
+    assert collect.collapse_settings({"dataset": "cifar100"}) == {
+        "num_classes": 100,
+        **collect.COLLAPSE_DEFAULTS,
+    }
+    got = collect.collapse_settings({"dataset": "digits", "collapse": {"loss_margin": 0.1}})
+    assert got["num_classes"] == 10 and got["loss_margin"] == 0.1
+    words = collect.collapse_words(got)
+    assert "2.07" in words and "ln 10 = 2.30" in words and "12 %" in words
+
+
+def nshb_cell(collapsed_at=(16,)):
+    """NSHB runs, three seeds per batch size, SFO smallest at b = 16: but the b = 16 runs (and
+    any in ``collapsed_at``) "reach ε" with a training loss back at chance (2.30)."""
+    rows = []
+    for b, steps in ((8, 8000), (16, 500), (32, 1500), (64, 600), (128, 400)):
+        for s in range(3):
+            dead = b in collapsed_at
+            rows.append((b, s, steps + s, "reached", 2.3026 if dead else 0.02 + 0.01 * s))
+    df = pd.DataFrame(rows, columns=["batch_size", "seed", "steps", "status", "train_loss"])
+    return df.assign(
+        optimizer="nshb",
+        lr=50.0,
+        beta=0.9,
+        epsilon=0.5,
+        sfo=df.steps * df.batch_size,
+        reached=True,
+        gate_bound=False,
+    )
+
+
+def test_collapsed_runs_that_reach_eps_are_flagged_excluded_and_counted():
+    from sgdsmooth import collect
+
+    raw = cbs.critical_batch_sizes(nshb_cell(), n_boot=50)
+    assert (raw.critical_batch_size == 16).all()  # the artefact, without the rule
+
+    runs = collect.mark_collapsed(nshb_cell(), COLLAPSE)
+    assert (runs[runs.batch_size == 16].status == "collapsed").all()
+    assert (runs[runs.batch_size != 16].status == "reached").all() and runs.reached.all()
+    t = cbs.critical_batch_sizes(runs, n_boot=200).set_index("batch_size")
+    # b* = 64 (SFO 38,464), not the collapsed b = 16 (8,016): 16 neither competes nor challenges.
+    assert (t.critical_batch_size == 64).all() and t.established.all() and (t.reason == "").all()
+    assert t.n_collapsed.loc[16] == 3 and t.n_collapsed.drop(16).eq(0).all()
+    assert t.n_reached.loc[16] == 0 and t.n_runs.loc[16] == 3
+    assert np.isnan(t.sfo_mean.loc[16]) and np.isnan(t.sfo_lower_mean.loc[16])
+    assert t.bootstrap_share.loc[16] == 0 and t.bstar_ci_low.iloc[0] > 16
+    assert t.sfo_mean.loc[64] == pytest.approx(64 * 601)
+
+
+def test_an_optimizer_whose_runs_all_collapse_has_no_bstar(tmp_path):
+    from sgdsmooth import collect, tables
+
+    # SGD at η = 50: every run censored at chance loss (as the issue saw), or reaching ε dead.
+    runs = nshb_cell(collapsed_at=(8, 16, 32, 64, 128)).assign(optimizer="sgd", beta=0.0)
+    runs.loc[runs.batch_size < 64, ["status", "reached"]] = ["censored", False]
+    runs = collect.mark_collapsed(runs, COLLAPSE)
+    assert (runs.status == "collapsed").all()
+    t = cbs.critical_batch_sizes(runs, n_boot=50)
+    assert t.critical_batch_size.isna().all() and not (t.critical_batch_size == -1).any()
+    assert not t.established.any() and not t.is_critical.any()
+    assert (
+        t.reason == "no batch size where every run reached ε (of 15 runs: 0 reached, 15 collapsed)"
+    ).all()
+    assert (t.n_collapsed == 3).all() and (t.n_censored == 0).all()
+    # Written and read back: a null, not a number.
+    tables.write_table(t, tmp_path / "c.parquet", "critical_batch_size")
+    back = tables.read_table(tmp_path / "c.parquet", "critical_batch_size")
+    assert back.critical_batch_size.isna().all() and (back.n_collapsed == 3).all()
+    # No b*: no C² bound, no δ, in every downstream table.
+    k2 = pd.DataFrame({"optimizer": ["sgd"], "lr": [50.0], "beta": [0.0], "k2": [np.nan]})
+    k2 = k2.assign(k2_sup=np.nan, k2_mean=np.nan, k2_final=np.nan)
+    v = cbs.variance_bounds(back, k2)
+    assert v.critical_batch_size.isna().all() and v.c2_bound.isna().all()
+    assert not v.established.any()
+    d = cbs.delta_table(v, [8, 16, 32], fine_points=10)
+    assert d.delta.isna().all() and not d.established.any()
+
+
+def test_k2_leaves_out_the_runs_the_accuracy_table_marks_collapsed():
+    from sgdsmooth import collect
+
+    keys = {"optimizer": "shb", "lr": 50.0, "beta": 0.9, "batch_size": 16}
+    k2 = pd.DataFrame([keys | {"seed": s, "mean": float(s)} for s in range(3)])
+    acc = pd.DataFrame(
+        [keys | {"seed": s, "status": st} for s, st in enumerate(["ok", "collapsed", "diverged"])]
+    )
+    assert collect.without_collapsed(k2, acc).seed.tolist() == [0, 2]
+    assert collect.without_collapsed(k2, None).seed.tolist() == [0, 1, 2]

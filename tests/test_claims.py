@@ -290,3 +290,59 @@ def test_the_ledger_is_a_claims_table(tmp_path):
         tables.read_table(tmp_path / "claims.parquet", "claims").claim.tolist()
         == ledger.claim.tolist()
     )
+
+
+def test_an_optimizer_whose_runs_all_collapsed_has_no_bstar_and_no_verdict():
+    dead = pd.DataFrame(cbs_cell("sgd", 32)).assign(status="collapsed")  # e.g. η = 50
+    c = cbs.critical_batch_sizes(
+        pd.concat([dead, pd.DataFrame(cbs_cell("shb", 128))], ignore_index=True), n_boot=100
+    )
+    sgd = c[c.optimizer == "sgd"]
+    assert sgd.critical_batch_size.isna().all() and (sgd.n_collapsed == 3).all()
+    rows = by_claim(claims.bstar_claims(c, 0.1, CFG))
+    exists = rows["b* exists inside the batch grid (SGD)"]
+    assert exists["verdict"] == "undetermined" and math.isnan(exists["value"])
+    assert "18 collapsed" in exists["note"]
+    gap = rows["b*_SHB > b*_SGD"]
+    assert gap["verdict"] == "undetermined" and math.isnan(gap["value"])
+    assert gap["note"] == "a b* is not established"
+    assert rows["b* exists inside the batch grid (SHB)"]["value"] == 128
+
+
+def test_collapsed_runs_and_networks_are_no_evidence_about_delta():
+    c = crit(("sgd", 32), ("shb", 128), ("nshb", 32))
+    r = runs(concave)
+    dead = r[r.batch_size == 8].assign(status="collapsed", test_accuracy=0.1, train_loss=2.3)
+    acc = pd.concat([r[r.batch_size != 8], dead], ignore_index=True)
+    delta = r.drop_duplicates("batch_size")[
+        ["optimizer", "lr", "beta", "batch_size", "delta", "delta_low", "delta_high", "established"]
+    ].assign(grid="config")
+    var = pd.concat(
+        [variance(1.0), pd.DataFrame([{"optimizer": "sgd", "lr": 0.1, "beta": 0.0}])]
+    ).assign(established=True)
+    # Figure 8's networks: one per accuracy run, sharpness that would track accuracy.
+    sharp = acc.merge(delta[["batch_size", "delta"]], on="batch_size", suffixes=("_run", ""))[
+        ["optimizer", "lr", "beta", "batch_size", "seed", "test_accuracy", "delta"]
+    ]
+    sharp = sharp.assign(sharpness=-sharp.test_accuracy, sharpness_plain=-sharp.test_accuracy)
+    ledger = claims.ledger(
+        c,
+        var,
+        delta,
+        acc[["optimizer", "lr", "beta", "batch_size", "seed", "status", "train_loss"]].assign(
+            test_accuracy=acc.test_accuracy
+        ),
+        sharp,
+        lr=0.1,
+        batch_sizes=GRID,
+        adaptive=True,
+        cfg=CFG,
+        n_boot=50,
+    ).set_index("claim")
+    n_ok = len(r) - len(dead)
+    assert (
+        ledger.loc["accuracy is concave in δ with its peak inside the grid (all finished runs)"].n
+        == n_ok
+    )
+    sharpness_rows = ledger[ledger.index.str.startswith("δ predicts accuracy better")]
+    assert (sharpness_rows.loc[sharpness_rows.index.str.contains("all networks")].n == n_ok).all()

@@ -124,3 +124,127 @@ def test_the_provenance_line_names_commit_config_device_and_archive():
     assert "from commit 0123456789ab with uncommitted changes" in front
     assert f"``{prov['config_hash']}``" in front and "archived from commit fedcba987654" in front
     assert paper.provenance_tex(None, "cpu") == "provenance not recorded"
+
+
+def no_bstar_tables() -> dict:
+    """Tables of a study where every SGD run collapsed (censored at chance loss, as at η = 50)
+    and SHB trained: SGD has no b*."""
+    import numpy as np
+
+    from sgdsmooth import cbs, collect
+
+    settings = collect.collapse_settings({"dataset": "digits"})
+    rows = []
+    for opt, beta in (("sgd", 0.0), ("shb", 0.9)):
+        for b, steps in ((8, 8000), (16, 2000), (32, 1200), (64, 1000)):
+            for s in range(2):
+                dead = opt == "sgd"  # η too large: SGD sits at chance loss, censored
+                rows.append(
+                    {
+                        "optimizer": opt,
+                        "lr": 0.1,
+                        "beta": beta,
+                        "epsilon": 0.5,
+                        "batch_size": b,
+                        "seed": s,
+                        "steps": steps,
+                        "sfo": steps * b,
+                        "reached": not dead,
+                        "status": "censored" if dead else "reached",
+                        "train_loss": 2.31 if dead else 0.05,
+                        "armed_epoch": np.nan if dead else 2.0,
+                        "gate_bound": False,
+                    }
+                )
+    runs = collect.mark_collapsed(pd.DataFrame(rows), settings)
+    crit = cbs.critical_batch_sizes(runs, n_boot=20)
+    k2 = pd.DataFrame({"optimizer": ["sgd", "shb"], "lr": 0.1, "beta": [0.0, 0.9]}).assign(
+        k2=[np.nan, 1.0], k2_sup=[np.nan, 2.0], k2_mean=[np.nan, 1.0], k2_final=[np.nan, 0.5]
+    )
+    var = cbs.variance_bounds(crit, k2).assign(k2_sup_source=["", "b = 8, seed 0, epoch 1"])
+    delta = cbs.delta_table(var, [8, 16, 32, 64], fine_points=5)
+    acc = pd.DataFrame(
+        [
+            {
+                "optimizer": o,
+                "lr": 0.1,
+                "beta": beta,
+                "batch_size": b,
+                "seed": 0,
+                "epochs": 2,
+                "status": "ok",
+                "train_loss": 2.4 if o == "sgd" else 0.05,
+                "train_accuracy": 0.1 if o == "sgd" else 0.99,
+                "test_loss": 2.4 if o == "sgd" else 0.1,
+                "test_accuracy": 0.1 if o == "sgd" else 0.95,
+            }
+            for o, beta in (("sgd", 0.0), ("shb", 0.9))
+            for b in (8, 16, 32, 64)
+        ]
+    )
+    acc = collect.mark_collapsed(acc, settings)
+    return {
+        "cbs_runs": runs,
+        "critical_batch_size": crit,
+        "variance": var,
+        "delta": delta,
+        "accuracy": acc,
+    }
+
+
+def test_an_optimizer_without_bstar_is_said_in_words_and_collapsed_runs_are_counted(tmp_path):
+    cfg = {
+        "experiment": "x",
+        "dataset": "digits",
+        "model": "small_cnn",
+        "lr": 0.1,
+        "optimizers": {"sgd": 0.0, "shb": 0.9},
+        "batch_sizes": [8, 16, 32, 64],
+        "cbs": {"epsilon": 0.5, "seeds": [0, 1], "max_steps": 10, "min_epochs": 0},
+        "accuracy": {"epochs": 2, "seeds": [0]},
+    }
+    paper.write_generated(tmp_path, cfg, no_bstar_tables(), [], [], "cpu")
+    bstar = (tmp_path / "bstar.tex").read_text()
+    assert "no $b^*_{\\mathrm{SGD}}$, as there is no batch size where every run reached" in bstar
+    assert "(of 8 runs: 0 reached, 8 collapsed)" in bstar
+    assert "so SGD has no $C^2$ bound and no $\\delta$" in bstar
+    assert "$b^*_{\\mathrm{SHB}} = 16$ (established" in bstar  # the other keeps its number
+    for sentinel in ("-1", "−1", "--", "−−", "nan"):
+        assert sentinel not in bstar, sentinel
+    numbers = (tmp_path / "numbers.tex").read_text()
+    assert "\\newcommand{\\NumCollapsed}{12}" in numbers  # 8 CBS runs and 4 fixed-epoch runs
+    assert "\\newcommand{\\NumDiverged}{0}" in numbers
+    assert "\\newcommand{\\BstarSGD}{none (no batch size" in numbers and "-1" not in numbers
+    assert "at least 2.19" in numbers and "ln 10 = 2.30" in numbers
+    sgd_row = next(
+        line for line in (tmp_path / "comparison.tex").read_text().splitlines() if "SGD" in line
+    )
+    cells = [c.strip() for c in sgd_row.split("&")]
+    assert cells[2] == "none" and cells[4] == "none"  # b* here, C² here
+    cbs_rows = [r for r in (tmp_path / "cbs.tex").read_text().splitlines() if r.startswith("SGD")]
+    assert len(cbs_rows) == 4 and all(r.split("&")[7].strip() == "2" for r in cbs_rows)
+    assert not any("star" in r for r in cbs_rows)  # no b* marked
+
+
+def test_figures_draw_an_optimizer_without_bstar_and_collapsed_runs(tmp_path):
+    from sgdsmooth import tables
+    from sgdsmooth.figures import fig4_sfo, fig5_delta, fig6_accuracy, fig7_delta_accuracy
+
+    t = {}
+    for name, frame in no_bstar_tables().items():
+        if name == "variance":  # not drawn
+            continue
+        t[name] = str(tmp_path / f"{name}.parquet")
+        tables.write_table(frame, t[name], name)
+    out = {"pdf": str(tmp_path / "f.pdf"), "png": str(tmp_path / "f.png"), "lr": 0.1}
+    fig4_sfo.draw(t["cbs_runs"], t["critical_batch_size"], **out)
+    fig5_delta.draw(t["delta"], **out)
+    fig6_accuracy.draw(t["accuracy"], **out)
+    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out)
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    # No optimizer with b*: no δ anywhere, and the δ figures still draw (no log axis of NaN).
+    nothing = no_bstar_tables()["delta"].assign(delta=float("nan"))
+    nothing = nothing.assign(delta_low=nothing.delta, delta_high=nothing.delta)
+    tables.write_table(nothing, t["delta"], "delta")
+    fig5_delta.draw(t["delta"], **out)
+    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out)

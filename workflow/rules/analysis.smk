@@ -1,5 +1,7 @@
 # Run tables → study tables: cbs_runs → critical_batch_size → variance (C², K²) → delta,
-# accuracy, and the claims ledger. Cheap, so they run on the submitting host under SLURM too.
+# accuracy, and the claims ledger. cbs_runs and accuracy mark collapsed runs
+# (collect.mark_collapsed); K² leaves out the runs the accuracy table marks. Cheap, so they
+# run on the submitting host under SLURM too.
 
 
 localrules:
@@ -22,6 +24,8 @@ rule cbs_runs:
         f"{R}/logs/tables/cbs_runs.log",
     conda:
         ENV
+    params:
+        collapse=COLLAPSE,
     script:
         "../scripts/cbs_runs.py"
 
@@ -46,6 +50,7 @@ rule k2:
     """K² = ‖∇F_b‖² along the fixed-epoch runs, per cell: sup, mean and final."""
     input:
         runs=ALL_EPOCH_RUNS,
+        accuracy=table("accuracy"),
         code=lib("collect", "tables"),
     output:
         table("k2"),
@@ -62,6 +67,7 @@ rule variance:
     input:
         cbs=table("critical_batch_size"),
         runs=ALL_EPOCH_RUNS,
+        accuracy=table("accuracy"),
         code=lib("cbs", "collect", "theory", "tables"),
     output:
         table("variance"),
@@ -104,6 +110,8 @@ rule accuracy:
         f"{R}/logs/tables/accuracy.log",
     conda:
         ENV
+    params:
+        collapse=COLLAPSE,
     script:
         "../scripts/accuracy.py"
 

@@ -95,6 +95,8 @@ LIB = "workflow/sgdsmooth"
 DEVICE = config.get("device", "auto")
 GPU = 1 if DEVICE.startswith("cuda") else 0
 TRAIN = config["train"]
+# What collect.collapse_settings needs to judge collapsed runs: the data set, its thresholds.
+COLLAPSE = {"dataset": config["dataset"], "collapse": config["collapse"]}
 # Under SLURM: the account from the user's environment (sbatch's own variable). The
 # executor plugin would otherwise guess it from the user's last job; the partition needs
 # nothing, since sbatch reads SBATCH_PARTITION itself when no -p is given.

@@ -63,9 +63,12 @@ rule sharpness_table:
 
 
 rule correlations:
+    """Rank correlations of accuracy with sharpness and δ, over the networks that did not
+    collapse (collect.without_collapsed)."""
     input:
         sharpness=table("sharpness"),
-        code=lib("correlate", "tables"),
+        accuracy=table("accuracy"),
+        code=lib("collect", "correlate", "tables"),
     output:
         table("correlations"),
     log:

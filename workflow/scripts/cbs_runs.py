@@ -1,3 +1,5 @@
 from sgdsmooth import collect, tables
 
-tables.write_table(collect.cbs_runs(snakemake.input.runs), snakemake.output[0], "cbs_runs")
+runs = collect.cbs_runs(snakemake.input.runs)
+settings = collect.collapse_settings(snakemake.params.collapse)
+tables.write_table(collect.mark_collapsed(runs, settings), snakemake.output[0], "cbs_runs")

@@ -1,3 +1,4 @@
 from sgdsmooth import collect, tables
 
-tables.write_table(collect.k2_table(snakemake.input.runs), snakemake.output[0], "k2")
+accuracy = tables.read_table(snakemake.input.accuracy, "accuracy")
+tables.write_table(collect.k2_table(snakemake.input.runs, accuracy), snakemake.output[0], "k2")

@@ -24,16 +24,25 @@ by both the point estimate and every bootstrap replicate:
       loss threshold, not ε, set T, and the bound C² < b*·ε²/η of Theorem 4.4 does not apply.
 
   Batch sizes with a diverged run cannot be b\\* (the run never reaches ε), so they do
-  not block establishment; they are counted (``n_diverged``).
+  not block establishment; they are counted (``n_diverged``). The same holds for a
+  *collapsed* run (status "collapsed", set by ``collect.mark_collapsed``: its loss is back
+  at chance, docs/method.md §8.9), even one whose gradient norms reached ε: a dead network's
+  small gradients say nothing about training, so its T is not an SFO complexity. Collapsed
+  runs are counted (``n_collapsed``) and kept out of every SFO summary.
 
-Columns beside the SFO summaries of the runs that reached ε (``sfo_mean/min/max``):
-``sfo_lower_mean`` (mean over all runs of the run's SFO, a lower bound when a run was
-censored; equal to ``sfo_mean`` when every run reached ε; NaN where a run diverged),
+With no eligible batch size there is no b\\*: ``critical_batch_size`` is missing (NaN in
+pandas, null in the Parquet file), never a sentinel, ``established`` is False and ``reason``
+says why, with the cell's run counts.
+
+Columns beside the SFO summaries of the runs that reached ε and did not collapse
+(``sfo_mean/min/max``): ``sfo_lower_mean`` (mean over all runs of the run's SFO, a lower
+bound when a run was censored; equal to ``sfo_mean`` when every run reached ε; NaN where a
+run diverged or collapsed),
 ``established`` and ``reason`` ("" when established, else why not, naming the batch size).
 
-Stability: the bootstrap resamples each batch size's runs (censored and diverged ones
-included) with replacement, independently at each batch size, and applies the same rule to
-every replicate. ``bootstrap_share`` is the share of replicates whose b* is that batch size
+Stability: the bootstrap resamples each batch size's runs (censored, diverged and collapsed
+ones included) with replacement, independently at each batch size, and applies the same rule
+to every replicate. ``bootstrap_share`` is the share of replicates whose b* is that batch size
 (summing to ≤ 1 over a cell: some replicates may have no b*), ``bootstrap_established`` the
 share whose b* is established, ``bstar_ci_low``/``bstar_ci_high`` the 2.5 and 97.5
 percentiles (inverted-CDF, so always batch sizes of the grid) of the replicate b* over the
@@ -68,8 +77,9 @@ def judge(batch_sizes, mean_sfo, eligible, censored, gated=None) -> tuple[float,
 
     Arrays over the cell's batch grid, ascending: ``mean_sfo`` the mean over a batch size's
     runs of their SFO (the steps·b lower bound for a censored run); ``eligible`` whether
-    every run reached ε; ``censored`` whether the batch size is ineligible because of
-    censored runs only (no diverged run), so that it might still beat b*; ``gated`` (optional)
+    every run reached ε (none diverged or collapsed); ``censored`` whether the batch size is
+    ineligible because of censored runs only (no diverged or collapsed run), so that it might
+    still beat b*; ``gated`` (optional)
     how many of a batch size's runs were gate-bound.
     """
     b = np.asarray(batch_sizes)
@@ -98,11 +108,30 @@ def judge(batch_sizes, mean_sfo, eligible, censored, gated=None) -> tuple[float,
     return float(star), "; ".join(reasons)
 
 
+def _good(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose T is an SFO complexity: reached ε and did not collapse."""
+    return runs.reached.astype(bool) & (runs.status != "collapsed")
+
+
+def no_bstar_reason(runs: pd.DataFrame) -> str:
+    """Why a cell has no b*, with its run counts: e.g. "no batch size where every run reached
+    ε (of 15 runs: 0 reached, 15 collapsed)"."""
+    good = int(_good(runs).sum())
+    counts = [f"{good} reached"] + [
+        f"{n} {status}"
+        for status in ("censored", "diverged", "collapsed")
+        if (n := int((runs.status == status).sum()))
+    ]
+    return f"{NO_BSTAR} (of {len(runs)} runs: {', '.join(counts)})"
+
+
 def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per batch size for the runs of one optimizer × lr × beta × epsilon."""
+    runs = runs.assign(good=_good(runs))
     by_b = runs.groupby("batch_size")
-    reached = runs[runs.reached]
-    stats = reached.groupby("batch_size").sfo.agg(["mean", "min", "max"]).reindex(by_b.size().index)
+    stats = (runs[runs.good].groupby("batch_size").sfo.agg(["mean", "min", "max"])).reindex(
+        by_b.size().index
+    )
     out = pd.DataFrame(
         {
             "batch_size": by_b.size().index,
@@ -110,34 +139,40 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
             "sfo_min": stats["min"].to_numpy(float),
             "sfo_max": stats["max"].to_numpy(float),
             "n_runs": by_b.size().to_numpy(),
-            "n_reached": by_b.reached.sum().to_numpy(),
-            "n_censored": by_b.status.apply(lambda s: (s == "censored").sum()).to_numpy(),
-            "n_diverged": by_b.status.apply(lambda s: (s == "diverged").sum()).to_numpy(),
+            "n_reached": by_b.good.sum().to_numpy(),
+            **{
+                f"n_{status}": by_b.status.apply(lambda s, v=status: (s == v).sum()).to_numpy()
+                for status in ("censored", "diverged", "collapsed")
+            },
         }
     ).set_index("batch_size", drop=False)
     lower = by_b.sfo.mean().to_numpy(float)
     complete = (out.n_reached == out.n_runs).to_numpy()
-    censored = ((out.n_censored > 0) & (out.n_diverged == 0)).to_numpy()
+    lost = (out.n_diverged > 0) | (out.n_collapsed > 0)  # can neither be b* nor beat it
+    censored = ((out.n_censored > 0) & ~lost).to_numpy()
     grid = out.batch_size.to_numpy()
     gate = (
         runs.gate_bound.astype(bool) if "gate_bound" in runs else pd.Series(False, index=runs.index)
     )
     gated = gate.groupby(runs.batch_size).sum().reindex(grid).to_numpy()
     b_star, reason = judge(grid, lower, complete, censored, gated)
-    out["sfo_lower_mean"] = np.where(out.n_diverged > 0, np.nan, lower)
+    if reason == NO_BSTAR:
+        reason = no_bstar_reason(runs)
+    out["sfo_lower_mean"] = np.where(lost, np.nan, lower)
 
-    # Bootstrap over runs: resample each batch size's runs (censored and diverged ones
-    # included) with replacement and judge every replicate by the same rule.
+    # Bootstrap over runs: resample each batch size's runs (censored, diverged and collapsed
+    # ones included) with replacement and judge every replicate by the same rule.
     rng = np.random.default_rng(seed)
     cols = {"mean": [], "ok": [], "censored": [], "gated": []}
     for _, g in by_b:
         i = rng.integers(0, len(g), (n_boot, len(g)))
-        sfo, hit = g.sfo.to_numpy(float)[i], g.reached.to_numpy()[i]
+        sfo, hit = g.sfo.to_numpy(float)[i], g.good.to_numpy()[i]
         status = g.status.to_numpy()[i]
         cols["mean"].append(sfo.mean(axis=1))
         cols["ok"].append(hit.all(axis=1))
         cols["censored"].append(
-            (status == "censored").any(axis=1) & ~(status == "diverged").any(axis=1)
+            (status == "censored").any(axis=1)
+            & ~np.isin(status, ("diverged", "collapsed")).any(axis=1)
         )
         cols["gated"].append(gate.loc[g.index].to_numpy()[i].sum(axis=1))
     mean, ok, cen, gat = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored", "gated"))
@@ -152,7 +187,7 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
 
     out["bootstrap_share"] = [float((picks == b).mean()) for b in out.batch_size]
     out["is_critical"] = out.batch_size == b_star
-    out["critical_batch_size"] = b_star
+    out["critical_batch_size"] = b_star  # NaN: no b*
     out["established"] = not reason
     out["reason"] = reason
     out["bootstrap_established"] = float(settled.mean()) if n_boot else np.nan
@@ -169,8 +204,8 @@ def critical_batch_sizes(cbs_runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataF
             cell[name] = value
         rows.append(cell)
     out = pd.concat(rows, ignore_index=True)
-    # No batch size with every run reaching ε: b* is unknown, recorded as -1.
-    out["critical_batch_size"] = out.critical_batch_size.fillna(-1).astype("int64")
+    # No batch size where every run reached ε: no b*, a missing value (NaN; null in Parquet).
+    out["critical_batch_size"] = out.critical_batch_size.astype(float)
     return out
 
 
@@ -178,11 +213,13 @@ def variance_bounds(cbs: pd.DataFrame, k2: pd.DataFrame) -> pd.DataFrame:
     """C² bounds from b* (Theorem 4.4) beside the measured K², per optimizer × lr × beta.
 
     ``established`` and ``reason`` come along from the b* table: the bound is computed
-    wherever b* exists, established or not, and the flag says whether to trust it."""
+    wherever b* exists, established or not, and the flag says whether to trust it; without
+    b* (a missing ``critical_batch_size``) there is no bound (NaN)."""
     cells = cbs.drop_duplicates(GROUP)[
         GROUP + ["critical_batch_size", "established", "reason"]
     ].copy()
-    known = cells.critical_batch_size > 0
+    cells["critical_batch_size"] = cells.critical_batch_size.astype(float)
+    known = cells.critical_batch_size.notna()
     cells["c2_bound"] = np.nan
     for opt, idx in cells[known].groupby("optimizer").groups.items():
         c = cells.loc[idx]

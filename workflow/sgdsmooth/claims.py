@@ -8,7 +8,11 @@ and the verdict, computed here and nowhere typed:
 - **held** when the whole interval lies on the claim's side of the threshold;
 - **not held** when the whole interval lies on the other side;
 - **undetermined** when the interval straddles it, or an input is missing or not established
-  (an undetermined b*, no Figure 8, too few runs).
+  (an undetermined or missing b*, no Figure 8, too few runs).
+
+Collapsed runs (docs/method.md §8.9) are no evidence: they have no part in b* (cbs.py), their
+fixed-epoch runs are not "ok" and so drop out of the δ–accuracy claims, and their networks
+are left out of the δ–sharpness claims.
 
 Where a "held" is an identity of the method rather than a finding, ``note`` says so.
 """
@@ -81,9 +85,11 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
     share = cfg["established_share"]
     for opt, c in cells.items():
         grid = main[main.optimizer == opt].batch_size
-        b = float(c.critical_batch_size) if c.critical_batch_size > 0 else math.nan
+        b = float(c.critical_batch_size)  # NaN: no b*
         cell = main[main.optimizer == opt]
-        censored = ((cell.n_censored > 0) & (cell.n_diverged == 0)).to_numpy()
+        censored = (
+            (cell.n_censored > 0) & (cell.n_diverged == 0) & (cell.n_collapsed == 0)
+        ).to_numpy()
         beatable = len(cbs.challengers(cell.sfo_lower_mean, censored, c.sfo_mean_at_bstar)) > 0
         only_edge = b in (grid.min(), grid.max()) and not beatable  # nothing else could beat it
         if c.established and c.bootstrap_established >= share:
@@ -114,7 +120,7 @@ def bstar_claims(crit: pd.DataFrame, lr: float, cfg: dict) -> list[dict]:
     def log2_gap(a: str, z: str):
         """log2(b*_a / b*_z) with a conservative interval from the two b* intervals."""
         x, y = cells[a], cells[z]
-        if min(x.critical_batch_size, y.critical_batch_size) <= 0:
+        if pd.isna(x.critical_batch_size) or pd.isna(y.critical_batch_size):  # no b*
             return math.nan, math.nan, math.nan, False
         value = math.log2(x.critical_batch_size / y.critical_batch_size)
         lo, hi = (
@@ -395,6 +401,10 @@ def ledger(
     if sharp is not None:
         settled = variance[variance.established][["optimizer", "lr", "beta"]]
         sharp = sharp.merge(settled, on=["optimizer", "lr", "beta"])
+        # A collapsed network (collect.mark_collapsed) is no evidence about δ or sharpness.
+        gone = accuracy.loc[accuracy.status == "collapsed", KEYS + ["seed"]]
+        sharp = sharp.merge(gone, on=KEYS + ["seed"], how="left", indicator=True)
+        sharp = sharp[sharp._merge == "left_only"].drop(columns="_merge")
     rows = bstar_claims(crit, lr, cfg)
     rows += concavity_claims(runs, cfg, n_boot, rng)
     rows += sharpness_claims(sharp, accuracy, adaptive, cfg, n_boot, rng)

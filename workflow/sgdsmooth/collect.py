@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .names import NUM_CLASSES
 from .tables import read_metadata, read_table
 
 
@@ -172,11 +174,12 @@ def _stderr(x: pd.Series) -> float:
     return float(x.std() / np.sqrt(len(x))) if len(x) > 1 else np.nan
 
 
-def k2_table(paths) -> pd.DataFrame:
+def k2_table(paths, accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ``k2`` table: per optimizer × lr × beta × batch size, the runs' K² trajectories as
     sup (largest value recorded in any run), mean (mean over runs of each run's trajectory
-    mean) and final (mean over runs of the last value), with standard errors over runs."""
-    runs = k2_runs(paths)
+    mean) and final (mean over runs of the last value), with standard errors over runs.
+    Runs that the ``accuracy`` table marks collapsed are left out (:func:`without_collapsed`)."""
+    runs = without_collapsed(k2_runs(paths), accuracy)
     cols = [
         "optimizer",
         "lr",
@@ -223,12 +226,13 @@ def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def k2_pooled(paths, statistic: str = "mean") -> pd.DataFrame:
+def k2_pooled(paths, statistic: str = "mean", accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """K² per optimizer × lr × beta over all its batch sizes and seeds, as the article uses
-    one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ."""
+    one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ.
+    Runs that the ``accuracy`` table marks collapsed are left out (:func:`without_collapsed`)."""
     if statistic not in K2_STATISTICS:
         raise ValueError(f"k2 statistic must be one of {K2_STATISTICS}, got {statistic!r}")
-    runs = k2_runs(paths)
+    runs = without_collapsed(k2_runs(paths), accuracy)
     cols = KEYS + [
         "k2",
         "k2_statistic",
@@ -261,3 +265,78 @@ def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFram
     ]
     keys = ["optimizer", "lr", "beta", "batch_size"]
     return s.merge(acc, on=keys + ["seed"], how="left").merge(d, on=keys, how="left")
+
+
+# -- collapsed runs: the rule, stated once -------------------------------------------------
+# A run that stops learning without a non-finite loss keeps training's status ("ok",
+# "reached", "censored"); the analysis reclassifies it here, in the run tables, as
+# "collapsed". docs/method.md §8.9.
+STATUSES = ("ok", "reached", "censored", "diverged", "collapsed")
+COLLAPSE_DEFAULTS = {"loss_margin": 0.05, "accuracy_margin": 0.02}  # = config/schema.yaml's
+RUN_KEYS = ["optimizer", "lr", "beta", "batch_size", "seed"]
+
+
+def collapse_settings(config: dict) -> dict:
+    """The collapse rule's settings for a study config: its data set's number of classes and
+    the ``collapse`` block's margins (the schema's defaults where the block is absent)."""
+    return (
+        {"num_classes": NUM_CLASSES[config["dataset"]]}
+        | COLLAPSE_DEFAULTS
+        | {k: float(v) for k, v in (config.get("collapse") or {}).items()}
+    )
+
+
+def collapsed(
+    train_loss, test_accuracy=None, *, num_classes: int, loss_margin: float, accuracy_margin: float
+) -> np.ndarray:
+    """Whether each run (that did not diverge) has collapsed: the rule, stated once.
+
+    With C classes, a run has collapsed when its final training loss (the mean over its last
+    complete epoch) is infinite or at least (1 − ``loss_margin``)·ln C, the loss of a uniform
+    guess: the network predicts no better than chance on the data it trains on, whether it
+    never learned or unlearned. A fixed-epoch run has also collapsed when its final test
+    accuracy is at most 1/C + ``accuracy_margin``. A NaN loss or accuracy (not recorded)
+    decides nothing; a diverged run keeps its own status (:func:`mark_collapsed`).
+    """
+    loss = np.asarray(train_loss, dtype=float)
+    out = np.isinf(loss) | (loss >= (1 - loss_margin) * np.log(num_classes))
+    if test_accuracy is not None:
+        out |= np.asarray(test_accuracy, dtype=float) <= 1 / num_classes + accuracy_margin
+    return out
+
+
+def mark_collapsed(runs: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """A run table (``cbs_runs`` or ``accuracy``) with status "collapsed" for every run that
+    did not diverge and that :func:`collapsed` flags; its other columns as they were (a
+    collapsed CBS run keeps ``reached``: whether its gradient norms reached ε)."""
+    out = runs.copy()
+    if out.empty:
+        return out
+    acc = out.test_accuracy if "test_accuracy" in out else None
+    hit = collapsed(out.train_loss, acc, **settings) & (out.status != "diverged").to_numpy()
+    out.loc[hit, "status"] = "collapsed"
+    return out
+
+
+def collapse_words(settings: dict) -> str:
+    """The rule in words (plain Unicode), for the paper."""
+    c = settings["num_classes"]
+    chance_loss = math.log(c)
+    return (
+        f"a run that did not diverge has collapsed when its final training loss is at least "
+        f"{(1 - settings['loss_margin']) * chance_loss:.2f} "
+        f"({100 * (1 - settings['loss_margin']):g} % of ln {c} = {chance_loss:.2f}, the loss of "
+        f"a uniform guess over the {c} classes) or, for a fixed-epoch run, its test accuracy "
+        f"is at most {100 * (1 / c + settings['accuracy_margin']):.3g} % "
+        f"(chance: {100 / c:.3g} %)"
+    )
+
+
+def without_collapsed(runs: pd.DataFrame, accuracy: pd.DataFrame | None) -> pd.DataFrame:
+    """``runs`` (one row per fixed-epoch run, identified by :data:`RUN_KEYS`) less those the
+    ``accuracy`` table marks collapsed; all of them without an ``accuracy`` table."""
+    if accuracy is None or runs.empty:
+        return runs
+    gone = accuracy.loc[accuracy.status == "collapsed", RUN_KEYS].assign(_collapsed=True)
+    m = runs.merge(gone, on=RUN_KEYS, how="left")
+    return runs[m._collapsed.isna().to_numpy()].reset_index(drop=True)

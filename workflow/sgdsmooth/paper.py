@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import archive, theory
+from . import archive, collect, theory
 from .figures import LABELS, ORDER
 from .tables import config_hash
 
@@ -253,11 +253,12 @@ def benchmark_hours(paths) -> float:
 
 
 def bstar_words(row: pd.Series | None) -> str:
-    """b* of one cell for the text: its value when established, else 'undetermined' and why."""
+    """b* of one cell for the text: its value when established, 'undetermined' and why when
+    not, 'none' and why when the cell has no b* at all (a missing ``critical_batch_size``)."""
     if row is None:
         return "--"
-    if row.critical_batch_size <= 0:
-        return f"undetermined ({tex_text(row.reason)})"
+    if pd.isna(row.critical_batch_size):
+        return f"none ({tex_text(row.reason)})"
     if not row.established:
         return f"undetermined (argmin {pow2(row.critical_batch_size)}; {tex_text(row.reason)})"
     return pow2(row.critical_batch_size)
@@ -411,6 +412,16 @@ def write_generated(
             ),
         ),
         _macro(
+            "NumCollapsed",
+            str(
+                int(
+                    (acc.status == "collapsed").sum()
+                    + (tables["cbs_runs"].status == "collapsed").sum()
+                )
+            ),
+        ),
+        _macro("CollapseRule", tex_text(collect.collapse_words(collect.collapse_settings(config)))),
+        _macro(
             "NumUndeterminedBstar",
             str(
                 int(sum(1 for o in opts if (c := _cell(crit, o)) is not None and not c.established))
@@ -451,11 +462,7 @@ def write_generated(
     ]
     for opt in ORDER:  # every optimizer's macros exist, "--" where the config has none
         c = _cell(crit, opt)
-        b = (
-            float(c.critical_batch_size)
-            if c is not None and c.critical_batch_size > 0
-            else math.nan
-        )
+        b = float(c.critical_batch_size) if c is not None else math.nan  # NaN: no b*
         m.append(_macro(f"Bstar{names[opt]}", bstar_words(c)))
         m.append(_macro(f"Bstar{names[opt]}Value", fmt(b)))  # plain digits, for the text
         m.append(_macro(f"Ctwo{names[opt]}", fmt(var.c2_bound.get(opt, math.nan))))
@@ -475,7 +482,12 @@ def write_generated(
         c = _cell(crit, opt)
         if c is None:
             continue
-        if c.established:
+        if pd.isna(c.critical_batch_size):  # no b*: said in words, no number
+            parts.append(
+                f"no $b^*_{{\\mathrm{{{names[opt]}}}}}$, as there is {tex_text(c.reason)}, "
+                f"so {names[opt]} has no $C^2$ bound and no $\\delta$"
+            )
+        elif c.established:
             parts.append(
                 f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ "
                 f"(established; bootstrap "
@@ -484,14 +496,9 @@ def write_generated(
             )
         else:
             parts.append(
-                f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}"
-                + (
-                    f", so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) "
-                    f"and $\\delta$ are "
-                    "provisional"
-                    if c.critical_batch_size > 0
-                    else ", so it has no $C^2$ bound and no $\\delta$"
-                )
+                f"$b^*_{{\\mathrm{{{names[opt]}}}}}$ is {bstar_words(c)}, "
+                f"so its $C^2$ bound ({fmt(var.c2_bound.get(opt, math.nan))}) "
+                f"and $\\delta$ are provisional"
             )
     (out / "bstar.tex").write_text("This run finds " + "; ".join(parts) + ".\n" if parts else "")
 
@@ -508,14 +515,15 @@ def write_generated(
         )
         k = ARTICLE["k"][opt]
         art_k2 = f"{fmt(k**2, 3)} ($K={fmt(k)}$)" if k else "--"
-        here_b = pow2(c.critical_batch_size) if c is not None and c.established else "undet."
+        none = c is None or pd.isna(c.critical_batch_size)  # no b*, so no C² bound
+        here_b = "none" if none else pow2(c.critical_batch_size) if c.established else "undet."
         rows.append(
             [
                 LABELS[opt],
                 pow2(art_b),
                 here_b,
                 fmt(float(art_c2), 5),
-                fmt(var.c2_bound.get(opt, math.nan), 4),
+                "none" if none else fmt(var.c2_bound.get(opt, math.nan), 4),
                 art_k2,
                 fmt(var.k2.get(opt, math.nan), 3),
                 ARTICLE["trend"][opt],
@@ -536,7 +544,7 @@ def write_generated(
     body = _tabular(header, rows, "l" + "r" * 6 + "p{2.6cm}p{4.6cm}")
     (out / "comparison.tex").write_text("\\resizebox{\\textwidth}{!}{%\n" + body + "}\n")
 
-    # cbs.tex: SFO at every batch size, with censored and diverged runs counted.
+    # cbs.tex: SFO at every batch size, with censored, diverged and collapsed runs counted.
     rows = []
     for r in crit.sort_values(["optimizer", "batch_size"]).itertuples():
         star = (r"$\star$" if r.established else r"$\star$?") if r.is_critical else ""
@@ -550,6 +558,7 @@ def write_generated(
                 f"{r.n_reached}/{r.n_runs}",
                 str(r.n_censored),
                 str(r.n_diverged),
+                str(r.n_collapsed),
                 f"{r.bootstrap_share:.2f}",
                 star,
             ]
@@ -564,11 +573,12 @@ def write_generated(
                 "reached",
                 "censored",
                 "diverged",
+                "collapsed",
                 "bootstrap share",
                 "$b^*$",
             ],
             rows,
-            "lrrrrrrrc",
+            "lrrrrrrrrc",
         )
     )
 

@@ -69,6 +69,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("armed_epoch", _f64),
         ("gate_bound", _bool),
     ),
+    # Per optimizer × lr × beta × epsilon × batch size; n_reached counts the runs that reached ε
+    # and did not collapse (cbs.py).
     "critical_batch_size": _schema(
         ("optimizer", _str),
         ("lr", _f64),
@@ -83,9 +85,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("n_reached", _i64),
         ("n_censored", _i64),
         ("n_diverged", _i64),
+        ("n_collapsed", _i64),
         ("bootstrap_share", _f64),
         ("is_critical", _bool),
-        ("critical_batch_size", _i64),
+        ("critical_batch_size", _i64),  # null where the cell has no b* (see ``reason``)
         ("established", _bool),
         ("reason", _str),
         ("bootstrap_established", _f64),

@@ -1,5 +1,5 @@
 """Figure 4: SFO complexity T·b against batch size, b* marked (a dashed hollow square where it
-is not established), censored runs shown."""
+is not established, nothing where there is none), censored and collapsed runs shown."""
 
 from .. import tables
 from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, mean_band, plt, save, setup
@@ -15,7 +15,9 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
     )
     for ax, opt in zip(axes[0], opts):
         mine = runs[runs.optimizer == opt]
-        mean_band(ax, mine[mine.reached], "batch_size", "sfo", legend=False)
+        good = mine[mine.status == "reached"]  # reached ε and did not collapse
+        if len(good):
+            mean_band(ax, good, "batch_size", "sfo", legend=False)
         cut = mine[mine.status == "censored"]
         if len(cut):
             ax.scatter(
@@ -25,6 +27,16 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
                 color="grey",
                 zorder=3,
                 label="censored (SFO ≥)",
+            )
+        dead = mine[mine.status == "collapsed"]
+        if len(dead):  # steps·b where they stopped; no part in the mean or in b*
+            ax.scatter(
+                dead.batch_size,
+                dead.sfo,
+                marker="x",
+                color="tab:red",
+                zorder=3,
+                label="collapsed (not counted)",
             )
         star = crit[(crit.optimizer == opt) & crit.is_critical]
         if len(star) and star.established.iloc[0]:
@@ -47,7 +59,7 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
                 zorder=4,
                 label=f"$b^* = {int(star.batch_size.iloc[0])}$",
             )
-        else:  # the argmin if any, not established: the paper's table gives the reason
+        elif len(star):  # the argmin, not established: the paper's table gives the reason
             ax.scatter(
                 star.batch_size,
                 star.sfo_mean,

@@ -15,7 +15,9 @@ def draw(delta: str, pdf: str, png: str, lr: float) -> None:
         fine = d[(d.optimizer == opt) & (d.grid == "fine")]
         grid = d[(d.optimizer == opt) & (d.grid == "config")]
         settled = bool(grid.established.all())
-        label = LABELS[opt] + ("" if settled else " (b* undetermined)")
+        label = LABELS[opt] + (
+            "" if settled else " (no b*)" if grid.delta.isna().all() else " (b* undetermined)"
+        )
         ax.plot(
             fine.batch_size,
             fine.delta,
@@ -35,7 +37,11 @@ def draw(delta: str, pdf: str, png: str, lr: float) -> None:
             )
         ax.scatter(grid.batch_size, grid.delta, color=PALETTE[opt], s=18, zorder=3)
     log2_batch_axis(ax)
-    ax.set_yscale("log")
+    if (d.delta > 0).any():  # without b* there is no δ (NaN), and a log axis needs a value
+        ax.set_yscale("log")
+    else:
+        ax.set_xlim(d.batch_size.min(), d.batch_size.max())
+        ax.text(0.5, 0.5, "no δ: no optimizer has a b*", ha="center", transform=ax.transAxes)
     ax.set_ylabel(r"degree of smoothing $\delta$")
     ax.legend(fontsize=8)
     save(fig, pdf, png)

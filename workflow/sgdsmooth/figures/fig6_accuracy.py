@@ -1,6 +1,7 @@
 """Figure 6: final test accuracy and final training loss against batch size (mean and
 min–max over seeds). The training loss shows where a batch size did not fit the training set
-in the epochs it had, which accuracy alone would blame on δ."""
+in the epochs it had, which accuracy alone would blame on δ. Collapsed runs (hollow grey) are
+drawn where they ended but are not in the mean."""
 
 from .. import tables
 from . import log2_batch_axis, main_study, mean_band, plt, relabel_legend, save, setup
@@ -16,7 +17,18 @@ def draw(accuracy: str, pdf: str, png: str, lr: float, train_loss_max: float | N
         (axes[1], "train_loss", "final training loss (train mode)"),
     ):
         mean_band(ax, ok, "batch_size", column)
-        bad = acc[acc.status != "ok"]
+        dead = acc[acc.status == "collapsed"]
+        if len(dead):  # collapsed runs have numbers, outside the mean (collect.collapsed)
+            ax.scatter(
+                dead.batch_size,
+                dead[column],
+                marker="o",
+                facecolors="none",
+                edgecolors="grey",
+                label="collapsed",
+                zorder=3,
+            )
+        bad = acc[acc.status == "diverged"]
         if len(bad):  # diverged runs have no numbers: show where they were, at the bottom
             ax.scatter(
                 bad.batch_size,

@@ -48,11 +48,20 @@ def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 
                 alpha=0.2,
                 lw=0,
             )
-    ax.set(xscale="log", yscale="log", xlabel="batch size $b$", ylabel=r"$\delta$")
-    ax.legend()
+    # Without b* there is no δ (NaN): a log axis needs at least one value, else it stays linear.
+    has_delta = bool((d.delta > 0).any())
+    ax.set(xscale="log", xlabel="batch size $b$", ylabel=r"$\delta$")
+    if has_delta:
+        ax.set_yscale("log")
+    else:
+        ax.set_xlim(d.batch_size.min(), d.batch_size.max())
+        ax.text(0.5, 0.5, "no δ: no optimizer has a b*", ha="center", transform=ax.transAxes)
+    relabel_legend(ax)
     mean_band(axes[1], ok, "batch_size", "test_accuracy")
     axes[1].set(xscale="log", xlabel="batch size $b$", ylabel="test accuracy")
-    mean_band(axes[2], ok, "delta", "test_accuracy")
+    with_delta = ok[ok.delta > 0]
+    if len(with_delta):
+        mean_band(axes[2], with_delta, "delta", "test_accuracy")
     cells = (
         ok.groupby(["optimizer", "batch_size"])
         .agg(
@@ -62,7 +71,9 @@ def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 
     )
     for c in cells[cells.high > cells.low].itertuples():
         axes[2].plot([c.low, c.high], [c.acc, c.acc], color=PALETTE[c.optimizer], lw=1, alpha=0.6)
-    axes[2].set(xscale="log", xlabel=r"degree of smoothing $\delta$", ylabel="test accuracy")
+    axes[2].set(xlabel=r"degree of smoothing $\delta$", ylabel="test accuracy")
+    if len(with_delta):
+        axes[2].set_xscale("log")
     lo = min(ok.test_accuracy.min() - 0.02, bands[0] - 0.02) if len(ok) else 0
     for ax in axes[1:]:
         ax.set_ylim(

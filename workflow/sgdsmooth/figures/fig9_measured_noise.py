@@ -40,7 +40,7 @@ def draw(
         ax.scatter(
             exact.index, exact.values, facecolors="none", edgecolors=PALETTE[opt], s=30, zorder=3
         )
-        bound = var[var.optimizer == opt].c2_bound
+        bound = var[var.optimizer == opt].c2_bound.dropna()  # none without b*
         if len(bound):
             ax.axhline(float(bound.iloc[0]), color=PALETTE[opt], ls="--", lw=1)
     log2_batch_axis(ax)
