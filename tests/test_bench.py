@@ -298,7 +298,8 @@ def test_fashion_study_runs_every_step_in_smoke_mode_and_its_archive_gets_a_pape
     stamp = json.loads((archived / "stamp.json").read_text())
     assert stamp["config_hash"] and not (archived / "paper.pdf").exists()  # no TeX on the device
     runs = pd.read_parquet(archived / "tables" / "cbs_runs.parquet")
-    assert len(runs) == 3 and set(runs.status) <= {"reached", "censored"}
+    # (A smoke run may end its small budget still at chance loss: the analysis calls it collapsed.)
+    assert len(runs) == 3 and set(runs.status) <= {"reached", "censored", "collapsed"}
     # No run stopped before it had learned: the gate (learned_loss) held for every reached run.
     reached = runs[runs.status == "reached"]
     assert (

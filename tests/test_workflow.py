@@ -31,11 +31,21 @@ TINY = {
     "lr": 0.1,
     "optimizers": {"sgd": 0.0, "shb": 0.9, "nshb": 0.9},
     "batch_sizes": [128, 256],
-    "cbs": {"epsilon": 1.2, "seeds": [0, 1], "max_steps": 40, "bootstrap": 50},
+    # The loss gate (2.0 < 0.95·ln 10, where a run counts as collapsed) keeps the CBS runs from
+    # stopping at step 1, at chance loss, where every gradient norm is below ε.
+    "cbs": {
+        "epsilon": 1.2,
+        "seeds": [0, 1],
+        "max_steps": 40,
+        "bootstrap": 50,
+        "learned_loss": 2.0,
+    },
     "accuracy": {"epochs": 2, "seeds": [0], "full_grad_epochs": [2]},
     # η = 1e20 diverges within two steps: the tables must carry it as diverged, not drop it.
+    # η = 10 neither diverges nor learns (its loss stays at chance): the analysis must mark its
+    # runs collapsed and keep them out of b*, K², δ and the correlations.
     "sharpness": {
-        "lrs": [0.1, 0.2, 1e20],
+        "lrs": [0.1, 0.2, 10, 1e20],
         "batch_sizes": [128],
         "n_examples": 256,
         "iterations": 3,
@@ -126,30 +136,55 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     )
     assert "together" not in (logs / "sgd" / "lr0.1" / "beta0" / "b256.log").read_text()
     # Figure 8's group includes the main study's SGD cell at b = 128 (η = 0.1).
-    assert "at learning rates [0.1, 0.2, 1e+20]" in (logs / "sgd" / "fig8" / "b128.log").read_text()
+    assert (
+        "at learning rates [0.1, 0.2, 10.0, 1e+20]"
+        in (logs / "sgd" / "fig8" / "b128.log").read_text()
+    )
     assert not (logs / "sgd" / "lr0.1" / "beta0" / "b128.log").exists()
     runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
-    # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2 and 1e20 on both: Figure 8's CBS
-    # runs cover the main grid, so that b* can be located at each η.
-    assert len(runs) == 3 * 2 * 2 + 2 * 2 * 2
-    # (At η = 1e20 the CBS runs stop at step 1, before the first update: ε = 1.2 is loose. A
-    # run that stops at chance loss has learned nothing: the analysis marks it collapsed.)
-    assert set(runs.status) <= {"reached", "censored", "diverged", "collapsed"}
-    at_chance = runs.train_loss >= 0.95 * np.log(10)
-    assert (runs[at_chance].status == "collapsed").all() and runs[at_chance].reached.all()
-    assert (runs[~at_chance].status != "collapsed").all()
+    # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2, 10 and 1e20 on both: Figure
+    # 8's CBS runs cover the main grid, so that b* can be located at each η.
+    assert len(runs) == 3 * 2 * 2 + 3 * 2 * 2
+    by_lr = {lr: set(g.status) for lr, g in runs.groupby("lr")}
+    assert by_lr[1e20] == {"diverged"}
+    assert by_lr[10] == {"collapsed"}  # at chance loss when its budget ran out
+    assert by_lr[0.1] | by_lr[0.2] <= {"reached", "censored"}
+    # The rule, as the table applies it: at or above 0.95·ln 10 and not diverged.
+    at_chance = (runs.train_loss >= 0.95 * np.log(10)) & (runs.status != "diverged")
+    assert (at_chance == (runs.status == "collapsed")).all()
+    crit = tables.read_table(r / "tables" / "critical_batch_size.parquet", "critical_batch_size")
+    dead = crit[crit.lr == 10]
+    assert dead.critical_batch_size.isna().all() and not dead.established.any()
+    assert (dead.n_collapsed == 2).all() and (dead.n_reached == 0).all()
+    assert "4 collapsed" in dead.reason.iloc[0]
+    assert crit[crit.lr == 0.1].critical_batch_size.notna().all()  # the gate keeps b* there
     acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
-    assert len(acc) == 3 * 2 + 2
+    assert len(acc) == 3 * 2 + 3
     assert (
         set(acc[acc.lr == 1e20].status) == {"diverged"}
         and acc[acc.lr == 1e20].test_accuracy.isna().all()
     )
-    assert set(acc[acc.lr < 1].status) <= {"ok", "collapsed"}  # collapsed: back at chance
+    assert set(acc[acc.lr == 10].status) == {"collapsed"}
+    # Two epochs are too few for some small-η cells (NSHB at b = 256 ends at chance loss): the
+    # rule, not the learning rate, decides.
+    learning = acc[acc.lr < 1]
+    chance = (learning.train_loss >= 0.95 * np.log(10)) | (learning.test_accuracy <= 0.12)
+    assert (chance == (learning.status == "collapsed")).all() and (~chance).sum() >= 4
+    # Collapsed runs have no part in K² (nor, through it, in δ) or in the correlations.
+    k2 = tables.read_table(r / "tables" / "k2.parquet", "k2")
+    assert len(k2) == (acc.status == "ok").sum()  # one seed per cell: one K² row per ok run
+    assert set(k2.lr) == {0.1, 0.2}
     sharp = tables.read_table(r / "tables" / "sharpness.parquet", "sharpness")
     assert (
         sharp[sharp.lr == 1e20].sharpness.isna().all()
-        and sharp[sharp.lr < 1].sharpness.notna().all()
+        and sharp[sharp.lr < 1e20].sharpness.notna().all()
     )
+    noise = tables.read_table(r / "tables" / "noise.parquet", "noise")
+    keys = ["optimizer", "lr", "beta", "batch_size", "seed"]
+    measured = noise[keys].drop_duplicates().merge(acc[keys + ["status"]], on=keys)
+    assert len(measured) and set(measured.status) == {"ok"}  # no collapsed run's noise
+    corr = tables.read_table(r / "tables" / "correlations.parquet", "correlations")
+    assert set(corr.n) == {len(sharp[sharp.lr < 1])}
 
 
 def test_second_run_schedules_nothing(tiny):
@@ -186,18 +221,18 @@ def test_a_config_on_the_command_line_replaces_the_default(tiny):
     only_two = TINY | {"optimizers": {"sgd": 0.0, "shb": 0.9}}
     plan = planned(smk(tiny, "-n", "--forceall", config=only_two))
     smk(tiny, "-n", config=TINY)
-    # No NSHB cells from config/config.yaml: SHB at 2 b, SGD at b = 256 (η = 0.1 and Figure 8's two
-    # other η, whose CBS runs cover the main grid), Figure 8's group at b = 128.
-    assert plan["train_cbs"] == 2 + 3 and plan["train_cbs_lrs"] == 1
+    # No NSHB cells from config/config.yaml: SHB at 2 b, SGD at b = 256 (η = 0.1 and Figure 8's
+    # three other η, whose CBS runs cover the main grid), Figure 8's group at b = 128.
+    assert plan["train_cbs"] == 2 + 4 and plan["train_cbs_lrs"] == 1
 
 
 def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
     bigger = TINY | {"batch_sizes": [64, 128, 256]}
     plan = planned(smk(tiny, "-n", config=bigger))
     smk(tiny, "-n", config=TINY)  # leave the shared config as it was
-    # One new cell per optimizer, and CBS runs of Figure 8's two other η (b* is located on the
+    # One new cell per optimizer, and CBS runs of Figure 8's three other η (b* is located on the
     # main grid).
-    assert plan["train_cbs"] == 3 + 2 and plan["train_epochs"] == 3
+    assert plan["train_cbs"] == 3 + 3 and plan["train_epochs"] == 3
     for rule in (
         "cbs_runs",
         "critical_batch_size",
@@ -214,8 +249,8 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
 def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     plan = planned(smk(tiny, "-n", config=TINY | {"cbs": TINY["cbs"] | {"epsilon": 1.1}}))
     smk(tiny, "-n", config=TINY)
-    # SGD at b = 128 is in the group; Figure 8's other η have CBS runs at b = 256 too.
-    assert plan["train_cbs"] == 3 * 2 - 1 + 2 and plan["train_cbs_lrs"] == 1
+    # SGD at b = 128 is in the group; Figure 8's three other η have CBS runs at b = 256 too.
+    assert plan["train_cbs"] == 3 * 2 - 1 + 3 and plan["train_cbs_lrs"] == 1
     assert "train_epochs" not in plan and "train_epochs_lrs" not in plan
 
 
@@ -356,6 +391,11 @@ def test_paper_reports_what_was_measured(tiny):
                 f"undetermined b* of {label} not in the paper"
             )
     assert "--1" not in text and "??" not in text  # no sentinel, no broken reference
+    runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
+    acc = tables.read_table(r / "tables" / "accuracy.parquet", "accuracy")
+    n_collapsed = (runs.status == "collapsed").sum() + (acc.status == "collapsed").sum()
+    assert n_collapsed >= 4 + 1  # at least η = 10's CBS runs and its fixed-epoch run
+    assert re.search(rf"Collapsed\s+runs:\s+{n_collapsed};\s+a\s+run\s+that", text)
     claims = tables.read_table(r / "tables" / "claims.parquet", "claims")
     counts = claims.verdict.value_counts()
     quoted = (

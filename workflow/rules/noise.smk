@@ -7,9 +7,12 @@ localrules:
 
 
 rule noise_table:
+    """The runs' noise measurements, less those of runs the accuracy table marks collapsed
+    (collect.without_collapsed): a network at chance says nothing about training's noise."""
     input:
         runs=ALL_NOISE,
-        code=lib("tables"),
+        accuracy=table("accuracy"),
+        code=lib("collect", "tables"),
     output:
         table("noise"),
     log:

@@ -1,5 +1,5 @@
-from sgdsmooth import tables
+from sgdsmooth import collect, tables
 
-tables.write_table(
-    tables.concat_tables(snakemake.input.runs, "noise"), snakemake.output[0], "noise"
-)
+noise = tables.concat_tables(snakemake.input.runs, "noise")
+accuracy = tables.read_table(snakemake.input.accuracy, "accuracy")
+tables.write_table(collect.without_collapsed(noise, accuracy), snakemake.output[0], "noise")
