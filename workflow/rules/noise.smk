@@ -8,7 +8,8 @@ localrules:
 
 rule noise_table:
     """The runs' noise measurements, less those of runs the accuracy table marks collapsed
-    (collect.without_collapsed): a network at chance says nothing about training's noise."""
+    (collect.without_collapsed): a network at chance says nothing about training's noise.
+    """
     input:
         runs=ALL_NOISE,
         accuracy=table("accuracy"),
