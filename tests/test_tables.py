@@ -109,3 +109,33 @@ def test_a_run_file_copied_over_another_seeds_is_refused(tmp_path):
     cbs_run_file(tmp_path, 1)
     with pytest.raises(collect.RunFileError, match="both hold"):
         collect.cbs_runs(paths + paths[:1])
+
+
+def epoch_run_file(root, kind, seed, table):
+    """A fixed-epoch run's noise.parquet, or its network's sharpness.parquet (``table``
+    sharpness_run), where the workflow puts it, with the run's config in its metadata as
+    train.py and sharpness.py write it; one row holding ``seed``."""
+    config = {"protocol": "epochs", "optimizer": "sgd", "lr": 0.1, "beta": 0.0, "batch_size": 64}
+    name = "noise" if table == "noise" else "sharpness"
+    path = root / f"runs/{kind}/sgd/lr0.1/beta0/b64/seed{seed}/{name}.parquet"
+    schema = tables.SCHEMAS[table]
+    given = {"optimizer": "sgd", "seed": seed, "p": "inf", "bn_mode": "train", "augmented": False}
+    frame = pd.DataFrame({f: [given.get(f, 0)] for f in schema.names}).astype(
+        {f: t.to_pandas_dtype() for f, t in zip(schema.names, schema.types)}
+    )
+    tables.write_table(frame, path, table, {"config": config | {"seed": seed}})
+    return path
+
+
+@pytest.mark.parametrize("kind, table", [("epochs", "noise"), ("sharpness", "sharpness_run")])
+def test_noise_and_sharpness_files_are_checked_against_their_paths(tmp_path, kind, table):
+    """#17: the noise and sharpness tables read per-run files too; seed 0's copied over seed
+    1's would count seed 0 twice."""
+    from sgdsmooth import collect
+
+    paths = [epoch_run_file(tmp_path, kind, s, table) for s in (0, 1)]
+    assert list(collect.checked_tables(paths, table).seed) == [0, 1]
+    paths[1].write_bytes(paths[0].read_bytes())
+    with pytest.raises(collect.RunFileError) as err:
+        collect.checked_tables(paths, table)
+    assert f"{paths[1]}: its path names seed 1, but it holds seed 0" in str(err.value)

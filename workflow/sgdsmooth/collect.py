@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .names import NUM_CLASSES
-from .tables import read_metadata, read_table
+from .tables import concat_tables, read_metadata, read_table
 
 
 def run_identity(meta: dict) -> dict:
@@ -28,7 +28,7 @@ def run_identity(meta: dict) -> dict:
 
 # A run file's place in the results tree (common.smk: CBS_RUN, EPOCH_RUN) names its run.
 _RUN_PATH = re.compile(
-    r"runs/(?P<protocol>cbs|epochs)/(?:eps(?P<epsilon>[^/]+)/)?(?P<optimizer>\w+)"
+    r"runs/(?P<protocol>cbs|epochs|sharpness)/(?:eps(?P<epsilon>[^/]+)/)?(?P<optimizer>\w+)"
     r"/lr(?P<lr>[^/]+)/beta(?P<beta>[^/]+)/b(?P<batch_size>\d+)/seed(?P<seed>\d+)/[^/]+$"
 )
 
@@ -48,7 +48,8 @@ def _named_run(path) -> dict | None:
         "beta": 0.0 if m["optimizer"] == "sgd" else float(m["beta"]),
         "batch_size": int(m["batch_size"]),
         "seed": int(m["seed"]),
-        "protocol": m["protocol"],
+        # A sharpness file measures the network of a fixed-epoch run, and holds its config.
+        "protocol": "epochs" if m["protocol"] == "sharpness" else m["protocol"],
     }
     if m["epsilon"] is not None:
         named["epsilon"] = float(m["epsilon"])
@@ -97,6 +98,13 @@ def checked_runs(paths) -> list[tuple[str, dict]]:
             "from the verified copy in its folder's .done/)."
         )
     return out
+
+
+def checked_tables(paths, name: str) -> pd.DataFrame:
+    """Per-run tables of one schema (``noise``, ``sharpness_run``) in one frame, once
+    :func:`checked_runs` has found each file to hold the run its path names."""
+    checked_runs(paths)
+    return concat_tables(paths, name)
 
 
 def cbs_runs(paths) -> pd.DataFrame:
@@ -256,9 +264,7 @@ def k2_pooled(paths, statistic: str = "mean", accuracy: pd.DataFrame | None = No
 def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFrame:
     """One row per trained network: its sharpness, adaptive and plain, beside its test
     accuracy and δ."""
-    from .tables import concat_tables
-
-    s = concat_tables(paths, "sharpness_run")
+    s = checked_tables(paths, "sharpness_run")
     acc = accuracy[["optimizer", "lr", "beta", "batch_size", "seed", "test_accuracy"]]
     d = delta[delta.grid == "config"].astype({"batch_size": "int64"})[
         ["optimizer", "lr", "beta", "batch_size", "delta"]
