@@ -219,3 +219,55 @@ def test_retries_come_from_the_command_line_and_profiles_not_the_rules():
     assert re.search(r'^exec snakemake .*--retries 2 "\$@"$', (ROOT / "bin/run").read_text(), re.M)
     for profile in ("slurm/profile.yaml", ".ci/slurm/profile.yaml"):
         assert yaml.safe_load((ROOT / profile).read_text())["retries"] >= 2, profile
+
+
+@linux
+def test_a_killed_job_keeps_its_finished_seed_through_snakemakes_retry(tmp_path):
+    """#17 item 2 end to end, under a real snakemake with --retries 1: the trainer of a
+    two-seed cell is killed (-9) while it trains seed 1, after seed 0 finished. Snakemake
+    deletes the failed job's outputs, seed 0's among them, and retries; the second attempt
+    puts seed 0 back, byte for byte, from its verified done-state instead of retraining it."""
+    work = copy_workflow(tmp_path)
+    cfg = TINY | {
+        "experiment": "kill",
+        "optimizers": {"sgd": 0.0},
+        "batch_sizes": [256],
+        "accuracy": {"epochs": 25, "seeds": [0, 1], "full_grad_epochs": []},
+        "noise": {"epochs": []},
+        "sharpness": {"lrs": []},
+    }
+    cell = work / "results/kill/runs/epochs/sgd/lr0.1/beta0/b256"
+    log = work / "results/kill/logs/train_epochs/sgd/lr0.1/beta0/b256.log"
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))
+    target = str(cell.relative_to(work) / "seed1" / "metrics.parquet")
+    smk_proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", target, "--cores", "1", "--retries", "1"]
+        + ["--configfile", "config/test.yaml"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        seed1_began = re.compile(r"finished \S+/seed0: .*\n.*training RunConfig", re.S)
+        while not (log.exists() and seed1_began.search(log.read_text())):
+            assert smk_proc.poll() is None and time.monotonic() < deadline, "seed 1 never began"
+            time.sleep(0.1)
+        first = {name: (cell / "seed0" / name).read_bytes() for name in ("metrics.parquet",)}
+        (trainer,) = [p for p in descendants(smk_proc.pid) if is_trainer(jobs._argv(p))]
+        os.kill(trainer, signal.SIGKILL)
+        out, _ = smk_proc.communicate(timeout=600)
+    finally:
+        if smk_proc.poll() is None:
+            smk_proc.kill()
+            smk_proc.wait()
+    text = log.read_text()
+    assert smk_proc.returncode == 0, out[-3000:] + text[-3000:]
+    assert attempts(log) == [1, 2], text
+    second = text.split("==== attempt 2 ")[1]
+    assert re.search(r"restored \S+/seed0 from \S+/seed0/\.done .*not retrained", second), second
+    assert "seed=0," not in second and "seed=1," in second  # only seed 1 trained again
+    assert (cell / "seed0" / "metrics.parquet").read_bytes() == first["metrics.parquet"]
+    for seed in (0, 1):
+        assert (cell / f"seed{seed}" / "final.pt").exists()
