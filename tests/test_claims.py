@@ -309,11 +309,19 @@ def test_an_optimizer_whose_runs_all_collapsed_has_no_bstar_and_no_verdict():
     assert rows["b* exists inside the batch grid (SHB)"]["value"] == 128
 
 
-def test_collapsed_runs_and_networks_are_no_evidence_about_delta():
+def test_collapsed_runs_keep_their_chance_accuracy_in_the_accuracy_claims():
+    """A collapsed run has no part in b* or δ, but its accuracy is a result (collect.finished):
+    the δ–accuracy and δ–sharpness claims count it; a diverged run, which has no accuracy, not."""
     c = crit(("sgd", 32), ("shb", 128), ("nshb", 32))
     r = runs(concave)
     dead = r[r.batch_size == 8].assign(status="collapsed", test_accuracy=0.1, train_loss=2.3)
-    acc = pd.concat([r[r.batch_size != 8], dead], ignore_index=True)
+    lost = (
+        r[r.batch_size == 16]
+        .iloc[:1]
+        .assign(status="diverged", test_accuracy=np.nan, train_loss=np.nan)
+    )
+    kept = r[(r.batch_size != 8) & ~r.index.isin(lost.index)]
+    acc = pd.concat([kept, dead, lost], ignore_index=True)
     delta = r.drop_duplicates("batch_size")[
         ["optimizer", "lr", "beta", "batch_size", "delta", "delta_low", "delta_high", "established"]
     ].assign(grid="config")
@@ -325,24 +333,28 @@ def test_collapsed_runs_and_networks_are_no_evidence_about_delta():
         ["optimizer", "lr", "beta", "batch_size", "seed", "test_accuracy", "delta"]
     ]
     sharp = sharp.assign(sharpness=-sharp.test_accuracy, sharpness_plain=-sharp.test_accuracy)
-    ledger = claims.ledger(
-        c,
-        var,
-        delta,
-        acc[["optimizer", "lr", "beta", "batch_size", "seed", "status", "train_loss"]].assign(
-            test_accuracy=acc.test_accuracy
-        ),
-        sharp,
-        lr=0.1,
-        batch_sizes=GRID,
-        adaptive=True,
-        cfg=CFG,
-        n_boot=50,
-    ).set_index("claim")
-    n_ok = len(r) - len(dead)
-    assert (
-        ledger.loc["accuracy is concave in δ with its peak inside the grid (all finished runs)"].n
-        == n_ok
-    )
-    sharpness_rows = ledger[ledger.index.str.startswith("δ predicts accuracy better")]
-    assert (sharpness_rows.loc[sharpness_rows.index.str.contains("all networks")].n == n_ok).all()
+
+    def ledger(accuracy):
+        cols = ["optimizer", "lr", "beta", "batch_size", "seed", "status", "train_loss"]
+        return claims.ledger(
+            c,
+            var,
+            delta,
+            accuracy[cols + ["test_accuracy"]],
+            sharp,
+            lr=0.1,
+            batch_sizes=GRID,
+            adaptive=True,
+            cfg=CFG,
+            n_boot=50,
+        ).set_index("claim")
+
+    with_dead = ledger(acc)
+    n = len(r) - 1  # all but the diverged run
+    concave_all = "accuracy is concave in δ with its peak inside the grid (all finished runs)"
+    assert with_dead.loc[concave_all].n == n
+    sharpness_rows = with_dead[with_dead.index.str.startswith("δ predicts accuracy better")]
+    assert (sharpness_rows.loc[sharpness_rows.index.str.contains("all networks")].n == n).all()
+    # Were the collapsed runs dropped, the claims would rest on fewer runs: they do count.
+    without = ledger(acc[acc.status != "collapsed"])
+    assert without.loc[concave_all].n == n - len(dead)

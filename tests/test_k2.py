@@ -74,3 +74,19 @@ def test_k2_of_two_functions_is_refused(paths, tmp_path):
     other = run_file(tmp_path, "shb", 32, 2, {2: 1.0}, bn_mode="eval")
     with pytest.raises(ValueError, match="different functions"):
         collect.k2_table(paths + [other])
+
+
+def test_k2_leaves_out_a_collapsed_run(paths):
+    """The run with the 400 transient, marked collapsed by the accuracy table: K² of its cell
+    and of the optimizer are then those of the other runs alone."""
+    keys = {"optimizer": "shb", "lr": 0.1, "beta": 0.9}
+    acc = pd.DataFrame(
+        [
+            keys | {"batch_size": b, "seed": s, "status": status}
+            for b, s, status in ((32, 0, "collapsed"), (32, 1, "ok"), (64, 0, "ok"))
+        ]
+    )
+    t = collect.k2_table(paths, acc).set_index("batch_size")
+    assert t.loc[32].n_runs == 1 and t.loc[32].k2_sup == 10.0
+    pooled = collect.k2_pooled(paths, "sup", acc).iloc[0]
+    assert pooled.k2 == 10.0 and pooled.k2_n_runs == 2

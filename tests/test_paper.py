@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -236,15 +237,29 @@ def test_figures_draw_an_optimizer_without_bstar_and_collapsed_runs(tmp_path):
             continue
         t[name] = str(tmp_path / f"{name}.parquet")
         tables.write_table(frame, t[name], name)
-    out = {"pdf": str(tmp_path / "f.pdf"), "png": str(tmp_path / "f.png"), "lr": 0.1}
-    fig4_sfo.draw(t["cbs_runs"], t["critical_batch_size"], **out)
-    fig5_delta.draw(t["delta"], **out)
-    fig6_accuracy.draw(t["accuracy"], **out)
-    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out)
-    assert (tmp_path / "f.png").stat().st_size > 1000
+
+    def out(name):
+        return {
+            "pdf": str(tmp_path / f"{name}.pdf"),
+            "png": str(tmp_path / f"{name}.png"),
+            "lr": 0.1,
+        }
+
+    def drawn(name):  # a figure with something on it, not a blank canvas
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(tmp_path / f"{name}.png").convert("L"))
+        return (tmp_path / f"{name}.pdf").stat().st_size > 1000 and pixels.std() > 5
+
+    fig4_sfo.draw(t["cbs_runs"], t["critical_batch_size"], **out("fig4"))
+    fig5_delta.draw(t["delta"], **out("fig5"))
+    fig6_accuracy.draw(t["accuracy"], **out("fig6"))
+    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out("fig7"))
+    assert all(drawn(name) for name in ("fig4", "fig5", "fig6", "fig7"))
     # No optimizer with b*: no δ anywhere, and the δ figures still draw (no log axis of NaN).
     nothing = no_bstar_tables()["delta"].assign(delta=float("nan"))
     nothing = nothing.assign(delta_low=nothing.delta, delta_high=nothing.delta)
     tables.write_table(nothing, t["delta"], "delta")
-    fig5_delta.draw(t["delta"], **out)
-    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out)
+    fig5_delta.draw(t["delta"], **out("fig5_none"))
+    fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out("fig7_none"))
+    assert drawn("fig5_none") and drawn("fig7_none")

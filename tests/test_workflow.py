@@ -170,7 +170,7 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     learning = acc[acc.lr < 1]
     chance = (learning.train_loss >= 0.95 * np.log(10)) | (learning.test_accuracy <= 0.12)
     assert (chance == (learning.status == "collapsed")).all() and (~chance).sum() >= 4
-    # Collapsed runs have no part in K² (nor, through it, in δ) or in the correlations.
+    # Collapsed runs have no part in K² (nor, through it, in δ) or in the measured noise…
     k2 = tables.read_table(r / "tables" / "k2.parquet", "k2")
     assert len(k2) == (acc.status == "ok").sum()  # one seed per cell: one K² row per ok run
     assert set(k2.lr) == {0.1, 0.2}
@@ -183,8 +183,11 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     keys = ["optimizer", "lr", "beta", "batch_size", "seed"]
     measured = noise[keys].drop_duplicates().merge(acc[keys + ["status"]], on=keys)
     assert len(measured) and set(measured.status) == {"ok"}  # no collapsed run's noise
+    # …but their networks' accuracy and sharpness are results: the correlations count η = 10's.
     corr = tables.read_table(r / "tables" / "correlations.parquet", "correlations")
-    assert set(corr.n) == {len(sharp[sharp.lr < 1])}
+    measured = sharp[sharp.sharpness.notna()]
+    assert 10 in set(measured.lr)
+    assert set(corr[corr.predictor == "sharpness"].n) == {len(measured)}
 
 
 def test_second_run_schedules_nothing(tiny):
@@ -210,6 +213,19 @@ def edited(path: Path) -> "contextlib.AbstractContextManager":
 def test_editing_fig4_code_reruns_only_fig4_and_the_paper(tiny):
     with edited(tiny / "workflow" / "sgdsmooth" / "figures" / "fig4_sfo.py"):
         assert planned(smk(tiny, "-n")) == {"fig4": 1, "paper_generated": 1, "paper": 1, "all": 1}
+
+
+def test_editing_a_module_reruns_every_rule_that_imports_it_even_indirectly(tiny):
+    """A rule's code inputs are its modules and all that they import (sources.py): names.py,
+    which the collapse rule (via collect), the configs and the models read, reruns training
+    and the tables; collect.py reruns the tables and the paper, not training."""
+    with edited(tiny / "workflow" / "sgdsmooth" / "names.py"):
+        plan = planned(smk(tiny, "-n"))
+    assert {"train_cbs", "train_epochs", "cbs_runs", "accuracy", "paper_generated"} <= set(plan)
+    with edited(tiny / "workflow" / "sgdsmooth" / "collect.py"):
+        plan = planned(smk(tiny, "-n"))
+    assert {"cbs_runs", "accuracy", "k2", "noise_table", "claims", "paper_generated"} <= set(plan)
+    assert not any(rule.startswith("train") for rule in plan)
 
 
 def test_editing_the_paper_text_rebuilds_only_the_pdf(tiny):

@@ -11,6 +11,7 @@ from snakemake.utils import validate
 from sgdsmooth import grid
 from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
 from sgdsmooth.names import TRAIN_SIZES
+from sgdsmooth.sources import library_sources
 from sgdsmooth.tables import config_hash
 
 validate(config, "../../config/schema.yaml")
@@ -104,8 +105,9 @@ SLURM_ACCOUNT = os.environ.get("SBATCH_ACCOUNT", "")
 
 
 def lib(*modules):
-    """Library sources a rule depends on, so that editing one reruns exactly its rules."""
-    return [f"{LIB}/{m}.py" for m in modules]
+    """Library sources a rule depends on: ``modules`` and every library module they import
+    (sources.library_sources), so that editing one reruns exactly the rules it can change."""
+    return [f"{LIB}/{m}.py" for m in library_sources(*modules)]
 
 
 TRAIN_CODE = lib(

@@ -63,12 +63,9 @@ rule sharpness_table:
 
 
 rule correlations:
-    """Rank correlations of accuracy with sharpness and δ, over the networks that did not
-    collapse (collect.without_collapsed)."""
     input:
         sharpness=table("sharpness"),
-        accuracy=table("accuracy"),
-        code=lib("collect", "correlate", "tables"),
+        code=lib("correlate", "tables"),
     output:
         table("correlations"),
     log:

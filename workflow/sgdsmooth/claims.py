@@ -10,9 +10,9 @@ and the verdict, computed here and nowhere typed:
 - **undetermined** when the interval straddles it, or an input is missing or not established
   (an undetermined or missing b*, no Figure 8, too few runs).
 
-Collapsed runs (docs/method.md §8.9) are no evidence: they have no part in b* (cbs.py), their
-fixed-epoch runs are not "ok" and so drop out of the δ–accuracy claims, and their networks
-are left out of the δ–sharpness claims.
+Collapsed runs (docs/method.md §8.9) have no part in b* (cbs.py), hence in no C² bound or δ;
+their fixed-epoch runs' accuracy stays in the δ–accuracy and δ–sharpness claims, as every
+accuracy statement keeps them (collect.finished).
 
 Where a "held" is an identity of the method rather than a finding, ``note`` says so.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import cbs, theory
+from . import cbs, collect, theory
 from .correlate import quadratic_log_fit
 
 HELD, NOT_HELD, UNDETERMINED = "held", "not held", "undetermined"
@@ -174,7 +174,7 @@ def runs_with_delta(acc: pd.DataFrame, delta: pd.DataFrame, lr: float) -> pd.Dat
     d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype(
         {"batch_size": "int64"}
     )
-    ok = acc[(acc.status == "ok") & ((acc.lr - lr).abs() < 1e-12)]
+    ok = collect.finished(acc[(acc.lr - lr).abs() < 1e-12])
     return ok.merge(d[KEYS + ["delta", "delta_low", "delta_high", "established"]], on=KEYS)
 
 
@@ -401,10 +401,6 @@ def ledger(
     if sharp is not None:
         settled = variance[variance.established][["optimizer", "lr", "beta"]]
         sharp = sharp.merge(settled, on=["optimizer", "lr", "beta"])
-        # A collapsed network (collect.mark_collapsed) is no evidence about δ or sharpness.
-        gone = accuracy.loc[accuracy.status == "collapsed", KEYS + ["seed"]]
-        sharp = sharp.merge(gone, on=KEYS + ["seed"], how="left", indicator=True)
-        sharp = sharp[sharp._merge == "left_only"].drop(columns="_merge")
     rows = bstar_claims(crit, lr, cfg)
     rows += concavity_claims(runs, cfg, n_boot, rng)
     rows += sharpness_claims(sharp, accuracy, adaptive, cfg, n_boot, rng)

@@ -338,6 +338,13 @@ def collapse_words(settings: dict) -> str:
     )
 
 
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The fixed-epoch runs whose final accuracy and loss are results: all but the diverged
+    (which have none). A collapsed run stays: its chance accuracy is what that η and b gave,
+    and leaving it out would drop runs for the very outcome an accuracy claim tests."""
+    return runs[runs.status != "diverged"]
+
+
 def without_collapsed(runs: pd.DataFrame, accuracy: pd.DataFrame | None) -> pd.DataFrame:
     """``runs`` (one row per fixed-epoch run, identified by :data:`RUN_KEYS`) less those the
     ``accuracy`` table marks collapsed; all of them without an ``accuracy`` table."""

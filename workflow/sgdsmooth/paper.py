@@ -137,7 +137,8 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     if "train_loss" in reached and reached.train_loss.notna().any():
         which = "The one run" if len(reached) == 1 else f"The {len(reached)} runs"
         text += (
-            f" {which} that reached $\\varepsilon$ had a mean training loss of at most "
+            f" {which} that reached $\\varepsilon$ without collapsing had a mean training loss "
+            f"of at most "
             f"{fmt(reached.train_loss.max())} in their last complete epoch."
         )
     if "gate_bound" in reached:
@@ -227,11 +228,7 @@ def _tabular(header: list[str], rows: list[list[str]], align: str) -> str:
 
 def accuracy_trend(acc: pd.DataFrame, opt: str) -> str:
     """Words for how mean accuracy moves from the smallest to the largest batch size."""
-    mine = (
-        acc[(acc.optimizer == opt) & (acc.status == "ok")]
-        .groupby("batch_size")
-        .test_accuracy.mean()
-    )
+    mine = collect.finished(acc[acc.optimizer == opt]).groupby("batch_size").test_accuracy.mean()
     if len(mine) < 2:
         return "--"
     first, peak, last = mine.iloc[0], mine.max(), mine.iloc[-1]
@@ -289,7 +286,7 @@ def k2_sentence(var: pd.DataFrame, statistic: str) -> str:
 
 def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
     """How many finished runs ended above the training-loss threshold, and their accuracy."""
-    ok = acc[acc.status == "ok"]
+    ok = collect.finished(acc)
     if ok.empty or math.isnan(loss_max):
         return ""
     above = ok[ok.train_loss > loss_max]
@@ -401,7 +398,18 @@ def write_generated(
         ),
         _macro("NumCbsRuns", str(len(tables["cbs_runs"]))),
         _macro("NumAccRuns", str(len(acc))),
-        _macro("NumCensored", str(int((tables["cbs_runs"].status == "censored").sum()))),
+        # Every run whose budget ran out, those that ran out at chance (collapsed) included.
+        _macro(
+            "NumCensored",
+            str(
+                int(
+                    (
+                        ~tables["cbs_runs"].reached.astype(bool)
+                        & (tables["cbs_runs"].status != "diverged")
+                    ).sum()
+                )
+            ),
+        ),
         _macro(
             "NumDiverged",
             str(
@@ -686,6 +694,12 @@ def noise_section(
     if noise is None or noise.empty:
         return ""
     n = noise[(noise.lr - lr).abs() < 1e-12]
+    if n.empty:  # the table leaves out collapsed runs: here, all of those at the main η
+        return (
+            "\\section{Beyond the article: measured noise}\n"
+            f"No fixed-epoch run at $\\eta = {fmt(lr)}$ has a noise measurement to report: "
+            "the measurements of collapsed runs are left out, and these runs all collapsed.\n"
+        )
     n = n[n.epoch == n.epoch.max()]
     d = delta[(delta.grid == "config") & ((delta.lr - lr).abs() < 1e-12)].astype(
         {"batch_size": "int64"}
@@ -698,6 +712,7 @@ def noise_section(
             continue
         b = crit[crit.optimizer == opt]
         star = b[b.established & b.is_critical].batch_size
+        none = b.critical_batch_size.isna().all()  # no b* at all, not just undetermined
         rows.append(
             [
                 LABELS[opt],
@@ -707,7 +722,7 @@ def noise_section(
                 fmt(mine.k2.median(), 3),
                 fmt((mine.delta_empirical / mine.delta).median(), 2),
                 fmt(mine.noise_scale.median(), 3),
-                pow2(float(star.iloc[0])) if len(star) else "undet.",
+                pow2(float(star.iloc[0])) if len(star) else "none" if none else "undet.",
             ]
         )
     rse = (n.c2_stderr / n.c2).median()

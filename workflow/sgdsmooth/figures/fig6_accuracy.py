@@ -1,16 +1,16 @@
 """Figure 6: final test accuracy and final training loss against batch size (mean and
 min–max over seeds). The training loss shows where a batch size did not fit the training set
-in the epochs it had, which accuracy alone would blame on δ. Collapsed runs (hollow grey) are
-drawn where they ended but are not in the mean."""
+in the epochs it had, which accuracy alone would blame on δ. Collapsed runs are in the mean
+(collect.finished: chance accuracy is their result) and ringed in grey."""
 
-from .. import tables
+from .. import collect, tables
 from . import log2_batch_axis, main_study, mean_band, plt, relabel_legend, save, setup
 
 
 def draw(accuracy: str, pdf: str, png: str, lr: float, train_loss_max: float | None = None) -> None:
     setup()
     acc = main_study(tables.read_table(accuracy, "accuracy"), lr)
-    ok = acc[acc.status == "ok"]
+    ok = collect.finished(acc)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, column, label in (
         (axes[0], "test_accuracy", "test accuracy"),
@@ -18,7 +18,7 @@ def draw(accuracy: str, pdf: str, png: str, lr: float, train_loss_max: float | N
     ):
         mean_band(ax, ok, "batch_size", column)
         dead = acc[acc.status == "collapsed"]
-        if len(dead):  # collapsed runs have numbers, outside the mean (collect.collapsed)
+        if len(dead):  # in the mean, ringed so that a reader sees where they are
             ax.scatter(
                 dead.batch_size,
                 dead[column],

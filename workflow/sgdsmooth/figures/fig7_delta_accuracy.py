@@ -2,7 +2,7 @@
 band that K²'s summaries (sup, mean, final) span: a shaded band on the left, horizontal bars
 on the right."""
 
-from .. import tables
+from .. import collect, tables
 from . import LABELS, ORDER, PALETTE, main_study, mean_band, plt, relabel_legend, save, setup
 
 
@@ -25,7 +25,7 @@ def _bands(ax, low, high):
 def draw(accuracy: str, delta: str, pdf: str, png: str, lr: float, bands=(0.65, 0.70)) -> None:
     setup()
     acc, d = accuracy_with_delta(accuracy, delta, lr)
-    ok = acc[acc.status == "ok"]
+    ok = collect.finished(acc)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     ax = axes[0]
     for opt in [o for o in ORDER if o in set(d.optimizer)]:
