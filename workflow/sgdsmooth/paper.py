@@ -350,6 +350,11 @@ def write_generated(
     var = var[(var.lr - lr).abs() < 1e-12].set_index("optimizer")
     acc = tables["accuracy"]
     acc_main = acc[(acc.lr - lr).abs() < 1e-12]
+
+    def runs_with(status: str) -> str:
+        """How many runs, fixed-epoch and CBS together, have this status."""
+        return str(int((acc.status == status).sum() + (tables["cbs_runs"].status == status).sum()))
+
     delta = tables["delta"]
     claims = tables.get("claims")
     opts = [o for o in ORDER if o in config["optimizers"]]
@@ -410,24 +415,8 @@ def write_generated(
                 )
             ),
         ),
-        _macro(
-            "NumDiverged",
-            str(
-                int(
-                    (acc.status == "diverged").sum()
-                    + (tables["cbs_runs"].status == "diverged").sum()
-                )
-            ),
-        ),
-        _macro(
-            "NumCollapsed",
-            str(
-                int(
-                    (acc.status == "collapsed").sum()
-                    + (tables["cbs_runs"].status == "collapsed").sum()
-                )
-            ),
-        ),
+        _macro("NumDiverged", runs_with("diverged")),
+        _macro("NumCollapsed", runs_with("collapsed")),
         _macro("CollapseRule", tex_text(collect.collapse_words(collect.collapse_settings(config)))),
         _macro(
             "NumUndeterminedBstar",
