@@ -105,8 +105,9 @@ SLURM_ACCOUNT = os.environ.get("SBATCH_ACCOUNT", "")
 
 
 def lib(*modules):
-    """Library sources a rule depends on: ``modules`` and every library module they import
-    (sources.library_sources), so that editing one reruns exactly the rules it can change."""
+    """The library sources behind a rule's result, ``modules`` and every library module
+    they import (sources.library_sources), so that editing one reruns exactly the rules it
+    can change."""
     return [f"{LIB}/{m}.py" for m in library_sources(*modules)]
 
 
