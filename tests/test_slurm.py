@@ -176,7 +176,7 @@ def test_a_scancelled_job_checkpoints_and_is_resumed_without_help(tmp_path):
     CANCELLED, and Snakemake resubmits it (the profile's retries); the new job resumes from the
     checkpoint and the workflow finishes by itself with the table of an uninterrupted run."""
     work = copy_workflow(tmp_path)
-    cfg, target = one_long_run("cancel", epochs_lasting(40, tmp_path / "timing"))
+    cfg, target = one_long_run("cancel", epochs_lasting(20, tmp_path / "timing"))
     (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = work / Path(target).parent
     cmd = [sys.executable, "-m", "snakemake", target, "--profile", str(ROOT / ".ci" / "slurm")]
