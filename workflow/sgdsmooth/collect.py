@@ -277,9 +277,8 @@ def sharpness(paths, accuracy: pd.DataFrame, delta: pd.DataFrame) -> pd.DataFram
 # A run that stops learning without a non-finite loss keeps training's status ("ok",
 # "reached", "censored"); the analysis reclassifies it here, in the run tables, as
 # "collapsed". docs/method.md §8.9.
-STATUSES = ("ok", "reached", "censored", "diverged", "collapsed")
 COLLAPSE_DEFAULTS = {"loss_margin": 0.05, "accuracy_margin": 0.02}  # = config/schema.yaml's
-RUN_KEYS = ["optimizer", "lr", "beta", "batch_size", "seed"]
+RUN_KEYS = KEYS + ["batch_size", "seed"]  # one fixed-epoch run
 
 
 def collapse_settings(config: dict) -> dict:

@@ -531,11 +531,8 @@ def run_files(cfg: RunConfig) -> list[str]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -576,36 +573,40 @@ def keep_done(cfg: RunConfig, out: Path, summary: dict) -> None:
     os.replace(tmp, manifest)
 
 
+def _other_run(cfg: RunConfig, record: dict, what: str) -> str | None:
+    """Why ``record`` (a manifest, or a table's metadata) is not of the run ``cfg`` made by
+    this code; None if it is."""
+    want, config = _plain(cfg.to_dict()), record.get("config") or {}
+    differ = sorted(k for k in want.keys() | config.keys() if want.get(k) != config.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {config.get(k)!r} (asked: {want.get(k)!r})" for k in differ)
+        return f"its {what} is of another run: {shown}"
+    if record.get("config_hash") != config_hash(cfg.to_dict()):
+        return f"its {what} has config hash {record.get('config_hash')}"
+    if record.get("code_version") != code_version():
+        return f"its {what} was made by code {record.get('code_version')}, this is {code_version()}"
+    return None
+
+
 def _done_problem(cfg: RunConfig, done: Path) -> str | None:
-    """Why ``done`` is not this run's finished state, made by this code; None if it is."""
+    """Why ``done`` is not this run's finished state, made by this code; None if it is: its
+    manifest, then every file against the manifest's hash, then the table's own metadata."""
     try:
         record = json.loads((done / "done.json").read_text())
     except (OSError, ValueError) as err:
         return f"its manifest cannot be read ({err})"
-    want, version = _plain(cfg.to_dict()), code_version()
-    for what, source in (("manifest", record), ("metrics.parquet", None)):
-        if source is None:
-            try:
-                source = read_metadata(done / "metrics.parquet")
-            except (OSError, ValueError) as err:
-                return f"its metrics.parquet cannot be read ({err})"
-        config = source.get("config") or {}
-        differ = sorted(k for k in want.keys() | config.keys() if want.get(k) != config.get(k))
-        if differ:
-            shown = ", ".join(f"{k} {config.get(k)!r} (asked: {want.get(k)!r})" for k in differ)
-            return f"its {what} is of another run: {shown}"
-        if source.get("config_hash") != config_hash(cfg.to_dict()):
-            return f"its {what} has config hash {source.get('config_hash')}"
-        if source.get("code_version") != version:
-            return f"its {what} was made by code {source.get('code_version')}, this is {version}"
-        if what == "manifest":
-            for name in run_files(cfg):
-                path = done / name
-                if not path.is_file():
-                    return f"{name} is missing"
-                if _sha256(path) != record.get("files", {}).get(name):
-                    return f"{name} is not the file it recorded (damaged or replaced)"
-    return None
+    if problem := _other_run(cfg, record, "manifest"):
+        return problem
+    for name in run_files(cfg):
+        if not (done / name).is_file():
+            return f"{name} is missing"
+        if _sha256(done / name) != record.get("files", {}).get(name):
+            return f"{name} is not the file it recorded (damaged or replaced)"
+    try:
+        meta = read_metadata(done / "metrics.parquet")
+    except (OSError, ValueError) as err:
+        return f"its metrics.parquet cannot be read ({err})"
+    return _other_run(cfg, meta, "metrics.parquet")
 
 
 def restore_done(cfg: RunConfig, out: str | os.PathLike) -> dict | None:

@@ -18,26 +18,17 @@ def draw(cbs_runs: str, critical_batch_size: str, pdf: str, png: str, lr: float)
         good = mine[mine.status == "reached"]  # reached ε and did not collapse
         if len(good):
             mean_band(ax, good, "batch_size", "sfo", legend=False)
-        cut = mine[mine.status == "censored"]
-        if len(cut):
-            ax.scatter(
-                cut.batch_size,
-                cut.sfo,
-                marker="^",
-                color="grey",
-                zorder=3,
-                label="censored (SFO ≥)",
-            )
-        dead = mine[mine.status == "collapsed"]
-        if len(dead):  # steps·b where they stopped; no part in the mean or in b*
-            ax.scatter(
-                dead.batch_size,
-                dead.sfo,
-                marker="x",
-                color="tab:red",
-                zorder=3,
-                label="collapsed (not counted)",
-            )
+        # Runs outside the mean, at steps·b where they stopped: censored ones bound the SFO
+        # from below; collapsed ones have no part in the mean or in b*.
+        for status, marker, color, label in (
+            ("censored", "^", "grey", "censored (SFO ≥)"),
+            ("collapsed", "x", "tab:red", "collapsed (not counted)"),
+        ):
+            some = mine[mine.status == status]
+            if len(some):
+                ax.scatter(
+                    some.batch_size, some.sfo, marker=marker, color=color, zorder=3, label=label
+                )
         star = crit[(crit.optimizer == opt) & crit.is_critical]
         if len(star) and star.established.iloc[0]:
             ax.scatter(
