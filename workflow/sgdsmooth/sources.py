@@ -5,12 +5,14 @@ them (a constant in ``names``, say) reruns exactly the rules whose results it ca
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 
 
-def _imported(path: Path) -> set[str]:
+@functools.cache  # a workflow asks for the same modules' imports once per rule
+def _imported(path: Path) -> frozenset[str]:
     """The library modules (``from .x import …``, ``from . import x``) that one file imports,
     as names relative to the package: ``"names"``, ``"figures/__init__"``."""
     found = set()
@@ -28,7 +30,7 @@ def _imported(path: Path) -> set[str]:
                 found.add(f"{name}/__init__")
             else:
                 found.add("__init__")
-    return found
+    return frozenset(found)
 
 
 def library_sources(*modules: str, package: Path = PACKAGE) -> list[str]:
