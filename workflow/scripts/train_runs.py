@@ -6,7 +6,7 @@ with job_log(snakemake.log[0]):  # every attempt, under its own header
     if snakemake.resources.get("gpu", 0):  # before torch starts CUDA
         claim_gpu(count_gpus(), ".snakemake/gpu-locks")
 
-    from sgdsmooth.train import slurm_deadline, train_cells
+    from sgdsmooth.training import slurm_deadline, train_cells
 
     runs, seeds = snakemake.params.runs, snakemake.params.seeds
     tables = snakemake.output[: len(runs) * len(seeds)]  # the metrics tables first, cell-major

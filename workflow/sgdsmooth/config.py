@@ -57,6 +57,7 @@ class RunConfig:
     cuda_graph: bool = (
         False  # replay the training step as one CUDA graph (on CUDA; ignored on a CPU)
     )
+    deterministic: bool = True  # deterministic kernels (training.device.configure)
 
     def validate(self) -> RunConfig:
         def bad(key, why):

@@ -149,15 +149,26 @@ class ImageData:
             test_y=self.test_y[test],
         )
 
+    def draw(self, n: int, generator: torch.Generator | None) -> dict:
+        """The augmentation's random numbers for ``n`` training examples ({} when off)."""
+        if not self.augment:
+            return {}
+        return AUGMENTATIONS[self.augmentation].draw(n, generator, self.train_x.device)
+
+    def batch(self, idx: torch.Tensor, draws: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training examples at ``idx`` augmented with ``draws`` (one per example, from
+        ``draw``; {}: as they are), normalised, and their labels."""
+        x = self.train_x[idx]
+        if draws:
+            x = AUGMENTATIONS[self.augmentation].apply(x.to(torch.get_default_dtype()), draws)
+        return self.normalize(x), self.train_y[idx]
+
     def train_batch(
         self, idx: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training examples at ``idx``, augmented with the set's policy if switched on,
         normalised."""
-        x = self.train_x[idx]
-        if self.augment:
-            x = augment_batch(x.to(torch.get_default_dtype()), generator, self.augmentation)
-        return self.normalize(x), self.train_y[idx]
+        return self.batch(idx, self.draw(idx.shape[0], generator))
 
 
 @functools.lru_cache(maxsize=16)
@@ -173,12 +184,20 @@ def _moments(
     )
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Zero-pad every image by ``padding`` and cut a random window of the original size."""
+def draw_crop(
+    n: int, padding: int, generator: torch.Generator | None, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random window offsets (dy, dx) in 0..2·padding for ``n`` images."""
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+    return dy, dx
+
+
+def crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Zero-pad every image by ``padding`` and cut the window of the original size at
+    (dy, dx)."""
     n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
     rows = (
         (dy[:, None] + torch.arange(h, device=x.device))
         .view(n, 1, h, 1)
@@ -189,51 +208,102 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     return out.gather(3, cols)
 
 
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad every image by ``padding`` and cut a random window of the original size."""
+    return crop(x, padding, *draw_crop(x.shape[0], padding, generator, x.device))
+
+
+def draw_flip(n: int, generator: torch.Generator | None, device=None) -> torch.Tensor:
+    """Which of ``n`` images to mirror: each with probability ½."""
+    return torch.rand(n, device=device, generator=generator) < 0.5
+
+
+def flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror the images where ``mask`` is set left–right."""
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
+
+
 def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Mirror each image left–right with probability ½."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return flip(x, draw_flip(x.shape[0], generator, x.device))
 
 
-def random_rotation(
-    x: torch.Tensor, degrees: float, generator: torch.Generator | None
+def draw_rotation(
+    n: int, degrees: float, generator: torch.Generator | None, device=None
 ) -> torch.Tensor:
-    """Rotate each image about its centre by U(−degrees, degrees), nearest pixel, zero fill."""
-    n = x.shape[0]
-    angle = (torch.rand(n, device=x.device, generator=generator) * 2 - 1) * math.radians(degrees)
-    cos, sin = angle.cos(), angle.sin()
+    """Rotation angles in radians, U(−degrees, degrees), for ``n`` images."""
+    return (torch.rand(n, device=device, generator=generator) * 2 - 1) * math.radians(degrees)
+
+
+def rotate(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate each image about its centre by its angle, nearest pixel, zero fill."""
+    cos, sin = angle.to(x.dtype).cos(), angle.to(x.dtype).sin()
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+def random_rotation(
+    x: torch.Tensor, degrees: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Rotate each image about its centre by U(−degrees, degrees), nearest pixel, zero fill."""
+    return rotate(x, draw_rotation(x.shape[0], degrees, generator, x.device))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A policy: crop with zero ``padding``, flip, and rotate by up to ``degrees`` (0: none).
+
+    Its random numbers are drawn apart from their use (``draw``, then ``apply``), so that a
+    run can draw a whole epoch's at once and a population of runs can augment all its
+    members' batches in one pass, each with its own draws."""
+
+    padding: int
+    degrees: float = 0.0
+
+    def draw(self, n: int, generator: torch.Generator | None, device=None) -> dict:
+        dy, dx = draw_crop(n, self.padding, generator, device)
+        draws = {"dy": dy, "dx": dx, "flip": draw_flip(n, generator, device)}
+        if self.degrees:
+            draws["angle"] = draw_rotation(n, self.degrees, generator, device)
+        return draws
+
+    def apply(self, x: torch.Tensor, draws: dict) -> torch.Tensor:
+        x = flip(crop(x, self.padding, draws["dy"], draws["dx"]), draws["flip"])
+        return rotate(x, draws["angle"]) if self.degrees else x
+
+
+# The article's CIFAR augmentation (crop with padding 4, flip, rotation by up to 15°), and
+# Fashion-MNIST's (crop with padding 2, flip, no rotation: module docstring).
+AUGMENTATIONS = {"cifar": Augmentation(4, 15.0), "fashion": Augmentation(2)}
+
+
 def cifar_augment(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """The article's CIFAR augmentation: crop with padding 4, flip, rotation by up to 15°."""
-    x = random_crop(x, 4, generator)
-    x = random_flip(x, generator)
-    return random_rotation(x, 15.0, generator)
+    return augment_batch(x, generator, "cifar")
 
 
 def fashion_augment(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Fashion-MNIST's augmentation: crop with padding 2, flip, no rotation (module docstring)."""
-    return random_flip(random_crop(x, 2, generator), generator)
+    return augment_batch(x, generator, "fashion")
 
 
-AUGMENTATIONS = {"cifar": cifar_augment, "fashion": fashion_augment}
+def augmentation(policy: str) -> Augmentation:
+    try:
+        return AUGMENTATIONS[policy]
+    except KeyError:
+        raise ValueError(
+            f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {policy!r}"
+        ) from None
 
 
 def augment_batch(
     x: torch.Tensor, generator: torch.Generator | None, policy: str = "cifar"
 ) -> torch.Tensor:
     """A float batch in [0, 255] augmented with the named policy (default: the article's)."""
-    try:
-        fn = AUGMENTATIONS[policy]
-    except KeyError:
-        raise ValueError(
-            f"augmentation must be one of {tuple(AUGMENTATIONS)}, got {policy!r}"
-        ) from None
-    return fn(x, generator)
+    aug = augmentation(policy)
+    return aug.apply(x, aug.draw(x.shape[0], generator, x.device))
 
 
 def _digits_file() -> Path:

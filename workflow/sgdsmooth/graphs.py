@@ -23,65 +23,49 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 WARMUP_STEPS = 3
 
 
-def training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Copies of everything a training step changes: parameters, buffers, optimizer state."""
-    return {
-        "model": [t.detach().clone() for t in (*model.parameters(), *model.buffers())],
-        "optimizer": {
-            p: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
-            for p, s in optimizer.state.items()
-        },
-    }
+def training_state(state: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of every tensor a training step changes (parameters, buffers, directions)."""
+    return [t.detach().clone() for t in state]
 
 
 @torch.no_grad()
-def restore_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
-    """Put ``saved`` back into the same tensors (a captured graph holds their addresses).
-
-    Optimizer state created since ``saved`` is zeroed: for ``optim.Momentum`` a missing
-    direction and a zero one give the same next step, d₀ = a·g₀ + β·0.
-    """
-    for t, old in zip((*model.parameters(), *model.buffers()), saved["model"]):
+def restore_training_state(state: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    """Put ``saved`` back into the same tensors (a captured graph holds their addresses)."""
+    for t, old in zip(state, saved):
         t.copy_(old)
-    for p, state in optimizer.state.items():
-        before = saved["optimizer"].get(p, {})
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                v.copy_(before[k]) if k in before else v.zero_()
 
 
 class CapturedStep:
     """``step(*inputs)`` recorded as a CUDA graph; calling it copies the inputs in and replays.
 
-    ``step`` must do a complete training step of ``model`` with ``optimizer`` (including
-    ``zero_grad(set_to_none=True)`` before its backward pass) and return device tensors.
+    ``step`` must do a complete training step that changes only the tensors in ``state``
+    (setting every gradient to None before its backward pass) and return device tensors.
     """
 
     def __init__(
         self,
         step: Callable[..., tuple[torch.Tensor, ...]],
         inputs: tuple[torch.Tensor, ...],
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        state: list[torch.Tensor],
     ):
         self.inputs = tuple(t.clone() for t in inputs)  # clone keeps the memory format
-        saved = training_state(model, optimizer)
+        saved = training_state(state)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm-up and capture on one side stream
             for _ in range(WARMUP_STEPS):
                 step(*self.inputs)
-            optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients itself
+            for t in state:  # the graph allocates the gradients itself
+                t.grad = None
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, stream=stream):
                 self.outputs = step(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
-        restore_training_state(model, optimizer, saved)
+        restore_training_state(state, saved)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for static, t in zip(self.inputs, inputs):

@@ -160,13 +160,14 @@ class Executor:
             device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
         )
 
-    def capture(self, step, inputs: tuple[torch.Tensor, ...], model: nn.Module, optimizer):
+    def capture(self, step, inputs: tuple[torch.Tensor, ...], state: list[torch.Tensor]):
         """The training step ``step(*inputs)`` as it will run: recorded as a CUDA graph when
-        ``cuda_graph`` is set and the inputs live on a GPU, else ``step`` itself."""
+        ``cuda_graph`` is set and the inputs live on a GPU, else ``step`` itself. ``state``:
+        every tensor the step changes."""
         if self.cuda_graph and inputs[0].is_cuda:
             from .graphs import CapturedStep
 
-            return CapturedStep(step, inputs, model, optimizer)
+            return CapturedStep(step, inputs, state)
         return step
 
 

@@ -98,3 +98,33 @@ def make_optimizer(
     if name == "sgd":
         beta = 0.0
     return Momentum(params, lr=lr, beta=beta, grad_scale=gradient_scale(name, beta))
+
+
+def coefficients(names: list[str], lrs: list[float], betas: list[float]) -> dict[str, list]:
+    """Each member's (η, β, a) of the common recursion, for a population of runs whose
+    optimizers may differ (SGD: β = 0, a = 1; SHB: a = 1; NSHB: a = 1 − β)."""
+    betas = [0.0 if n == "sgd" else float(b) for n, b in zip(names, betas)]
+    return {
+        "lr": [float(v) for v in lrs],
+        "beta": betas,
+        "scale": [gradient_scale(n, b) for n, b in zip(names, betas)],
+    }
+
+
+@torch.no_grad()
+def stacked_step(
+    params: list[torch.Tensor],
+    directions: list[torch.Tensor],
+    lr: torch.Tensor,
+    beta: torch.Tensor,
+    scale: torch.Tensor,
+) -> None:
+    """One step of K runs at once: d ← β·d + a·g, x ← x − η·d, where every parameter and
+    direction has a leading member axis and ``lr``, ``beta``, ``scale`` are (K,) tensors.
+
+    For a member with β = 0 and a = 1 (SGD) this is d = g and x ← x − η·g, exactly, as long
+    as d is finite; a member whose d is not has diverged and leaves its population."""
+    for p, d in zip(params, directions):
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        d.mul_(beta.view(shape)).addcmul_(p.grad, scale.view(shape))
+        p.addcmul_(d, lr.view(shape), value=-1.0)

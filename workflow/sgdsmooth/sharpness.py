@@ -243,7 +243,7 @@ def measure_runs(
     from .data import load_dataset
     from .models import make_model
     from .tables import read_metadata, write_table
-    from .train import pick_device
+    from .training import pick_device
 
     data = None
     for table, weight_file, out in zip(run_tables, weights, out_tables):

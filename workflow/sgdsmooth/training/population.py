@@ -1,0 +1,141 @@
+"""A population: K runs of one network shape and batch size trained by one step.
+
+The runs may differ in seed, learning rate, momentum and optimizer (SGD, SHB, NSHB are one
+recursion with per-member coefficients, ``optim.stacked_step``). Each member draws its own
+data order and augmentation (``run.Run``); one step gathers all members' batches, runs the
+stacked network (``stacked.stack``) forward and backward on them, and updates every member,
+so the GPU sees a few large kernels instead of K·(a few hundred) small ones. On CUDA the
+whole step can be recorded once as a CUDA graph and replayed (``graphs.CapturedStep``).
+
+The loss is the sum of the members' mean losses, so each member's gradient is exactly its
+own; nothing in the network mixes members, so a member's numbers do not depend on who else
+is in the population (up to float rounding: with K = 1 the layers use the ordinary kernels,
+with K > 1 batched GEMMs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data import ImageData
+from ..models import Executor, make_model
+from ..optim import coefficients, stacked_step
+from . import stacked
+from .run import Run
+
+
+class Population:
+    """The stacked network, directions and coefficients of ``runs`` (all at one point of
+    training); ``release`` hands each run its weights back."""
+
+    def __init__(self, runs: list[Run], executor: Executor | None = None):
+        first = runs[0]
+        keys = {(r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.steps_per_epoch) for r in runs}
+        if len(keys) > 1 or len({r.progress_key() for r in runs}) > 1:
+            raise ValueError(
+                "a population's runs share model, batch size and protocol, and stand at one point"
+            )
+        self.runs, self.k, self.b = list(runs), len(runs), first.cfg.batch_size
+        self.data: ImageData = first.data
+        self.device = first.device
+        self.executor = executor or Executor()
+        template = make_model(first.cfg.model, self.data.num_classes, self.data.in_channels)
+        self.net = stacked.stack([template] * self.k).to(self.device)
+        self.net.load_state_dict(stacked.stacked_state([r.weights for r in runs]))
+        self.forward = self.executor.prepare(self.net) if self.k == 1 else self.net
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        names = [n for n, p in self.net.named_parameters() if p.requires_grad]
+        self.directions = [
+            torch.stack([r.directions[n] for r in runs]).to(p) for n, p in zip(names, self.params)
+        ]
+        self._names = names
+        coef = coefficients(
+            [r.cfg.optimizer for r in runs], [r.cfg.lr for r in runs], [r.cfg.beta for r in runs]
+        )
+        dtype = self.params[0].dtype
+        self.coef = {k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in coef.items()}
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._step = None  # made at the first step (Executor.capture)
+
+    # -- one step ------------------------------------------------------------------------
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's next mini-batch, member-major: (K·b, C, H, W) and (K·b,)."""
+        idx = torch.cat([r.perm[r.batch_slice()] for r in self.runs])
+        draws = {}
+        if self.runs[0].draws:
+            draws = {
+                k: torch.cat([r.draws[k][r.batch_slice()] for r in self.runs])
+                for k in self.runs[0].draws
+            }
+        return self.data.batch(idx, draws)
+
+    def train_step(self) -> None:
+        """One step of every member; its losses, gradient norms and correct counts wait in
+        ``pending`` (on the device) until ``take``."""
+        x, y = self.batch()
+        x = self.executor.input(x)
+        if self._step is None:
+            self._step = self.executor.capture(self.eager_step, (x, y), self._state())
+        self.pending.append(self._step(x, y))
+        for r in self.runs:
+            r.pos += 1
+            r.step += 1
+
+    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Forward, backward, update; per member (K,) loss, gradient norm and correct count."""
+        with self.executor.autocast(x.device):
+            out = self.forward(x)
+            losses = F.cross_entropy(out, y, reduction="none").view(self.k, self.b).mean(1)
+        for p in self.params:
+            p.grad = None
+        losses.sum().backward()
+        sq = sum(p.grad.pow(2).reshape(self.k, -1).sum(1) for p in self.params)
+        stacked_step(
+            self.params, self.directions, **{k: self.coef[k] for k in ("lr", "beta", "scale")}
+        )
+        correct = (out.argmax(1) == y).view(self.k, self.b).sum(1)
+        return losses.detach(), sq.sqrt().detach(), correct
+
+    def _state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes (a CUDA graph's warm-up must put them back)."""
+        return [*self.params, *self.net.buffers(), *self.directions]
+
+    def take(self) -> None:
+        """Hand the steps since the last call to the runs (one host transfer), each of which
+        then checks its stopping rule."""
+        if not self.pending:
+            return
+        losses, norms, correct = (torch.stack(t).cpu() for t in zip(*self.pending))
+        self.pending = []
+        for i, r in enumerate(self.runs):
+            if r.status is None:
+                r.record(losses[:, i], norms[:, i], correct[:, i])
+
+    # -- members -------------------------------------------------------------------------
+    @torch.no_grad()
+    def release(self) -> None:
+        """Write each member's weights, statistics and direction back into its run."""
+        state = self.net.state_dict()
+        for i, r in enumerate(self.runs):
+            r.weights = stacked.member_state(state, i)
+            r.directions = {n: d[i].clone() for n, d in zip(self._names, self.directions)}
+
+    @torch.no_grad()
+    def evaluate(self) -> list[tuple[float, float]]:
+        """Each member's mean loss and accuracy on the whole test set, BatchNorm in eval mode."""
+        self.net.eval()
+        data, k = self.data, self.k
+        chunk = max(1, self.runs[0].cfg.eval_batch_size // k)
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        for start in range(0, data.test_x.shape[0], chunk):
+            x = data.normalize(data.test_x[start : start + chunk])
+            y = data.test_y[start : start + chunk]
+            out = self.net(x.repeat(k, 1, 1, 1)).view(k, x.shape[0], -1)
+            losses = F.cross_entropy(out.transpose(1, 2), y.expand(k, -1), reduction="none")
+            loss_sum += losses.double().sum(1)
+            correct += (out.argmax(2) == y).sum(1)
+        self.net.train()
+        n = data.test_x.shape[0]
+        return [(float(s) / n, float(c) / n) for s, c in zip(loss_sum.cpu(), correct.cpu())]
