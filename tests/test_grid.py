@@ -37,19 +37,25 @@ def test_article_grid_jobs_cover_every_run_once():
         )
         assert runs == Counter((c, s) for c in grid.cells(cfg, protocol) for s in seeds)
         groups = [j for j in jobs if j.protocol == protocol and len(j.cells) > 1]
-        # Fig. 8's four η at each b ≤ fuse_max_batch (64): one fused job per batch size.
+        # Every cell at each b ≤ population_max_batch (64): one population job per batch size.
         assert [j.batch_size for j in groups] == [2, 4, 8, 16, 32, 64]
-        assert all(j.fused and {c[1] for c in j.cells} == {0.01, 0.05, 0.1, 0.5} for j in groups)
-        assert all(j.fused == (j.batch_size <= 64) for j in jobs)
+        for j in groups:
+            assert j.together and set(j.cells) == {
+                c for c in grid.cells(cfg, protocol) if c[3] == j.batch_size
+            }
+        assert {o for j in groups for o, *_ in j.cells} == {"sgd", "shb", "nshb"}
+        assert all(j.together == (j.batch_size <= 64) for j in jobs)
 
 
-def test_without_fuse_lrs_every_cell_is_its_own_job():
+def test_with_population_jobs_per_cell_every_cell_is_its_own_job():
     cfg = grid.with_defaults(raw("paper.yaml"), SCHEMA)
-    cfg["train"]["fuse_lrs"] = False
+    cfg["train"]["population_jobs"] = "cell"
     jobs = grid.training_jobs(cfg)
     assert len(jobs) == len(grid.cells(cfg, "cbs")) + len(grid.cells(cfg, "epochs"))
     assert all(len(j.cells) == 1 for j in jobs)
-    assert grid.lr_group_batch_sizes(cfg) == [] and not grid.in_lr_group(cfg, ("sgd", 0.1, 0.0, 2))
+    assert grid.population_batch_sizes(cfg) == []
+    assert not grid.in_population_job(cfg, ("sgd", 0.1, 0.0, 2))
+    assert all(j.together == (j.batch_size <= 64) for j in jobs)
 
 
 def test_figure8_cbs_runs_cover_the_main_grid_its_networks_only_their_own():

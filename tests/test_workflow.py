@@ -52,8 +52,9 @@ TINY = {
     },
     "noise": {"epochs": [2], "batches": 2, "per_example": 32},
     "figures": {"accuracy_bands": [0.3, 0.5]},
-    # At b = 128 each cell's seeds train fused, and Figure 8's SGD runs (all η) as one job.
-    "train": {"fuse_max_batch": 128, "fuse_lrs": True},
+    # At b = 128 every run of a protocol (all optimizers, Figure 8's η, all seeds) is one job
+    # and one population.
+    "train": {"population_max_batch": 128, "population_jobs": "batch_size"},
 }
 
 
@@ -300,26 +301,27 @@ def test_the_articles_grid_plans_without_data_or_gpu(tmp_path):
     }
     extra -= {("sgd", cfg["lr"], b) for b in cfg["batch_sizes"]}
     cells = len(main) + len(extra)  # 3 × 11 + (4 × 13 − 11) = 74 cells
-    # Figure 8 at b ≤ 64 (train.fuse_lrs): its 4 η of one batch size are one job.
-    groups = [b for b in cfg["sharpness"]["batch_sizes"] if b <= cfg["train"]["fuse_max_batch"]]
-    grouped = len(cfg["sharpness"]["lrs"]) * len(groups)  # 4 × 6 cells
+    # At b ≤ 64 (train.population_jobs: batch_size) every cell of a batch size is one job.
+    limit = cfg["train"]["population_max_batch"]
+    sizes = sorted({b for *_, b in grid.cells(grid.with_defaults(cfg, SCHEMA), "cbs")})
+    pop_sizes = [b for b in sizes if b <= limit]
     for protocol in ("cbs", "epochs"):
-        assert plan[f"train_{protocol}"] == cells - grouped and plan[
-            f"train_{protocol}_lrs"
-        ] == len(groups)
-        # The jobs the benchmarks' projection counts (sgdsmooth.grid) are the ones planned.
         jobs = [
             j for j in grid.training_jobs(grid.with_defaults(cfg, SCHEMA)) if j.protocol == protocol
         ]
-        assert Counter(len(j.cells) > 1 for j in jobs) == {
-            False: plan[f"train_{protocol}"],
-            True: plan[f"train_{protocol}_lrs"],
-        }
+        singles = [j for j in jobs if len(j.cells) == 1]
+        # The jobs the benchmarks' projection counts (sgdsmooth.grid) are the ones planned.
+        assert plan[f"train_{protocol}"] == len(singles)
+        assert all(b > limit for j in singles for b in [j.batch_size])
+        assert sorted(j.batch_size for j in jobs if len(j.cells) > 1) == pop_sizes
+        assert all(plan[f"train_{protocol}_population_b{b}"] == 1 for b in pop_sizes)
+        assert sum(len(j.cells) for j in jobs) == cells
     assert plan["download_cifar100"] == 1
     assert plan["sharpness"] == 4 * 13  # one job per (η, b), measuring all 7 seeds
     assert plan["fig8"] == 1 and plan["paper"] == 1
     # Every training and sharpness job asks for one GPU; nothing else does.
-    assert proc.stdout.count("gpu=1") == 2 * (cells - grouped + len(groups)) + plan["sharpness"]
+    training = len(grid.training_jobs(grid.with_defaults(cfg, SCHEMA)))
+    assert proc.stdout.count("gpu=1") == training + plan["sharpness"]
 
 
 ACC = TINY["accuracy"]  # 2 epochs

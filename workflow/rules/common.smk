@@ -2,6 +2,7 @@
 
 import json
 import os
+from types import SimpleNamespace
 
 import yaml
 
@@ -111,9 +112,7 @@ def lib(*modules):
     return [f"{LIB}/{m}.py" for m in library_sources(*modules)]
 
 
-TRAIN_CODE = lib(
-    "train", "ensemble", "graphs", "optim", "models", "data", "config", "noise"
-)  # what every training rule runs
+TRAIN_CODE = lib("training/__init__")  # what every training rule runs
 
 
 def num(x):
@@ -214,30 +213,35 @@ def run_config(wildcards, protocol):
     )
 
 
-def fuse_seeds(wildcards):
-    """Whether a cell's seeds train together as one fused network."""
-    return grid.fused(config, wildcards.b)
+def train_together(wildcards):
+    """Whether a cell's seeds train together as one population."""
+    return grid.together(config, wildcards.b)
 
 
-LR_GROUP_B = grid.lr_group_batch_sizes(config)  # Figure 8's group jobs
-LR_GROUP_B_REGEX = "|".join(str(b) for b in LR_GROUP_B)  # the group rules' {b}
+POPULATION_B = grid.population_batch_sizes(
+    config
+)  # batch sizes trained by one job each
+# The per-cell rules' {b}: any batch size but those (a digit must not follow, "/" or "." does).
+CELL_B_REGEX = (
+    rf"(?!(?:{'|'.join(map(str, POPULATION_B))})\b)\d+" if POPULATION_B else r"\d+"
+)
 
 
-def lr_group(pattern, seeds, **wildcards):
-    """The group's files, cell-major: every Figure 8 η, then every seed."""
+def population_cells(protocol, b):
+    """The cells of a population job: every cell of the protocol at batch size ``b``."""
+    return [cell for cell in CELLS[protocol] if cell[3] == int(b)]
+
+
+def population_files(pattern, protocol, b, seeds, **wildcards):
+    """A population job's files, cell-major (the order of population_runs), then seed."""
+    return _paths(pattern, population_cells(protocol, b), seeds, **wildcards)
+
+
+def population_runs(protocol, b, eps=None):
+    """The RunConfig keys (but the seed) of a population job's cells."""
     return [
-        pattern.format(opt="sgd", lr=num(lr), beta="0", seed=s, **wildcards)
-        for lr in config["sharpness"]["lrs"]
-        for s in seeds
-    ]
-
-
-def lr_group_runs(wildcards, protocol):
-    """The RunConfig keys (but the seed) of a Figure 8 group's cells, in lr_group's order."""
-    eps = wildcards.eps if protocol == "cbs" else None
-    return [
-        cell_settings(config, protocol, "sgd", lr, 0.0, wildcards.b, eps)
-        for lr in config["sharpness"]["lrs"]
+        cell_settings(config, protocol, o, lr, beta, b, eps)
+        for o, lr, beta, b in population_cells(protocol, b)
     ]
 
 
@@ -245,8 +249,8 @@ def train_benchmark(protocol, cell):
     """The benchmark file of the job that trains ``cell``: its own, or its Figure 8 group's."""
     o, lr, beta, b = cell
     eps = f"eps{num(config['cbs']['epsilon'])}/" if protocol == "cbs" else ""
-    if grid.in_lr_group(config, cell):
-        return f"{R}/benchmarks/train_{protocol}/{eps}sgd/fig8/b{b}.tsv"
+    if grid.in_population_job(config, cell):
+        return f"{R}/benchmarks/train_{protocol}/{eps}population/b{b}.tsv"
     return (
         f"{R}/benchmarks/train_{protocol}/{eps}{o}/lr{num(lr)}/beta{num(beta)}/b{b}.tsv"
     )

@@ -1,8 +1,10 @@
 # Training: one job per cell (optimizer × lr × beta × batch size) trains every seed of the
 # cell in one process, so a small model pays Python and torch start-up once per cell, and
-# the scheduler sees one job per cell, not per run. At b ≤ train.fuse_max_batch the seeds
-# train together as one fused network (sgdsmooth.ensemble); with train.fuse_lrs, Figure 8's
-# learning rates of such a batch size do too, in one job (the rules at the end).
+# the scheduler sees one job per cell, not per run. At b ≤ train.population_max_batch the
+# seeds train together as one population (sgdsmooth.training: one step trains them all);
+# with train.population_jobs: batch_size, every run of a protocol at such a batch size (all
+# optimizers, Figure 8's learning rates, all seeds) is one job and one population (the
+# rules at the end).
 # No rule sets `retries:`, which would override the command line's --retries: bin/run passes
 # --retries 2 and the Slurm profile retries: 3, and a user's --retries 0 means none. A retried
 # job resumes its runs from their checkpoints.
@@ -19,6 +21,8 @@ rule train_cbs:
         f"{R}/logs/train_cbs/eps{{eps}}/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_cbs/eps{{eps}}/{CELL}.tsv"
+    wildcard_constraints:
+        b=CELL_B_REGEX,
     conda:
         ENV
     threads: TRAIN["threads"]
@@ -30,7 +34,7 @@ rule train_cbs:
     params:
         runs=lambda wildcards: [run_config(wildcards, "cbs")],
         seeds=CBS_SEEDS,
-        fuse=fuse_seeds,
+        together=train_together,
     script:
         "../scripts/train_runs.py"
 
@@ -52,6 +56,8 @@ rule train_epochs:
         f"{R}/logs/train_epochs/{CELL}.log",
     benchmark:
         f"{R}/benchmarks/train_epochs/{CELL}.tsv"
+    wildcard_constraints:
+        b=CELL_B_REGEX,
     conda:
         ENV
     threads: TRAIN["threads"]
@@ -63,78 +69,81 @@ rule train_epochs:
     params:
         runs=lambda wildcards: [run_config(wildcards, "epochs")],
         seeds=ACC_SEEDS,
-        fuse=fuse_seeds,
+        together=train_together,
     script:
         "../scripts/train_runs.py"
 
 
-# Figure 8 at small batch sizes: SGD at every sharpness.lrs and every seed of one batch size
-# in one fused job, the cells' own files written as the per-cell rules write them. The
-# trade-off: adding a learning rate retrains its whole group (on a GPU about the price of
-# one cell, since the pack is what fills the device).
-if LR_GROUP_B:
+# A population per batch size: every run of a protocol at one b ≤ train.population_max_batch
+# in one job, the cells' own files written as the per-cell rules write them. Which cells a
+# batch size has differs between batch sizes (Figure 8's may be a coarser grid), so there is
+# one rule per batch size. The trade-off: changing one cell retrains its batch size's
+# population (on a GPU about the price of one cell: the population is what fills the device).
+for _b in POPULATION_B:
 
-    ruleorder: train_cbs_lrs > train_cbs
-    ruleorder: train_epochs_lrs > train_epochs
-
-    rule train_cbs_lrs:
-        """CBS runs of Figure 8's learning rates at one small batch size, as one job."""
+    rule:
+        name:
+            f"train_cbs_population_b{_b}"
         input:
             data_files(),
             TRAIN_CODE,
         output:
-            lr_group(CBS_RUN, CBS_SEEDS, eps="{eps}", b="{b}"),
+            population_files(CBS_RUN, "cbs", _b, CBS_SEEDS, eps="{eps}"),
         log:
-            f"{R}/logs/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.log",
+            f"{R}/logs/train_cbs/eps{{eps}}/population/b{_b}.log",
         benchmark:
-            f"{R}/benchmarks/train_cbs/eps{{eps}}/sgd/fig8/b{{b}}.tsv"
-        wildcard_constraints:
-            b=LR_GROUP_B_REGEX,
+            f"{R}/benchmarks/train_cbs/eps{{eps}}/population/b{_b}.tsv"
         conda:
             ENV
         threads: TRAIN["threads"]
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
-            runtime=lambda wildcards, attempt: train_runtime(
-                wildcards, attempt, "cbs", len(config["sharpness"]["lrs"])
+            runtime=lambda wildcards, attempt, b=_b: train_runtime(
+                SimpleNamespace(b=b), attempt, "cbs", len(population_cells("cbs", b))
             ),
             gpu=GPU,
             slurm_account=SLURM_ACCOUNT,
         params:
-            runs=lambda wildcards: lr_group_runs(wildcards, "cbs"),
+            runs=lambda wildcards, b=_b: population_runs("cbs", b, wildcards.eps),
             seeds=CBS_SEEDS,
-            fuse=True,
+            together=True,
         script:
             "../scripts/train_runs.py"
 
-    rule train_epochs_lrs:
-        """Fixed-epoch runs of Figure 8's learning rates at one small batch size, as one job."""
+    rule:
+        name:
+            f"train_epochs_population_b{_b}"
         input:
             data_files(),
             TRAIN_CODE,
         output:
-            tables=lr_group(EPOCH_RUN, ACC_SEEDS, b="{b}"),
-            weights=lr_group(EPOCH_WEIGHTS, ACC_SEEDS, b="{b}"),
-            noise=lr_group(EPOCH_NOISE, ACC_SEEDS, b="{b}") if NOISE["epochs"] else [],
+            tables=population_files(EPOCH_RUN, "epochs", _b, ACC_SEEDS),
+            weights=population_files(EPOCH_WEIGHTS, "epochs", _b, ACC_SEEDS),
+            noise=(
+                population_files(EPOCH_NOISE, "epochs", _b, ACC_SEEDS)
+                if NOISE["epochs"]
+                else []
+            ),
         log:
-            f"{R}/logs/train_epochs/sgd/fig8/b{{b}}.log",
+            f"{R}/logs/train_epochs/population/b{_b}.log",
         benchmark:
-            f"{R}/benchmarks/train_epochs/sgd/fig8/b{{b}}.tsv"
-        wildcard_constraints:
-            b=LR_GROUP_B_REGEX,
+            f"{R}/benchmarks/train_epochs/population/b{_b}.tsv"
         conda:
             ENV
         threads: TRAIN["threads"]
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt if GPU else 2000,
-            runtime=lambda wildcards, attempt: train_runtime(
-                wildcards, attempt, "epochs", len(config["sharpness"]["lrs"])
+            runtime=lambda wildcards, attempt, b=_b: train_runtime(
+                SimpleNamespace(b=b),
+                attempt,
+                "epochs",
+                len(population_cells("epochs", b)),
             ),
             gpu=GPU,
             slurm_account=SLURM_ACCOUNT,
         params:
-            runs=lambda wildcards: lr_group_runs(wildcards, "epochs"),
+            runs=lambda wildcards, b=_b: population_runs("epochs", b),
             seeds=ACC_SEEDS,
-            fuse=True,
+            together=True,
         script:
             "../scripts/train_runs.py"

@@ -11,4 +11,4 @@ with job_log(snakemake.log[0]):  # every attempt, under its own header
     runs, seeds = snakemake.params.runs, snakemake.params.seeds
     tables = snakemake.output[: len(runs) * len(seeds)]  # the metrics tables first, cell-major
     deadline = slurm_deadline(snakemake.resources.get("runtime"))
-    train_cells(runs, seeds, tables, snakemake.threads, deadline, snakemake.params.fuse)
+    train_cells(runs, seeds, tables, snakemake.threads, deadline, snakemake.params.together)

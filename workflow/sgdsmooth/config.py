@@ -209,6 +209,7 @@ def cell_settings(
                 "precision",
                 "channels_last",
                 "compile",
+                "deterministic",
             )
         },
         "cuda_graph": graph,

@@ -54,24 +54,24 @@ def sharpness_cells(cfg: dict) -> list[Cell]:
     return [c for c in cells(cfg) if c[0] == "sgd" and c[1] in sharp["lrs"] and c[3] in sizes]
 
 
-def fused(cfg: dict, batch_size: int) -> bool:
-    """Whether the seeds of a cell at this batch size train together as one fused network."""
-    return int(batch_size) <= cfg["train"]["fuse_max_batch"]
+def together(cfg: dict, batch_size: int) -> bool:
+    """Whether a job's runs at this batch size train together as one population (one step
+    trains them all), rather than one after another."""
+    return int(batch_size) <= cfg["train"]["population_max_batch"]
 
 
-def lr_group_batch_sizes(cfg: dict) -> list[int]:
-    """Batch sizes whose Figure 8 runs (SGD at every sharpness.lrs, all seeds) train as one
-    fused job: with train.fuse_lrs, Figure 8's batch sizes that fuse."""
-    sharp = cfg["sharpness"]
-    if not cfg["train"]["fuse_lrs"] or len(sharp["lrs"]) < 2:
+def population_batch_sizes(cfg: dict) -> list[int]:
+    """Batch sizes whose runs of a protocol, every cell and seed, are one job (one
+    population): with ``train.population_jobs: batch_size``, those that train together."""
+    if cfg["train"]["population_jobs"] != "batch_size":
         return []
-    return sorted(b for b in sharp.get("batch_sizes", cfg["batch_sizes"]) if fused(cfg, b))
+    sizes = {cell[3] for protocol in ("cbs", "epochs") for cell in cells(cfg, protocol)}
+    return sorted(b for b in sizes if together(cfg, b))
 
 
-def in_lr_group(cfg: dict, cell: Cell) -> bool:
-    """Whether a cell is trained by its batch size's Figure 8 group job."""
-    optimizer, lr, _, b = cell
-    return optimizer == "sgd" and lr in cfg["sharpness"]["lrs"] and b in lr_group_batch_sizes(cfg)
+def in_population_job(cfg: dict, cell: Cell) -> bool:
+    """Whether a cell is trained by its batch size's population job."""
+    return cell[3] in population_batch_sizes(cfg)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Job:
     batch_size: int
     cells: tuple[Cell, ...]
     seeds: tuple[int, ...]
-    fused: bool  # every run as one network (one step trains them all), else one after another
+    together: bool  # every run in one population (one step trains them all), else in turn
 
     @property
     def runs(self) -> int:
@@ -90,17 +90,14 @@ class Job:
 
 
 def training_jobs(cfg: dict) -> list[Job]:
-    """The training jobs of the workflow: one per cell, or one per Figure 8 group."""
+    """The training jobs of the workflow: one per cell, or one per population batch size."""
     jobs = []
     for protocol, seeds in (("cbs", cfg["cbs"]["seeds"]), ("epochs", cfg["accuracy"]["seeds"])):
         groups: dict[int, list[Cell]] = {}
         for cell in cells(cfg, protocol):
-            if in_lr_group(cfg, cell):
+            if in_population_job(cfg, cell):
                 groups.setdefault(cell[3], []).append(cell)
             else:
-                jobs.append(Job(protocol, cell[3], (cell,), tuple(seeds), fused(cfg, cell[3])))
-        jobs += [
-            Job(protocol, b, tuple(group), tuple(seeds), True)
-            for b, group in sorted(groups.items())
-        ]
+                jobs.append(Job(protocol, cell[3], (cell,), tuple(seeds), together(cfg, cell[3])))
+        jobs += [Job(protocol, b, tuple(g), tuple(seeds), True) for b, g in sorted(groups.items())]
     return jobs

@@ -146,8 +146,10 @@ class Executor:
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Put ``model`` in the chosen memory layout (in place); the module to call for training."""
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+        if self.channels_last:  # 4-D weights; a stacked network's follow their input's layout
+            for p in model.parameters():
+                if p.dim() == 4:
+                    p.data = p.data.contiguous(memory_format=torch.channels_last)
         return torch.compile(model) if self.compile else model
 
     def input(self, x: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ class Population:
         template = make_model(first.cfg.model, self.data.num_classes, self.data.in_channels)
         self.net = stacked.stack([template] * self.k).to(self.device)
         self.net.load_state_dict(stacked.stacked_state([r.weights for r in runs]))
-        self.forward = self.executor.prepare(self.net) if self.k == 1 else self.net
+        self.forward = self.executor.prepare(self.net)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         names = [n for n, p in self.net.named_parameters() if p.requires_grad]
         self.directions = [

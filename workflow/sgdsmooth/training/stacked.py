@@ -53,7 +53,10 @@ class StackedConv2d(nn.Module):
         k = self.weight.shape[0]
         if k == 1:
             bias = None if self.bias is None else self.bias[0]
-            return F.conv2d(x, self.weight[0], bias, self.stride, self.padding, self.dilation)
+            weight = self.weight[0]
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+                weight = weight.contiguous(memory_format=torch.channels_last)  # NHWC kernels
+            return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
         n, _, h, w = x.shape
         b = n // k
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
