@@ -9,6 +9,11 @@ runs of one config on one GPU write identical tables; without it they agree to r
 and momentum amplifies the last bit over hundreds of steps (bench/README.md). Deterministic
 mode would also fill every new tensor with NaN to expose reads of uninitialised memory; no
 code here reads memory it did not write, so that cost is switched off.
+
+On CUDA, float32 convolutions and matrix products both run in TF32 (cuDNN's default for
+convolutions; PyTorch's matmul default is full float32). A run alone uses cuDNN's
+convolutions and a population batched GEMMs (``training.stacked``): one precision for both
+keeps a run's numbers from depending on the size of its population beyond rounding.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def configure(device: torch.device, deterministic: bool) -> None:
     # Only read in deterministic mode; its default (True) is what the docstring explains away.
     torch.utils.deterministic.fill_uninitialized_memory = False
     if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cudnn.benchmark = not deterministic  # fixed shapes: keep the fastest
 

@@ -151,6 +151,7 @@ def finish_run(run: Run) -> dict:
         "seed": cfg.seed,
         "device": device_name(run.device),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "tf32": run.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
         "summary": summary,
         # What K² and the noise table are gradients of (sgdsmooth.noise): F_b of this run's b.
         "gradient_function": {
