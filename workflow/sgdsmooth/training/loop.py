@@ -242,6 +242,7 @@ def _train_population(
                 r.begin_epoch()
             if pop is None or pop.runs != active:  # (re)stack only when a member has left
                 pop = Population(active, executor)
+            pop.load_epoch()
             while not any(r.epoch_over() for r in active):
                 pop.train_step()
                 if _check_due(pop, every):

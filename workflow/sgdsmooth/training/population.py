@@ -31,6 +31,8 @@ class Population:
 
     def __init__(self, runs: list[Run], executor: Executor | None = None):
         first = runs[0]
+        for r in runs:
+            r.begin_epoch()
         keys = {(r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.steps_per_epoch) for r in runs}
         if len(keys) > 1 or len({r.progress_key() for r in runs}) > 1:
             raise ValueError(
@@ -56,34 +58,49 @@ class Population:
         dtype = self.params[0].dtype
         self.coef = {k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in coef.items()}
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # The members' epoch data stacked (K, b·steps): a step gathers its batch from them
+        # with one index, inside its CUDA graph when there is one; refilled in place.
+        self.perm = torch.stack([r.perm for r in runs])
+        self.draws = {k: torch.stack([r.draws[k] for r in runs]) for k in first.draws}
+        self._epoch = first.epoch
+        self._pos = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._offsets = torch.arange(self.b, device=self.device)
         self._step = None  # made at the first step (Executor.capture)
 
     # -- one step ------------------------------------------------------------------------
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member's next mini-batch, member-major: (K·b, C, H, W) and (K·b,)."""
-        idx = torch.cat([r.perm[r.batch_slice()] for r in self.runs])
-        draws = {}
-        if self.runs[0].draws:
-            draws = {
-                k: torch.cat([r.draws[k][r.batch_slice()] for r in self.runs])
-                for k in self.runs[0].draws
-            }
-        return self.data.batch(idx, draws)
+    def load_epoch(self) -> None:
+        """Take the members' data for a new epoch (they drew it in ``Run.begin_epoch``)."""
+        if self.runs[0].epoch == self._epoch:
+            return
+        self.perm.copy_(torch.stack([r.perm for r in self.runs]))
+        for k, v in self.draws.items():
+            v.copy_(torch.stack([r.draws[k] for r in self.runs]))
+        self._epoch = self.runs[0].epoch
+
+    def batch(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's mini-batch number ``pos`` of the epoch, member-major: (K·b, C, H, W)
+        and (K·b,); ``pos`` is a device tensor, so that a CUDA graph can replay this."""
+        cols = pos * self.b + self._offsets
+        idx = self.perm.index_select(1, cols).reshape(-1)
+        draws = {k: v.index_select(1, cols).reshape(-1) for k, v in self.draws.items()}
+        x, y = self.data.batch(idx, draws)
+        return self.executor.input(x), y
 
     def train_step(self) -> None:
         """One step of every member; its losses, gradient norms and correct counts wait in
         ``pending`` (on the device) until ``take``."""
-        x, y = self.batch()
-        x = self.executor.input(x)
+        self._pos.fill_(self.runs[0].pos)
         if self._step is None:
-            self._step = self.executor.capture(self.eager_step, (x, y), self._state())
-        self.pending.append(self._step(x, y))
+            self._step = self.executor.capture(self.eager_step, (self._pos,), self._state())
+        self.pending.append(self._step(self._pos))
         for r in self.runs:
             r.pos += 1
             r.step += 1
 
-    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Forward, backward, update; per member (K,) loss, gradient norm and correct count."""
+    def eager_step(self, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Batch, forward, backward, update; per member (K,) loss, gradient norm and correct
+        count."""
+        x, y = self.batch(pos)
         with self.executor.autocast(x.device):
             out = self.forward(x)
             losses = F.cross_entropy(out, y, reduction="none").view(self.k, self.b).mean(1)
@@ -91,9 +108,7 @@ class Population:
             p.grad = None
         losses.sum().backward()
         sq = sum(p.grad.pow(2).reshape(self.k, -1).sum(1) for p in self.params)
-        stacked_step(
-            self.params, self.directions, **{k: self.coef[k] for k in ("lr", "beta", "scale")}
-        )
+        stacked_step(self.params, self.directions, **self.coef)
         correct = (out.argmax(1) == y).view(self.k, self.b).sum(1)
         return losses.detach(), sq.sqrt().detach(), correct
 
