@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sgdsmooth.optim import make_optimizer
+from sgdsmooth.optim import coefficients, make_optimizer, stacked_step
 
 A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
 X0 = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -83,3 +83,29 @@ def test_directions_are_exposed():
 def test_bad_hyperparameters(kwargs, key):
     with pytest.raises(ValueError, match=key):
         make_optimizer("shb", [torch.zeros(1, requires_grad=True)], **kwargs)
+
+
+def test_stacked_step_is_each_members_own_optimizer():
+    """One stacked step of SGD, SHB and NSHB members (own η, β) is, row by row, the step of
+    each member's own Momentum optimizer: three steps from the same gradients."""
+    names, lrs, betas = ["sgd", "shb", "nshb"], [0.1, 0.05, 0.2], [0.9, 0.8, 0.7]
+    coef = {
+        k: torch.tensor(v, dtype=torch.float64) for k, v in coefficients(names, lrs, betas).items()
+    }
+    assert coef["beta"].tolist() == [0.0, 0.8, 0.7] and coef["scale"].tolist() == [1, 1, 1 - 0.7]
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    grads = [torch.randn(3, 4, 2, generator=g, dtype=torch.float64) for _ in range(3)]
+    stacked = start.clone().requires_grad_(True)
+    directions = [torch.zeros_like(start)]
+    singles = [start[i].clone().requires_grad_(True) for i in range(3)]
+    opts = [make_optimizer(n, [p], lr, b) for n, p, lr, b in zip(names, singles, lrs, betas)]
+    for grad in grads:
+        stacked.grad = grad.clone()
+        stacked_step([stacked], directions, **coef)
+        for i, (p, opt) in enumerate(zip(singles, opts)):
+            p.grad = grad[i].clone()
+            opt.step()
+    for i, p in enumerate(singles):
+        torch.testing.assert_close(stacked[i], p, rtol=1e-15, atol=1e-15)
+    assert not torch.equal(stacked[0], stacked[1])  # the members did differ
