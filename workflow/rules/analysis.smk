@@ -42,6 +42,7 @@ rule critical_batch_size:
         ENV
     params:
         n_boot=config["cbs"]["bootstrap"],
+        winner_share=config["claims"]["bstar_share"],
     script:
         "../scripts/critical_batch_size.py"
 
