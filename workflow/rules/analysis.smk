@@ -125,7 +125,8 @@ rule claims:
         delta=table("delta"),
         accuracy=table("accuracy"),
         sharpness=[table("sharpness")] if config["sharpness"]["lrs"] else [],
-        code=lib("claims", "correlate", "theory", "tables"),
+        noise=[table("noise")] if config["noise"]["epochs"] else [],
+        code=lib("claims", "consistency", "correlate", "theory", "tables"),
     output:
         table("claims"),
     log:
@@ -134,6 +135,8 @@ rule claims:
         ENV
     params:
         lr=config["lr"],
+        epsilon=config["cbs"]["epsilon"],
+        n_train=train_size(config),
         batch_sizes=config["batch_sizes"],
         adaptive=config["sharpness"]["adaptive"],
         thresholds=config["claims"],

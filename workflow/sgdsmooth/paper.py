@@ -107,6 +107,15 @@ def tex_text(text: str) -> str:
     return "".join(out)
 
 
+def tex_mixed(text: str) -> str:
+    """Ledger text → TeX: math between $…$ is kept as written, the prose between is
+    converted by :func:`tex_text` (so a stray % or _ in prose cannot break the build)."""
+    parts = re.split(r"(\$[^$]*\$)", text)
+    return "".join(
+        p if p.startswith("$") and p.endswith("$") and len(p) > 1 else tex_text(p) for p in parts
+    )
+
+
 def fmt(x: float, digits: int = 3) -> str:
     """A number for the text: significant digits, thousands as plain digits, NaN as a dash."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -300,25 +309,46 @@ def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
     return text + "."
 
 
+KIND_HEADINGS = {
+    "finding": "Findings: statements the data could refute",
+    "identity": "Identities: follow from the configuration and the formulas, never counted as held",
+    "consistency": "Consistency: the inference chain against the pipeline's own measurements",
+}
+
+
 def claims_table(claims: pd.DataFrame | None) -> str:
-    """The ledger as a longtable-free tabular: claim, statistic, value [interval], threshold,
-    verdict."""
+    """The ledger as a longtable-free tabular in three blocks (findings, identities,
+    consistency): claim (with what would have failed it, and the note), statistic,
+    value [interval], threshold, n, verdict; every text typeset (:func:`tex_mixed`)."""
     if claims is None or claims.empty:
         return "No claim could be tested with this configuration.\n"
     rows = []
-    for r in claims.itertuples():
-        ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
-        note = f" \\newline {{\\scriptsize\\itshape {tex_text(r.note)}}}" if r.note else ""
-        rows.append(
-            [
-                tex_text(r.claim) + note,
-                tex_text(r.statistic),
-                f"{fmt(r.value, 3)} \\newline {ci}",
-                tex_text(r.threshold),
-                str(r.n),
-                f"\\textbf{{{r.verdict}}}",
-            ]
-        )
+    kinds = claims.kind if "kind" in claims else pd.Series("finding", index=claims.index)
+    for kind, heading in KIND_HEADINGS.items():
+        part = claims[kinds == kind]
+        if part.empty:
+            continue
+        rows.append([f"\\multicolumn{{6}}{{l}}{{\\textit{{{heading}}}}}"])
+        for r in part.itertuples():
+            ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
+            if kind == "identity":
+                ci = ""
+            fails = getattr(r, "fails_if", "")
+            extra = [f"fails if {fails}" if fails and kind == "finding" else "", r.note]
+            note = "".join(
+                f" \\newline {{\\scriptsize\\itshape {tex_mixed(t)}}}" for t in extra if t
+            )
+            value = "--" if math.isnan(r.value) else fmt(r.value, 3)
+            rows.append(
+                [
+                    tex_mixed(r.claim) + note,
+                    tex_mixed(r.statistic),
+                    f"{value} \\newline {ci}" if ci else value,
+                    tex_mixed(r.threshold),
+                    str(r.n),
+                    f"\\textbf{{{r.verdict}}}",
+                ]
+            )
     return "\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}\n" + _tabular(
         ["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"],
         rows,

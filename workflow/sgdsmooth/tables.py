@@ -140,6 +140,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("k2_final", _f64),
         ("k2_final_stderr", _f64),
         ("k2_n_runs", _i64),
+        ("k2_n_points", _i64),  # recorded K² values behind the sup
         ("k2_sup_source", _str),
         ("bn_mode", _str),
     ),
@@ -200,8 +201,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("test_accuracy", _f64),
         ("delta", _f64),
     ),
-    # The article's claims, each with the statistic that decides it and a computed verdict.
+    # The article's claims, each with the statistic that decides it and a computed verdict;
+    # ``kind``: finding, identity or consistency (claims.py); text columns hold TeX math.
     "claims": _schema(
+        ("test", _str),
+        ("kind", _str),
+        ("optimizer", _str),
         ("claim", _str),
         ("statistic", _str),
         ("value", _f64),
@@ -210,6 +215,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("threshold", _str),
         ("verdict", _str),
         ("n", _i64),
+        ("fails_if", _str),
         ("note", _str),
     ),
     "correlations": _schema(
