@@ -413,13 +413,18 @@ def test_paper_reports_what_was_measured(tiny):
     assert n_collapsed >= 4 + 1  # at least η = 10's CBS runs and its fixed-epoch run
     assert re.search(rf"Collapsed\s+runs:\s+{n_collapsed};\s+a\s+run\s+that", text)
     claims = tables.read_table(r / "tables" / "claims.parquet", "claims")
-    counts = claims.verdict.value_counts()
-    quoted = (
-        rf"{len(claims)} claims of the article tested here, {counts.get('held', 0)} held".replace(
-            " ", r"\s+"
-        )
-    )
-    assert re.search(quoted, text), "the abstract does not quote the ledger"
+    findings = claims[claims.kind == "finding"]
+    held = int((findings.verdict == "held").sum())
+    quoted = rf"Of the {len(findings)} findings tested here".replace(" ", r"\s+")
+    assert re.search(quoted, text), "the abstract does not count the findings"
+    assert re.search(rf"refute\),\s+{held}\s+held", text), "the abstract's held is not findings'"
+    # Identities and consistency checks are counted apart, never as held.
+    n_id = int((claims.kind == "identity").sum())
+    n_cons = int((claims.kind == "consistency").sum())
+    assert re.search(rf"ledger\s+prints\s+{n_id}\s+identities", text)
+    assert re.search(rf"{n_cons}\s+checks\s+of\s+the\s+article", text)
+    for plain in ("b*_SHB", "sqrt(", "ε·"):  # the ledger is typeset, not printed as strings
+        assert plain not in text, plain
     figures = sorted((r / "figures").glob("*.pdf"))
     captions = re.findall(r"^Figure \d+:", text, flags=re.M)
     assert len(captions) == len(figures) == 7
