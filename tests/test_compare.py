@@ -79,6 +79,8 @@ def test_a_bstar_that_moves_or_loses_establishment_is_reported():
     assert b.changed and b.now_in_then == "yes"  # the flip the issue saw: inside the interval
     b = compare.bstar(crit(32.0, False, 32.0, 64.0), crit(32.0, True, 32.0, 32.0)).iloc[0]
     assert b.changed  # same b*, no longer established
+    none = crit(np.nan, False, np.nan, np.nan)
+    assert not compare.bstar(none, none).iloc[0].changed  # no b* in either build
 
 
 def test_a_mean_is_flagged_only_when_it_moves_beyond_its_standard_errors():

@@ -24,7 +24,5 @@ if not ARCHIVED:
             f"{R}/logs/compare.log",
         conda:
             ENV
-        params:
-            label=A,
         script:
             "../scripts/compare.py"

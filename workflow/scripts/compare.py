@@ -8,6 +8,8 @@ from sgdsmooth import compare
 # are read as they are, and so are the rebuilt ones, by the file name's table.
 new = {Path(p).stem: pd.read_parquet(p) for p in snakemake.input.new}
 old = {Path(p).stem: pd.read_parquet(p) for p in snakemake.input.old}
-text = compare.report(new, old, snakemake.params.label)
+# archive/<experiment>/, from a table's path; no archive: nothing to compare with, said so.
+label = str(Path(snakemake.input.old[0]).parent.parent) if snakemake.input.old else "no archive"
+text = compare.report(new, old, label)
 Path(snakemake.output[0]).write_text(text, encoding="utf-8")
 print(text)

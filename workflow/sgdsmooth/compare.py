@@ -115,9 +115,9 @@ def bstar(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
         _inside(r.critical_batch_size_now, r.bstar_ci_low_then, r.bstar_ci_high_then)
         for r in m.itertuples()
     ]
-    m["changed"] = (m.critical_batch_size_then != m.critical_batch_size_now) | (
-        m.established_then != m.established_now
-    )
+    then, now = m.critical_batch_size_then, m.critical_batch_size_now
+    same_b = (then == now) | (then.isna() & now.isna())  # no b* in both is no change
+    m["changed"] = ~same_b | (m.established_then != m.established_now)
     return m
 
 

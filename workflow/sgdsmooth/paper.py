@@ -904,7 +904,10 @@ def noise_section(
         "\\section{Beyond the article: measured noise}\n"
         "The article infers $C^2$ from an inequality at $b^*$ and assumes the "
         "search-direction noise is as large as its bound. "
-        "Here both are measured at the end of every fixed-epoch run "
+        "Here both are measured after epochs "
+        + ", ".join(str(int(e)) for e in sorted(noise.epoch.unique()))
+        + " of every fixed-epoch run (the table and figure use the last; the ledger's "
+        "consistency rows use all) "
         "(Figure~\\ref{fig:fig9_measured_noise}, Table~\\ref{tab:noise}), "
         "all on the function the run descends, "
         f"$F_b$ (BatchNorm in {', '.join(functions)} mode on batches of the run's own $b$): "
