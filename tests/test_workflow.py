@@ -352,6 +352,10 @@ ACC = TINY["accuracy"]  # 2 epochs
             {"claims": {"article_delta_range": [1.0, 0.2]}},
             "claims.article_delta_range: must be [low, high]",
         ),
+        # A threshold no statistic can pass, or a budget the runs never reach, is refused.
+        ({"claims": {"floor_share": 1}}, "claims.floor_share: must be < 1"),
+        ({"claims": {"early_epoch": 3}}, "claims.early_epoch: 3 lies beyond the last epoch"),
+        ({"claims": {"consistency_factor": 1}}, "On instance['claims']['consistency_factor']"),
         (
             {"accuracy": ACC | {"full_grad_epochs": 2}},
             "On instance['accuracy']['full_grad_epochs']",
