@@ -120,6 +120,8 @@ def test_the_c2_rows_use_every_point_at_bstar_and_name_their_runs():
     assert row["n"] == 6 and row["value"] == pytest.approx(70.0 / 80.0)  # bound 32·0.5²/0.1
     assert "seed 1, epoch 8" in row["note"] and "fixed-epoch runs (epochs 1, 8)" in row["note"]
     assert "no CBS run recorded $C^2$" in row["note"]
+    # The other batch sizes are context, not evidence: their C² is of another F_b.
+    assert "at every $b$: above the bound in 1 of 30 points" in row["note"]
     # Rows from CBS runs, where the training side writes them, count and are named.
     cbs = nz[nz.batch_size == 32].assign(protocol="cbs", c2=3.0)
     both = pd.concat([nz.assign(protocol="epochs"), cbs], ignore_index=True)

@@ -206,6 +206,12 @@ def _chain_rows(v, mine: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[dict
         f"{int(top.epoch)}); median {at.c2.median():.3g}; above the bound in {over} of "
         f"{len(at)} points, {clear} by more than {z:.2f} standard errors; {where}"
     )
+    every = mine[mine.c2 > 0]
+    if len(every) > len(at):  # context: C² of F_b changes with b (BatchNorm), the bound is b*'s
+        note1 += (
+            f"; at every $b$: above the bound in {int((every.c2 > v.c2_bound).sum())} of "
+            f"{len(every)} points (median {every.c2.median():.3g})"
+        )
     verdict1 = below(lo, hi, 1.0) if settled else UNDETERMINED
     if not settled:
         note1 += "; $b^*$ not established"
