@@ -116,6 +116,7 @@ def test_the_c2_rows_use_every_point_at_bstar_and_name_their_runs():
     var = variance("sgd", b_star=32.0)
     nz = noise(var, c2=5.0)
     nz.loc[(nz.batch_size == 32) & (nz.seed == 1) & (nz.epoch == 8), "c2"] = 70.0
+    nz.loc[(nz.batch_size == 64) & (nz.seed == 0) & (nz.epoch == 8), "c2"] = 100.0  # not b*
     row = check(var, nz)["c2_bound"]
     assert row["n"] == 6 and row["value"] == pytest.approx(70.0 / 80.0)  # bound 32·0.5²/0.1
     assert "seed 1, epoch 8" in row["note"] and "fixed-epoch runs (epochs 1, 8)" in row["note"]
