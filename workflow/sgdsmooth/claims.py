@@ -48,6 +48,9 @@ FINDING, CONSISTENCY = "finding", "consistency"
 KINDS = (FINDING, IDENTITY, CONSISTENCY)
 KEYS = ["optimizer", "lr", "beta", "batch_size"]
 NAMES = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
+# The claims block's keys this module reads beyond the older ones, with config/schema.yaml's
+# defaults, so that a caller with an older block (a test, an archived config) still works.
+DEFAULTS = {"negligible_rho": 0.2, "consistency_factor": 2.0, "early_epoch": 1}
 
 
 def sub(opt: str) -> str:
@@ -688,8 +691,3 @@ def ledger(
     rows += identity_rows(variance, lr, batch_sizes, epsilon)
     rows += consistency.rows(variance, delta, noise, lr=lr, cfg=cfg, n_boot=n_boot, rng=rng)
     return pd.DataFrame(rows)
-
-
-# The claims block's keys this module reads beyond the older ones, with config/schema.yaml's
-# defaults, so that a caller with an older block (a test, an archived config) still works.
-DEFAULTS = {"negligible_rho": 0.2, "consistency_factor": 2.0, "early_epoch": 1}
