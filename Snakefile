@@ -22,6 +22,7 @@ include: "workflow/rules/sharpness.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/archive.smk"
+include: "workflow/rules/compare.smk"
 
 
 # `snakemake --report report.html` opens on this text, written with the paper (paper.smk).

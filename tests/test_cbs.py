@@ -31,7 +31,7 @@ def test_argmin_of_mean_sfo_by_hand():
             (32, 1, 32, "reached"),  # 992
         ]
     )
-    t = cbs.critical_batch_sizes(df, n_boot=200)
+    t = cbs.critical_batch_sizes(df, n_boot=200, winner_share=0)  # rules (a)–(d) alone
     assert set(t.critical_batch_size) == {16}
     row = t.set_index("batch_size").loc[16]
     assert row.sfo_mean == 800 and row.sfo_min == 640 and row.sfo_max == 960 and row.is_critical
@@ -52,7 +52,7 @@ def test_censored_and_diverged_runs_are_counted_and_excluded():
             (32, 1, 31, "reached"),
         ]
     )
-    t = cbs.critical_batch_sizes(df, n_boot=50).set_index("batch_size")
+    t = cbs.critical_batch_sizes(df, n_boot=50, winner_share=0).set_index("batch_size")
     assert (t.critical_batch_size == 32).all()
     assert t.loc[8, "n_censored"] == 1 and t.loc[16, "n_diverged"] == 1
     assert t.loc[8, "n_reached"] == 1 and t.loc[8, "sfo_mean"] == 40
@@ -167,12 +167,16 @@ def test_censored_batch_size_below_the_winner_leaves_bstar_undetermined():
 def test_censored_batch_size_above_the_winner_does_not_block():
     # One run reached at 32000 (alone it would beat 34528), one censored at ≥ 38400:
     # mean bound 35200 > 34528.
-    t = cbs.critical_batch_sizes(referee_cell([(2000, "reached"), (2400, "censored")]), n_boot=50)
+    t = cbs.critical_batch_sizes(
+        referee_cell([(2000, "reached"), (2400, "censored")]), n_boot=50, winner_share=0
+    )
     row = t.set_index("batch_size").loc[16]
     assert row.sfo_mean == 32000 and row.sfo_lower_mean == 35200
     assert (t.critical_batch_size == 64).all() and t.established.all() and (t.reason == "").all()
     # A bound equal to b*'s mean SFO does not rule b = 16 out: the rule needs strictly greater.
-    t = cbs.critical_batch_sizes(referee_cell([(2158, "censored"), (2158, "censored")]), n_boot=10)
+    t = cbs.critical_batch_sizes(
+        referee_cell([(2158, "censored"), (2158, "censored")]), n_boot=10, winner_share=0
+    )
     assert (
         not t.established.any()
         and (t.reason == "b=16 censored: SFO lower bound 34528 = 34528 at b*=64").all()
@@ -247,7 +251,7 @@ def test_bootstrap_resamples_censored_runs_and_judges_each_replicate():
             *[(64, s, 100, "reached") for s in range(3)],  # 6400
         ]
     )
-    t = cbs.critical_batch_sizes(df, n_boot=4000)
+    t = cbs.critical_batch_sizes(df, n_boot=4000, winner_share=0)
     by_b = t.set_index("batch_size")
     assert (t.critical_batch_size == 32).all() and not t.established.any()
     assert (t.reason == "b=16 censored: SFO lower bound 2666.7 < 4800 at b*=32").all()
@@ -459,3 +463,80 @@ def test_k2_leaves_out_the_runs_the_accuracy_table_marks_collapsed():
     )
     assert collect.without_collapsed(k2, acc).seed.tolist() == [0, 2]
     assert collect.without_collapsed(k2, None).seed.tolist() == [0, 1, 2]
+
+
+# -- rule (e) and the interpolated b* -------------------------------------------------------
+
+
+def test_a_bstar_that_wins_too_few_replicates_is_undetermined_with_the_shares_printed():
+    # b = 32 and 64 nearly tie (SGD at η = 0.4 on the default): the point estimate is 32, but
+    # a resample of the seeds picks 64 often.
+    df = runs(
+        [
+            *[(16, s, 1000, "reached") for s in range(3)],  # 16000
+            *[(32, s, st, "reached") for s, st in enumerate((333, 355, 380))],  # 11,370.7
+            *[(64, s, st, "reached") for s, st in enumerate((162, 180, 194))],  # 11,434.7
+            *[(128, s, 120, "reached") for s in range(3)],  # 15360
+        ]
+    )
+    t = cbs.critical_batch_sizes(df, n_boot=2000, winner_share=0.9)
+    by_b = t.set_index("batch_size")
+    assert (t.critical_batch_size == 32).all() and not t.established.any()
+    won = by_b.bootstrap_share.loc[32]
+    assert 0.3 < won < 0.9 and t.winner_share.iloc[0] == won
+    assert (
+        f"b* = 32 in only {100 * won:.0f} % of bootstrap replicates (< 90 %; 32: "
+        in (t.reason.iloc[0])
+    )
+    assert f"64: {100 * by_b.bootstrap_share.loc[64]:.0f} %" in t.reason.iloc[0]
+    # The same cell passes a lower share: the rule, not the data, made the difference.
+    assert cbs.critical_batch_sizes(df, n_boot=2000, winner_share=0.3).established.all()
+
+
+@pytest.mark.parametrize("vertex", [20.0, 32.0, 45.0])
+def test_the_interpolated_minimum_is_the_vertex_of_a_parabola_in_log2_b(vertex):
+    b = np.array([8, 16, 32, 64, 128])
+    sfo = 1000 + 300 * (np.log2(b) - np.log2(vertex)) ** 2
+    at = int(np.argmin(sfo))
+    assert cbs.interpolated_minimum(b, sfo, np.ones(5, bool), at) == pytest.approx(vertex)
+    # At an end of the grid, or beside a batch size without a mean SFO, there is none.
+    assert np.isnan(cbs.interpolated_minimum(b, sfo, np.ones(5, bool), 0))
+    ok = np.ones(5, bool)
+    ok[at + 1] = False
+    assert np.isnan(cbs.interpolated_minimum(b, sfo, ok, at))
+
+
+def test_the_interpolated_bstar_interval_is_carried_into_the_c2_bound_and_delta():
+    b = [16, 32, 64, 128]
+    df = runs(
+        [
+            (
+                bb,
+                s,
+                round((1000 + 300 * (np.log2(bb) - np.log2(40)) ** 2 + 40 * s) * 10 / bb),
+                "reached",
+            )
+            for bb in b
+            for s in range(4)
+        ]
+    )
+    t = cbs.critical_batch_sizes(df, n_boot=500)
+    row = t.iloc[0]
+    assert row.critical_batch_size == 32 and 32 < row.bstar_interp < 64
+    assert row.bstar_interp_ci_low <= row.bstar_interp <= row.bstar_interp_ci_high
+    assert row.bstar_interp_replicates == 500
+    k2 = pd.DataFrame(
+        {"optimizer": ["sgd"], "lr": [0.1], "beta": [0.0]}
+        | {k: [1.0] for k in ("k2", "k2_sup", "k2_mean", "k2_final")}
+    )
+    v = cbs.variance_bounds(t, k2).iloc[0]
+    assert v.bstar_interval == "interpolated"
+    for end, col in (("low", "c2_bound_low"), ("high", "c2_bound_high")):
+        bstar = row[f"bstar_interp_ci_{end}"]
+        assert v[col] == pytest.approx(theory.c2_upper_bound("sgd", bstar, 0.5, 0.1))
+    d = cbs.delta_table(pd.DataFrame([v]), b, fine_points=5)
+    d = d[d.grid == "config"]
+    np.testing.assert_allclose(
+        d.delta_ci_low, theory.degree_of_smoothing("sgd", 0.1, np.array(b), v.c2_bound_low)
+    )
+    assert (d.delta_ci_low <= d.delta_ci_high).all()

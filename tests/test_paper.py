@@ -263,3 +263,71 @@ def test_figures_draw_an_optimizer_without_bstar_and_collapsed_runs(tmp_path):
     fig5_delta.draw(t["delta"], **out("fig5_none"))
     fig7_delta_accuracy.draw(t["accuracy"], t["delta"], **out("fig7_none"))
     assert drawn("fig5_none") and drawn("fig7_none")
+
+
+def test_no_sentence_states_a_c2_bound_that_the_consistency_rows_contradict():
+    var = pd.DataFrame(
+        {"c2_bound": [8.0], "c2_bound_low": [8.0], "c2_bound_high": [11.2]},
+        index=pd.Index(["nshb"], name="optimizer"),
+    )
+
+    def ledger(verdict, value):
+        return pd.DataFrame(
+            [
+                {
+                    "test": "c2_bound",
+                    "kind": "consistency",
+                    "optimizer": "nshb",
+                    "verdict": verdict,
+                    "value": value,
+                }
+            ]
+        )
+
+    contradicted = paper.c2_words("nshb", var, ledger("inconsistent", 2.8))
+    assert "would give $C^2_{\\mathrm{NSHB}} < 8$" in contradicted
+    assert "does not hold here" in contradicted and "2.8 times the bound" in contradicted
+    assert not contradicted.startswith("so ")
+    upheld = paper.c2_words("nshb", var, ledger("consistent", 0.4))
+    assert upheld.startswith("so $C^2_{\\mathrm{NSHB}} < 8$") and "8 to 11.2" in upheld
+    untested = paper.c2_words("nshb", var, None)
+    assert "neither confirms nor contradicts" in untested and not untested.startswith("so ")
+
+
+def test_the_abstract_counts_findings_identities_and_checks_apart():
+    claims = pd.DataFrame(
+        {
+            "test": ["a", "b", "c", "d", "delta_ratio", "bsimple"],
+            "kind": ["finding", "finding", "identity", "consistency", "consistency", "consistency"],
+            "optimizer": ["", "", "", "sgd", "shb", "sgd"],
+            "claim": ["x"] * 6,
+            "verdict": [
+                "held",
+                "undetermined",
+                "identity",
+                "consistent",
+                "inconsistent",
+                "undetermined",
+            ],
+            "value": [1.0, 1.0, 1.0, 1.0, 0.05, 1.0],
+        }
+    )
+    counts = paper.ledger_counts(claims)
+    assert counts["NumFindings"] == 2 and counts["NumHeld"] == 1  # the identity is not held
+    assert counts["NumIdentities"] == 1 and counts["NumConsistency"] == 3
+    assert (counts["NumConsistent"], counts["NumInconsistent"], counts["NumConsistencyOpen"]) == (
+        1,
+        1,
+        1,
+    )
+    words = paper.inconsistent_words(claims)
+    assert (
+        words
+        == "the formula's $\\delta_{\\mathrm{SHB}}$ against the measured smoothing (ratio 0.05)"
+    )
+
+
+def test_ledger_text_keeps_its_math_and_escapes_its_prose():
+    assert paper.tex_mixed("the best $\\delta_{\\mathrm{SHB}}$ lies in 50 % of_it") == (
+        "the best $\\delta_{\\mathrm{SHB}}$ lies in 50 \\% of\\_it"
+    )

@@ -74,3 +74,32 @@ def test_rastrigin_smoothing_limits():
 def test_unknown_optimizer_is_rejected():
     with pytest.raises(ValueError, match="optimizer"):
         theory.degree_of_smoothing("adam", 0.1, 8, 1.0)
+
+
+def test_bstar_lower_bound_inverts_the_c2_bound_and_reproduces_the_article():
+    # The article: b*_SGD = 512 at η = 0.1, ε = 0.5 gives C² < 1280; read forwards, C² = 1280
+    # implies b* ≥ 512; SHB's 25.318 implies 1024 (Section 7 of docs/method.md).
+    assert theory.bstar_lower_bound("sgd", 1280, 0.5, 0.1) == pytest.approx(512)
+    assert theory.bstar_lower_bound("nshb", 128, 0.5, 0.1, 0.9) == pytest.approx(512)
+    assert theory.bstar_lower_bound("shb", 25.318, 0.5, 0.1, 0.9) == pytest.approx(1024, rel=1e-4)
+    # The issue's NSHB case: C² = 22 at η = 0.1, ε = 0.5, β = 0.9 implies b* ≥ 88.
+    assert theory.bstar_lower_bound("nshb", 22, 0.5, 0.1, 0.9) == pytest.approx(88)
+    for opt in ("sgd", "shb", "nshb"):
+        c2 = theory.c2_upper_bound(opt, 48.0, 0.7, 0.3, 0.8)
+        assert theory.bstar_lower_bound(opt, c2, 0.7, 0.3, 0.8) == pytest.approx(48.0)
+
+
+def test_floor_share_by_hand_and_the_k2_that_sets_it():
+    # β = 0.9: β̂ = 81.9. C² = 1.582, b = 256, K² = 0.0021: the issue's "floor > half of δ_SHB
+    # whenever K² > 0.0021".
+    bh = theory.beta_hat(0.9)
+    share = theory.floor_share(256, 1.582, 0.9, 0.0021)
+    assert share == pytest.approx(np.sqrt(bh * 0.0021 / ((1 + bh) * 1.582 / 256 + bh * 0.0021)))
+    assert theory.k2_for_floor_share(0.5, 256, 1.582418, 0.9) == pytest.approx(0.0021, abs=5e-5)
+    for s in (0.1, 0.5, 0.9):
+        k2 = theory.k2_for_floor_share(s, 64, 3.0, 0.9)
+        assert theory.floor_share(64, 3.0, 0.9, k2) == pytest.approx(s)
+    # The share is the floor over δ_SHB itself.
+    floor = theory.degree_of_smoothing("shb", 0.1, np.inf, 3.0, 0.9, 0.05)
+    whole = theory.degree_of_smoothing("shb", 0.1, 64, 3.0, 0.9, 0.05)
+    assert theory.floor_share(64, 3.0, 0.9, 0.05) == pytest.approx(floor / whole)

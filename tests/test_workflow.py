@@ -354,6 +354,10 @@ ACC = TINY["accuracy"]  # 2 epochs
             {"claims": {"article_delta_range": [1.0, 0.2]}},
             "claims.article_delta_range: must be [low, high]",
         ),
+        # A threshold no statistic can pass, or a budget the runs never reach, is refused.
+        ({"claims": {"floor_share": 1}}, "claims.floor_share: must be < 1"),
+        ({"claims": {"early_epoch": 3}}, "claims.early_epoch: 3 lies beyond the last epoch"),
+        ({"claims": {"consistency_factor": 1}}, "On instance['claims']['consistency_factor']"),
         (
             {"accuracy": ACC | {"full_grad_epochs": 2}},
             "On instance['accuracy']['full_grad_epochs']",
@@ -415,13 +419,20 @@ def test_paper_reports_what_was_measured(tiny):
     assert n_collapsed >= 4 + 1  # at least η = 10's CBS runs and its fixed-epoch run
     assert re.search(rf"Collapsed\s+runs:\s+{n_collapsed};\s+a\s+run\s+that", text)
     claims = tables.read_table(r / "tables" / "claims.parquet", "claims")
-    counts = claims.verdict.value_counts()
-    quoted = (
-        rf"{len(claims)} claims of the article tested here, {counts.get('held', 0)} held".replace(
-            " ", r"\s+"
-        )
-    )
-    assert re.search(quoted, text), "the abstract does not quote the ledger"
+    findings = claims[claims.kind == "finding"]
+    held = int((findings.verdict == "held").sum())
+    quoted = rf"Of the {len(findings)} findings tested here".replace(" ", r"\s+")
+    assert re.search(quoted, text), "the abstract does not count the findings"
+    assert re.search(rf"refute\),\s+{held}\s+held", text), "the abstract's held is not findings'"
+    # Identities and consistency checks are counted apart, never as held.
+    n_id = int((claims.kind == "identity").sum())
+    n_cons = int((claims.kind == "consistency").sum())
+    assert re.search(rf"ledger\s+prints\s+{n_id}\s+identities", text)
+    assert re.search(rf"{n_cons}\s+checks\s+of\s+the\s+article", text)
+    ledger = text[text.index("The claims ledger (tables/claims.parquet)") :]
+    ledger = ledger[: ledger.index("Setup of this run")]
+    for plain in ("b*_", "sqrt(", "ε·", "log2("):  # the ledger is typeset, not plain strings
+        assert plain not in ledger, plain
     figures = sorted((r / "figures").glob("*.pdf"))
     captions = re.findall(r"^Figure \d+:", text, flags=re.M)
     assert len(captions) == len(figures) == 7
@@ -680,6 +691,18 @@ def test_the_paper_rebuilt_from_the_archive_quotes_the_same_numbers(archived):
         original = (tiny / "results" / "tiny" / "paper" / "generated" / f"{tex}.tex").read_text()
         assert (r / "paper" / "generated" / f"{tex}.tex").read_text() == original, tex
     assert planned(smk(fresh, "-n", "--config", "source=archive")) == {}
+
+
+def test_the_rerun_check_against_its_own_archive_finds_nothing_changed(archived):
+    tiny, _, _ = archived
+    assert planned(smk(tiny, "-n", "--", "compare")) == {"compare": 1}  # nothing retrained
+    smk(tiny, "--", "compare")
+    text = (tiny / "results" / "tiny" / "compare.md").read_text()
+    n = len(tables.read_table(tiny / "results" / "tiny" / "tables" / "claims.parquet", "claims"))
+    assert f"Verdicts: 0 of the {n} ledger rows in both builds changed" in text
+    assert "Outside the archived interval: 0; archived value outside the new interval: 0" in text
+    assert "## b*: 0 of" in text and "Rows only in the archive: none." in text
+    assert re.search(r"mean test accuracy: 0 of \d+ cells moved", text)
 
 
 def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp_path):

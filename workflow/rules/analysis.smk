@@ -42,6 +42,7 @@ rule critical_batch_size:
         ENV
     params:
         n_boot=config["cbs"]["bootstrap"],
+        winner_share=config["claims"]["bstar_share"],
     script:
         "../scripts/critical_batch_size.py"
 
@@ -124,7 +125,8 @@ rule claims:
         delta=table("delta"),
         accuracy=table("accuracy"),
         sharpness=[table("sharpness")] if config["sharpness"]["lrs"] else [],
-        code=lib("claims", "correlate", "theory", "tables"),
+        noise=[table("noise")] if config["noise"]["epochs"] else [],
+        code=lib("claims", "consistency", "correlate", "theory", "tables"),
     output:
         table("claims"),
     log:
@@ -133,6 +135,8 @@ rule claims:
         ENV
     params:
         lr=config["lr"],
+        epsilon=config["cbs"]["epsilon"],
+        n_train=train_size(config),
         batch_sizes=config["batch_sizes"],
         adaptive=config["sharpness"]["adaptive"],
         thresholds=config["claims"],

@@ -10,7 +10,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from sgdsmooth import grid
-from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
+from sgdsmooth.config import cbs_max_steps, cell_settings, claims_problems, train_size
 from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.sources import library_sources
 from sgdsmooth.tables import config_hash
@@ -51,14 +51,13 @@ def _check_config(cfg, schema):
                 f"{key}: {beyond} lie beyond the last epoch of the fixed-epoch runs "
                 f"(accuracy.epochs: {epochs})"
             )
-    for key, (low, high) in (
-        ("figures.accuracy_bands", cfg["figures"]["accuracy_bands"]),
-        ("claims.article_delta_range", cfg["claims"]["article_delta_range"]),
-    ):
-        if not low < high:
-            raise ValueError(
-                f"{key}: must be [low, high] with low < high (got [{low}, {high}])"
-            )
+    for problem in claims_problems(cfg):  # thresholds that could not both hold and fail
+        raise ValueError(problem)
+    low, high = cfg["figures"]["accuracy_bands"]
+    if not low < high:
+        raise ValueError(
+            f"figures.accuracy_bands: must be [low, high] with low < high (got [{low}, {high}])"
+        )
     n = train_size(cfg)
     grids = {"batch_sizes": cfg["batch_sizes"]}
     grids["sharpness.batch_sizes"] = cfg["sharpness"].get("batch_sizes", [])

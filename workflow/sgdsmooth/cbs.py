@@ -21,7 +21,12 @@ by both the point estimate and every bootstrap replicate:
       censored run's lower bound is at least max_sfo;
   (d) no run at b\\* is *gate-bound*: stopped on the first step after its stopping rule was
       armed (``cbs.learned_loss``), when the running mean was already below ε. There the
-      loss threshold, not ε, set T, and the bound C² < b*·ε²/η of Theorem 4.4 does not apply.
+      loss threshold, not ε, set T, and the bound C² < b*·ε²/η of Theorem 4.4 does not apply;
+  (e) b\\* is the b\\* of at least ``winner_share`` (config ``claims.bstar_share``, default
+      0.9) of the bootstrap replicates. Otherwise a rerun with other seeds could pick another
+      batch size (SGD at η = 0.4 on the default: 32 in 56 % of replicates, 64 in 44 %), and
+      ``reason`` prints every batch size's share. Rules (a)–(d) judge the point estimate and
+      every replicate alike; (e) is about the replicates, so it judges the point estimate only.
 
   Batch sizes with a diverged run cannot be b\\* (the run never reaches ε), so they do
   not block establishment; they are counted (``n_diverged``). The same holds for a
@@ -39,6 +44,15 @@ Columns beside the SFO summaries of the runs that reached ε and did not collaps
 bound when a run was censored; equal to ``sfo_mean`` when every run reached ε; NaN where a
 run diverged or collapsed),
 ``established`` and ``reason`` ("" when established, else why not, naming the batch size).
+
+**Interpolated b\\*.** A grid point is a coarse estimate of where the SFO is smallest:
+``bstar_interp`` is the vertex of the parabola in log₂ b through the mean SFO at b\\* and at
+its two grid neighbours (:func:`interpolated_minimum`), NaN where b\\* is at an end of the grid
+or a neighbour has no mean SFO (a censored, diverged or collapsed run). The same is computed
+in every bootstrap replicate (at that replicate's b\\*); ``bstar_interp_ci_low``/``_high`` are
+the 2.5 and 97.5 percentiles over the ``bstar_interp_replicates`` replicates that have one.
+This interval (or, where there is none, the grid interval) is carried into the C² bounds and
+δ (:func:`variance_bounds`, :func:`delta_table`).
 
 Stability: the bootstrap resamples each batch size's runs (censored, diverged and collapsed
 ones included) with replacement, independently at each batch size, and applies the same rule
@@ -70,6 +84,33 @@ def challengers(mean_sfo, censored, best: float) -> np.ndarray:
     (b*'s mean SFO): given more steps, they might still have reached ε more cheaply."""
     m = np.asarray(mean_sfo, dtype=float)
     return np.flatnonzero(np.asarray(censored, dtype=bool) & ~(m > best))
+
+
+def interpolated_minimum(batch_sizes, mean_sfo, eligible, at: int) -> float:
+    """b at the vertex of the parabola in log₂ b through the mean SFO at grid index ``at`` and
+    its two neighbours; NaN if ``at`` is an end of the grid or a neighbour is not
+    ``eligible`` (its mean SFO would be a lower bound or hide a lost run). With ``at`` the
+    minimum of the three, the vertex lies between the neighbours."""
+    b = np.asarray(batch_sizes, dtype=float)
+    m = np.asarray(mean_sfo, dtype=float)
+    ok = np.asarray(eligible, dtype=bool)
+    if at <= 0 or at >= len(b) - 1 or not (ok[at - 1] and ok[at + 1] and ok[at]):
+        return np.nan
+    x1, x2, x3 = np.log2(b[at - 1 : at + 2])
+    y1, y2, y3 = m[at - 1 : at + 2]
+    den = (x2 - x1) * (y2 - y3) - (x2 - x3) * (y2 - y1)
+    if den == 0:  # three equal means: no curvature, the grid point stands
+        return float(b[at])
+    num = (x2 - x1) ** 2 * (y2 - y3) - (x2 - x3) ** 2 * (y2 - y1)
+    return float(2.0 ** (x2 - 0.5 * num / den))
+
+
+def share_words(batch_sizes, shares) -> str:
+    """Each batch size's share of bootstrap replicates, e.g. "32: 56 %, 64: 44 %"."""
+    return (
+        ", ".join(f"{int(b)}: {100 * s:.0f} %" for b, s in zip(batch_sizes, shares) if s > 0)
+        or "no replicate has a b*"
+    )
 
 
 def judge(batch_sizes, mean_sfo, eligible, censored, gated=None) -> tuple[float, str]:
@@ -125,8 +166,11 @@ def no_bstar_reason(runs: pd.DataFrame) -> str:
     return f"{NO_BSTAR} (of {len(runs)} runs: {', '.join(counts)})"
 
 
-def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per batch size for the runs of one optimizer × lr × beta × epsilon."""
+def summarise_cell(
+    runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0, winner_share: float = 0.9
+) -> pd.DataFrame:
+    """One row per batch size for the runs of one optimizer × lr × beta × epsilon;
+    ``winner_share`` is rule (e)'s share of replicates."""
     runs = runs.assign(good=_good(runs))
     by_b = runs.groupby("batch_size")
     stats = (runs[runs.good].groupby("batch_size").sfo.agg(["mean", "min", "max"])).reindex(
@@ -177,29 +221,59 @@ def summarise_cell(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.
         cols["gated"].append(gate.loc[g.index].to_numpy()[i].sum(axis=1))
     mean, ok, cen, gat = (np.stack(cols[k], axis=1) for k in ("mean", "ok", "censored", "gated"))
     picks, settled = np.full(n_boot, np.nan), np.zeros(n_boot, dtype=bool)
+    interp = np.full(n_boot, np.nan)
     for r in range(n_boot):
         picks[r], why = judge(grid, mean[r], ok[r], cen[r], gat[r])
         settled[r] = not why
+        if not np.isnan(picks[r]):
+            interp[r] = interpolated_minimum(
+                grid, mean[r], ok[r], int(np.flatnonzero(grid == picks[r])[0])
+            )
     found = picks[~np.isnan(picks)]
     low, high = (
         np.percentile(found, [2.5, 97.5], method="inverted_cdf") if len(found) else (np.nan, np.nan)
     )
+    shares = [float((picks == b).mean()) if n_boot else np.nan for b in out.batch_size]
+    # Rule (e): the point b* must win a configured share of the replicates.
+    won = shares[int(np.flatnonzero(grid == b_star)[0])] if not np.isnan(b_star) else np.nan
+    if not np.isnan(b_star) and not won >= winner_share:
+        reason = "; ".join(
+            r
+            for r in (
+                reason,
+                f"b* = {int(b_star)} in only {100 * won:.0f} % of bootstrap replicates "
+                f"(< {100 * winner_share:g} %; {share_words(grid, shares)})",
+            )
+            if r
+        )
+    got = interp[~np.isnan(interp)]
+    i_low, i_high = np.percentile(got, [2.5, 97.5]) if len(got) else (np.nan, np.nan)
 
-    out["bootstrap_share"] = [float((picks == b).mean()) for b in out.batch_size]
+    out["bootstrap_share"] = shares
     out["is_critical"] = out.batch_size == b_star
     out["critical_batch_size"] = b_star  # NaN: no b*
     out["established"] = not reason
     out["reason"] = reason
     out["bootstrap_established"] = float(settled.mean()) if n_boot else np.nan
     out["bstar_ci_low"], out["bstar_ci_high"] = float(low), float(high)
+    out["winner_share"] = won
+    out["bstar_interp"] = (
+        np.nan
+        if np.isnan(b_star)
+        else interpolated_minimum(grid, lower, complete, int(np.flatnonzero(grid == b_star)[0]))
+    )
+    out["bstar_interp_ci_low"], out["bstar_interp_ci_high"] = float(i_low), float(i_high)
+    out["bstar_interp_replicates"] = len(got)
     return out.reset_index(drop=True)
 
 
-def critical_batch_sizes(cbs_runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+def critical_batch_sizes(
+    cbs_runs: pd.DataFrame, n_boot: int = 1000, winner_share: float = 0.9
+) -> pd.DataFrame:
     """The ``critical_batch_size`` table for every optimizer × lr × beta × epsilon."""
     rows = []
     for key, runs in cbs_runs.groupby(GROUP, sort=True):
-        cell = summarise_cell(runs, n_boot)
+        cell = summarise_cell(runs, n_boot, winner_share=winner_share)
         for name, value in zip(GROUP, key):
             cell[name] = value
         rows.append(cell)
@@ -209,42 +283,65 @@ def critical_batch_sizes(cbs_runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataF
     return out
 
 
+def bstar_interval(cell: pd.Series) -> tuple[float, float, str]:
+    """The interval of b* carried into C² and δ: the interpolated b*'s bootstrap interval,
+    or, where no replicate has one, the grid interval; and which it is."""
+    lo, hi = cell.get("bstar_interp_ci_low", np.nan), cell.get("bstar_interp_ci_high", np.nan)
+    if not (pd.isna(lo) or pd.isna(hi)):
+        return float(lo), float(hi), "interpolated"
+    lo, hi = cell.get("bstar_ci_low", np.nan), cell.get("bstar_ci_high", np.nan)
+    return float(lo), float(hi), "grid"
+
+
 def variance_bounds(cbs: pd.DataFrame, k2: pd.DataFrame) -> pd.DataFrame:
     """C² bounds from b* (Theorem 4.4) beside the measured K², per optimizer × lr × beta.
 
     ``established`` and ``reason`` come along from the b* table: the bound is computed
     wherever b* exists, established or not, and the flag says whether to trust it; without
-    b* (a missing ``critical_batch_size``) there is no bound (NaN)."""
-    cells = cbs.drop_duplicates(GROUP)[
-        GROUP + ["critical_batch_size", "established", "reason"]
-    ].copy()
+    b* (a missing ``critical_batch_size``) there is no bound (NaN). ``c2_bound`` is of the
+    grid b* (the article's estimate); ``c2_bound_low``/``_high`` are of the ends of b*'s
+    interval (:func:`bstar_interval`, named in ``bstar_interval``): the bound is linear in b*."""
+    cols = ["critical_batch_size", "established", "reason", "bstar_interp"]
+    cells = cbs.drop_duplicates(GROUP).copy()
+    for c in ("bstar_interp", "bstar_interp_ci_low", "bstar_interp_ci_high"):
+        if c not in cells:
+            cells[c] = np.nan
+    ends = [bstar_interval(r) for _, r in cells.iterrows()]
+    cells["bstar_low"] = [e[0] for e in ends]
+    cells["bstar_high"] = [e[1] for e in ends]
+    cells["bstar_interval"] = [e[2] if not np.isnan(e[0]) else "" for e in ends]
+    cells = cells[GROUP + cols + ["bstar_low", "bstar_high", "bstar_interval"]]
     cells["critical_batch_size"] = cells.critical_batch_size.astype(float)
     known = cells.critical_batch_size.notna()
-    cells["c2_bound"] = np.nan
+    for col in ("c2_bound", "c2_bound_low", "c2_bound_high"):
+        cells[col] = np.nan
     for opt, idx in cells[known].groupby("optimizer").groups.items():
         c = cells.loc[idx]
-        cells.loc[idx, "c2_bound"] = theory.c2_upper_bound(
-            opt, c.critical_batch_size, c.epsilon, c.lr, c.beta
-        )
+        for col, b in (
+            ("c2_bound", c.critical_batch_size),
+            ("c2_bound_low", c.bstar_low),
+            ("c2_bound_high", c.bstar_high),
+        ):
+            cells.loc[idx, col] = theory.c2_upper_bound(opt, b, c.epsilon, c.lr, c.beta)
     return cells.merge(k2, on=["optimizer", "lr", "beta"], how="left")
 
 
 def delta_table(variance: pd.DataFrame, batch_sizes, fine_points: int = 200) -> pd.DataFrame:
     """δ (eqs. 12–14) on the config's batch sizes and on a fine log grid between them, with the
-    band ``delta_low``–``delta_high`` that K²'s three summaries (sup, mean, final) span; δ_SGD
-    and δ_NSHB have no K² term, so their band is the line."""
+    band ``delta_low``–``delta_high`` that K²'s three summaries (sup, mean, final) span (δ_SGD
+    and δ_NSHB have no K² term, so their band is the line) and the interval
+    ``delta_ci_low``–``delta_ci_high`` that b*'s interval gives through the C² bound, at the
+    configured K² (δ grows with C²)."""
     grid = np.asarray(sorted(batch_sizes), dtype=float)
     fine = np.geomspace(grid.min(), grid.max(), fine_points)
     rows = []
     for v in variance.itertuples():
         for name, bs in (("config", grid), ("fine", fine)):
-            d = theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, v.k2)
-            band = np.stack(
-                [
-                    theory.degree_of_smoothing(v.optimizer, v.lr, bs, v.c2_bound, v.beta, k2)
-                    for k2 in (v.k2_sup, v.k2_mean, v.k2_final)
-                ]
-            )
+
+            def d(c2, k2, bs=bs, v=v):
+                return theory.degree_of_smoothing(v.optimizer, v.lr, bs, c2, v.beta, k2)
+
+            band = np.stack([d(v.c2_bound, k2) for k2 in (v.k2_sup, v.k2_mean, v.k2_final)])
             rows.append(
                 pd.DataFrame(
                     {
@@ -254,9 +351,11 @@ def delta_table(variance: pd.DataFrame, batch_sizes, fine_points: int = 200) -> 
                         "batch_size": bs,
                         "c2_bound": v.c2_bound,
                         "k2": v.k2,
-                        "delta": d,
+                        "delta": d(v.c2_bound, v.k2),
                         "delta_low": band.min(0),
                         "delta_high": band.max(0),
+                        "delta_ci_low": d(v.c2_bound_low, v.k2),
+                        "delta_ci_high": d(v.c2_bound_high, v.k2),
                         "established": bool(v.established),
                         "grid": name,
                     }

@@ -234,7 +234,7 @@ def _summarise_k2(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def k2_pooled(paths, statistic: str = "mean", accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
+def k2_pooled(paths, statistic: str = "sup", accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """K² per optimizer × lr × beta over all its batch sizes and seeds, as the article uses
     one K² per optimizer; ``k2`` is the ``statistic`` (sup, mean or final) that feeds δ.
     Runs that the ``accuracy`` table marks collapsed are left out (:func:`without_collapsed`)."""
@@ -250,12 +250,15 @@ def k2_pooled(paths, statistic: str = "mean", accuracy: pd.DataFrame | None = No
         "k2_final",
         "k2_final_stderr",
         "k2_n_runs",
+        "k2_n_points",
         "k2_sup_source",
         "bn_mode",
     ]
     if runs.empty:
         return pd.DataFrame(columns=cols)
-    out = _summarise_k2(runs, KEYS).rename(columns={"n_runs": "k2_n_runs"})
+    out = _summarise_k2(runs, KEYS).rename(
+        columns={"n_runs": "k2_n_runs", "n_points": "k2_n_points"}
+    )
     out["k2"] = out[f"k2_{statistic}"]
     out["k2_statistic"] = statistic
     return out[cols]

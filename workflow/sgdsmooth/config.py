@@ -158,6 +158,26 @@ _KIND_WORDS = {
 }
 
 
+def claims_problems(config: dict) -> list[str]:
+    """What the schema cannot say about the ``claims`` block of a validated workflow config:
+    each threshold must leave a claim able both to hold and to fail. One message per
+    problem, starting with the key."""
+    c, problems = config["claims"], []
+    if c["floor_share"] >= 1:
+        problems.append("claims.floor_share: must be < 1 (no share of δ_SHB exceeds 1)")
+    if c["early_epoch"] > config["accuracy"]["epochs"]:
+        problems.append(
+            f"claims.early_epoch: {c['early_epoch']} lies beyond the last epoch of the "
+            f"fixed-epoch runs (accuracy.epochs: {config['accuracy']['epochs']})"
+        )
+    low, high = c["article_delta_range"]
+    if not low < high:
+        problems.append(
+            f"claims.article_delta_range: must be [low, high] with low < high (got [{low}, {high}])"
+        )
+    return problems
+
+
 def train_size(config: dict) -> int:
     """Training images a workflow config trains on: ``data_subset`` or the whole set."""
     return config.get("data_subset") or TRAIN_SIZES[config["dataset"]]

@@ -21,10 +21,38 @@ def _bootstrap(x, y, fn, n_boot, rng) -> tuple[float, float]:
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
+def cell_resample(cells: np.ndarray, rng) -> np.ndarray:
+    """Row indices of one cell-level bootstrap replicate: draw as many cells as there are,
+    with replacement, and within each drawn cell as many of its rows (seeds), with
+    replacement. ``cells`` labels each row's cell."""
+    labels, inverse = np.unique(cells, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
+    picked = rng.integers(0, len(members), len(members))
+    return np.concatenate(
+        [m[rng.integers(0, len(m), len(m))] for m in (members[k] for k in picked)]
+    )
+
+
+def partial_spearman(y, x, z) -> float:
+    """Partial Spearman correlation of ``y`` and ``x`` given ``z``: the Pearson partial
+    correlation of their ranks, (r_xy − r_xz·r_yz) / sqrt((1 − r_xz²)(1 − r_yz²)). NaN when a
+    variable is constant or x is a monotone function of z (nothing is left to correlate)."""
+    ranks = [stats.rankdata(v) for v in (y, x, z)]
+    if any(np.ptp(r) == 0 for r in ranks):
+        return np.nan
+    c = np.corrcoef(ranks)
+    r_yx, r_yz, r_xz = c[0, 1], c[0, 2], c[1, 2]
+    den = (1 - r_xz**2) * (1 - r_yz**2)
+    if den <= 1e-12:
+        return np.nan
+    return float((r_yx - r_xz * r_yz) / np.sqrt(den))
+
+
 def quadratic_log_fit(delta, accuracy) -> tuple[float, float]:
     """Fit accuracy ≈ a·(ln δ)² + b·ln δ + c; returns (a, δ at the vertex). a < 0 is concave."""
     a, b, _ = np.polyfit(np.log(delta), accuracy, 2)
-    return float(a), float(np.exp(-b / (2 * a))) if a != 0 else np.nan
+    with np.errstate(over="ignore"):  # a nearly flat fit puts its vertex at δ = ∞
+        return float(a), float(np.exp(-b / (2 * a))) if a != 0 else np.nan
 
 
 def correlations(

@@ -107,6 +107,18 @@ def tex_text(text: str) -> str:
     return "".join(out)
 
 
+def tex_mixed(text: str) -> str:
+    """Ledger text → TeX: math between $…$ is kept as written, the prose between is
+    converted by :func:`tex_text` (so a stray % or _ in prose cannot break the build)."""
+
+    def prose(p: str) -> str:  # tex_text strips: the spaces around math are kept
+        core = p.strip()
+        return p[: len(p) - len(p.lstrip())] + tex_text(core) + p[len(p.rstrip()) :] if core else p
+
+    parts = re.split(r"(\$[^$]*\$)", text)
+    return "".join(p if len(p) > 1 and p[0] == p[-1] == "$" else prose(p) for p in parts)
+
+
 def fmt(x: float, digits: int = 3) -> str:
     """A number for the text: significant digits, thousands as plain digits, NaN as a dash."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -261,6 +273,105 @@ def bstar_words(row: pd.Series | None) -> str:
     return pow2(row.critical_batch_size)
 
 
+LEDGER_COUNTS = {
+    "NumFindings": ("finding", None),
+    "NumHeld": ("finding", "held"),
+    "NumNotHeld": ("finding", "not held"),
+    "NumUndetermined": ("finding", "undetermined"),
+    "NumIdentities": ("identity", None),
+    "NumConsistency": ("consistency", None),
+    "NumConsistent": ("consistency", "consistent"),
+    "NumInconsistent": ("consistency", "inconsistent"),
+    "NumConsistencyOpen": ("consistency", "undetermined"),
+}
+
+
+def ledger_counts(claims: pd.DataFrame | None) -> dict[str, int]:
+    """The abstract's counts by kind: findings (held, not held, undetermined), identities
+    (never counted as held), consistency rows (consistent, inconsistent, open)."""
+    out = {}
+    for name, (kind, verdict) in LEDGER_COUNTS.items():
+        if claims is None or claims.empty:
+            out[name] = 0
+            continue
+        mine = claims[claims.kind == kind]
+        out[name] = int(len(mine) if verdict is None else (mine.verdict == verdict).sum())
+    return out
+
+
+CHECK_WORDS = {
+    "c2_bound": "the $C^2_{{{o}}}$ bound from $b^*$ against the $C^2$ measured at $b^*$ "
+    "(largest {v} times the bound)",
+    "bstar_implied": "$b^*_{{{o}}}$ against the $b^*$ the measured $C^2$ implies "
+    "($\\log_2$ ratio {v})",
+    "delta_ratio": "the formula's $\\delta_{{{o}}}$ against the measured smoothing (ratio {v})",
+    "bsimple": "$B_{{\\mathrm{{simple}}}}$ against $b^*_{{{o}}}$ ($\\log_2$ ratio {v})",
+}
+
+
+def inconsistent_words(claims: pd.DataFrame | None) -> str:
+    """The inconsistent checks of the ledger in words, for the abstract."""
+    if claims is None or claims.empty:
+        return "none"
+    bad = claims[(claims.kind == "consistency") & (claims.verdict == "inconsistent")]
+    names = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
+    words = [
+        CHECK_WORDS[r.test].format(o=f"\\mathrm{{{names[r.optimizer]}}}", v=fmt(r.value, 2))
+        if r.test in CHECK_WORDS
+        else tex_mixed(r.claim)
+        for r in bad.itertuples()
+    ]
+    return "; ".join(words) or "none"
+
+
+def interp_words(c: pd.Series) -> str:
+    """'; interpolated 36.9 [32, 44.8]' for a b* row, '' without an interpolated b*."""
+    if pd.isna(c.get("bstar_interp", math.nan)):
+        return ""
+    return (
+        f"; interpolated {fmt(c.bstar_interp)} "
+        f"[{fmt(c.bstar_interp_ci_low)}, {fmt(c.bstar_interp_ci_high)}]"
+    )
+
+
+def c2_words(opt: str, var: pd.DataFrame, claims: pd.DataFrame | None) -> str:
+    """What Theorem 4.4 makes of b*, as far as the ledger's consistency row lets it be said:
+    the bound as holding where the C² measured at b* agrees, as contradicted where it does
+    not, as untested otherwise. Never a bound the consistency rows contradict."""
+    name = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}[opt]
+    bound = fmt(var.c2_bound.get(opt, math.nan))
+    lo = var.c2_bound_low.get(opt, math.nan) if "c2_bound_low" in var else math.nan
+    hi = var.c2_bound_high.get(opt, math.nan) if "c2_bound_high" in var else math.nan
+    same = pd.isna(lo) or fmt(lo) == fmt(hi)
+    span = "" if same else f" ({fmt(lo)} to {fmt(hi)} over $b^*$'s interval)"
+    row = None
+    if claims is not None and not claims.empty and "test" in claims:
+        rows = claims[(claims.test == "c2_bound") & (claims.optimizer == opt)]
+        row = rows.iloc[0] if len(rows) else None
+    c2 = f"$C^2_{{\\mathrm{{{name}}}}}"
+    if row is not None and row.verdict == "inconsistent":
+        return (
+            f"from which Theorem~4.4 would give {c2} < {bound}${span}; but the $C^2$ "
+            f"measured at $b^*$ exceeds it ({fmt(row.value, 2)} times the bound), so the bound "
+            f"does not hold here, and $\\delta_{{\\mathrm{{{name}}}}}$, computed from it, "
+            "rests on a contradicted premise"
+        )
+    if row is not None and row.verdict == "consistent":
+        return (
+            f"so {c2} < {bound}${span} by Theorem~4.4, which the $C^2$ measured at $b^*$ "
+            f"respects (largest: {fmt(row.value, 2)} of the bound)"
+        )
+    return (
+        f"from which Theorem~4.4 gives {c2} < {bound}$ as an estimate{span}; the $C^2$ "
+        "measured at $b^*$ neither confirms nor contradicts it"
+        + (
+            f" ({fmt(row.value, 2)} times the bound)"
+            if row is not None and not pd.isna(row.value)
+            else ""
+        )
+    )
+
+
 def _cell(crit: pd.DataFrame, opt: str) -> pd.Series | None:
     rows = crit[crit.optimizer == opt]
     return rows.iloc[0] if len(rows) else None
@@ -276,11 +387,21 @@ def k2_sentence(var: pd.DataFrame, statistic: str) -> str:
         f"the largest recorded value, {fmt(r.k2_sup)} ({tex_text(r.k2_sup_source)}), "
         f"is {fmt(r.k2_sup / r.k2_mean, 2)} times the mean"
     )
+    points = var.k2_n_points.get("shb") if "k2_n_points" in var else None
+    sampled = (
+        f" of the {int(points)} values recorded along {int(r.k2_n_runs)} runs"
+        if points is not None and not pd.isna(points)
+        else ""
+    )
     if statistic == "sup":
-        return f"The configuration uses the largest recorded value: {sup}."
+        return (
+            f"The configuration uses the largest{sampled}, a bound over what was recorded "
+            "(between recordings the trajectory may go higher, so it is a lower estimate of "
+            f"the sup the theorem asks for): {sup}. The mean and the final value are "
+            "the sensitivity."
+        )
     return (
-        "A maximum over recorded points depends on how many points are recorded and can rest "
-        f"on one transient of one run, so the configuration uses the {statistic}; {sup}."
+        f"The configuration uses the {statistic} instead of the bound the theorem asks for; {sup}."
     )
 
 
@@ -300,33 +421,70 @@ def loss_sentence(acc: pd.DataFrame, loss_max: float) -> str:
     return text + "."
 
 
+KIND_HEADINGS = {
+    "finding": "Findings: statements the data could refute",
+    "identity": "Identities: follow from the configuration and the formulas, never counted as held",
+    "consistency": "Consistency: the inference chain against the pipeline's own measurements",
+}
+
+
 def claims_table(claims: pd.DataFrame | None) -> str:
-    """The ledger as a longtable-free tabular: claim, statistic, value [interval], threshold,
-    verdict."""
+    """The ledger as a longtable-free tabular in three blocks (findings, identities,
+    consistency): claim (with what would have failed it, and the note), statistic,
+    value [interval], threshold, n, verdict; every text typeset (:func:`tex_mixed`)."""
     if claims is None or claims.empty:
         return "No claim could be tested with this configuration.\n"
     rows = []
-    for r in claims.itertuples():
-        ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
-        note = f" \\newline {{\\scriptsize\\itshape {tex_text(r.note)}}}" if r.note else ""
-        rows.append(
-            [
-                tex_text(r.claim) + note,
-                tex_text(r.statistic),
-                f"{fmt(r.value, 3)} \\newline {ci}",
-                tex_text(r.threshold),
-                str(r.n),
-                f"\\textbf{{{r.verdict}}}",
-            ]
-        )
-    return "\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}\n" + _tabular(
-        ["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"],
-        rows,
-        "".join(
-            f">{{\\raggedright\\arraybackslash}}p{{{w}}}"
-            for w in ("4.6cm", "4.4cm", "2.3cm", "2.3cm")
-        )
-        + "rl",
+    kinds = claims.kind if "kind" in claims else pd.Series("finding", index=claims.index)
+    for kind, heading in KIND_HEADINGS.items():
+        part = claims[kinds == kind]
+        if part.empty:
+            continue
+        rows.append([f"\\multicolumn{{6}}{{l}}{{\\textit{{{heading}}}}}"])
+        for r in part.itertuples():
+            ci = "--" if math.isnan(r.ci_low) else f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
+            if kind == "identity":
+                ci = ""
+            fails = getattr(r, "fails_if", "")
+            extra = [f"fails if {fails}" if fails and kind == "finding" else "", r.note]
+            note = "".join(
+                f" \\newline {{\\scriptsize\\itshape {tex_mixed(t)}}}" for t in extra if t
+            )
+            value = "--" if math.isnan(r.value) else fmt(r.value, 3)
+            rows.append(
+                [
+                    tex_mixed(r.claim) + note,
+                    tex_mixed(r.statistic),
+                    f"{value} \\newline {ci}" if ci else value,
+                    tex_mixed(r.threshold),
+                    str(r.n),
+                    f"\\textbf{{{r.verdict}}}",
+                ]
+            )
+    align = "".join(
+        f">{{\\raggedright\\arraybackslash}}p{{{w}}}" for w in ("4.8cm", "4.2cm", "2.1cm", "2.1cm")
+    )
+    header = " & ".join(
+        ["claim", "statistic", "value [95\\,\\% interval]", "threshold", "$n$", "verdict"]
+    )
+    # A longtable: the ledger runs over more than a page.
+    return "\n".join(
+        [
+            "{\\scriptsize\\setlength{\\tabcolsep}{3pt}\\renewcommand{\\arraystretch}{1.15}",
+            f"\\begin{{longtable}}{{{align}rl}}",
+            "\\caption{The claims ledger (\\texttt{tables/claims.parquet}).}"
+            "\\label{tab:claims}\\\\",
+            "\\toprule",
+            header + r" \\",
+            "\\midrule\\endfirsthead",
+            "\\toprule",
+            header + r" \\",
+            "\\midrule\\endhead",
+            *(" & ".join(r) + r" \\" for r in rows),
+            "\\bottomrule",
+            "\\end{longtable}}",
+            "",
+        ]
     )
 
 
@@ -360,7 +518,7 @@ def write_generated(
     opts = [o for o in ORDER if o in config["optimizers"]]
     k2_stat = config.get("k2_statistic", "mean")
     loss_max = config.get("claims", {}).get("train_loss_max", math.nan)
-    verdicts = claims.verdict.value_counts() if claims is not None else pd.Series(dtype=int)
+    counts = ledger_counts(claims)
     budget = config["cbs"].get("max_sfo")
 
     # numbers.tex: one macro per measured or configured number the text mentions.
@@ -451,9 +609,9 @@ def write_generated(
         _macro("KtwoSupSentence", k2_sentence(var, k2_stat)),
         _macro("LossSentence", loss_sentence(acc_main, loss_max)),
         _macro("NumClaims", str(len(claims) if claims is not None else 0)),
-        _macro("NumHeld", str(int(verdicts.get("held", 0)))),
-        _macro("NumNotHeld", str(int(verdicts.get("not held", 0)))),
-        _macro("NumUndetermined", str(int(verdicts.get("undetermined", 0)))),
+        # The abstract counts findings only; identities and consistency rows apart.
+        *(_macro(name, str(n)) for name, n in counts.items()),
+        _macro("InconsistentList", inconsistent_words(claims)),
         _macro("Device", device.replace("_", r"\_")),
         _macro("ComputeHours", fmt(benchmark_hours(benchmarks), 2)),
     ]
@@ -473,7 +631,8 @@ def write_generated(
             )
     (out / "numbers.tex").write_text("".join(m))
 
-    # bstar.tex: one generated sentence per optimizer.
+    # bstar.tex: one generated sentence per optimizer. A C² bound is stated as holding only
+    # where the ledger's consistency row does not contradict it.
     parts = []
     for opt in opts:
         c = _cell(crit, opt)
@@ -488,8 +647,10 @@ def write_generated(
             parts.append(
                 f"$b^*_{{\\mathrm{{{names[opt]}}}}} = {fmt(c.critical_batch_size)}$ "
                 f"(established; bootstrap "
-                f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]), "
-                f"so $C^2_{{\\mathrm{{{names[opt]}}}}} < {fmt(var.c2_bound.get(opt, math.nan))}$"
+                f"interval [{fmt(c.bstar_ci_low)}, {fmt(c.bstar_ci_high)}]"
+                + interp_words(c)
+                + "), "
+                + c2_words(opt, var, claims)
             )
         else:
             parts.append(
@@ -743,7 +904,10 @@ def noise_section(
         "\\section{Beyond the article: measured noise}\n"
         "The article infers $C^2$ from an inequality at $b^*$ and assumes the "
         "search-direction noise is as large as its bound. "
-        "Here both are measured at the end of every fixed-epoch run "
+        "Here both are measured after epochs "
+        + ", ".join(str(int(e)) for e in sorted(noise.epoch.unique()))
+        + " of every fixed-epoch run (the table and figure use the last; the ledger's "
+        "consistency rows use all) "
         "(Figure~\\ref{fig:fig9_measured_noise}, Table~\\ref{tab:noise}), "
         "all on the function the run descends, "
         f"$F_b$ (BatchNorm in {', '.join(functions)} mode on batches of the run's own $b$): "

@@ -94,6 +94,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("bootstrap_established", _f64),
         ("bstar_ci_low", _f64),
         ("bstar_ci_high", _f64),
+        ("winner_share", _f64),  # share of bootstrap replicates whose b* is the point b*
+        ("bstar_interp", _f64),  # vertex of the parabola in log2 b through b* and neighbours
+        ("bstar_interp_ci_low", _f64),
+        ("bstar_interp_ci_high", _f64),
+        ("bstar_interp_replicates", _i64),  # replicates with an interpolated b*
     ),
     # K² = ‖∇F_b‖² along the fixed-epoch runs, per optimizer × lr × beta × batch size.
     "k2": _schema(
@@ -120,7 +125,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("critical_batch_size", _i64),
         ("established", _bool),
         ("reason", _str),
+        ("bstar_interp", _f64),
+        ("bstar_low", _f64),  # b*'s interval carried into C² and δ (cbs.bstar_interval)
+        ("bstar_high", _f64),
+        ("bstar_interval", _str),  # "interpolated" or "grid" ("" without b*)
         ("c2_bound", _f64),
+        ("c2_bound_low", _f64),
+        ("c2_bound_high", _f64),
         ("k2", _f64),
         ("k2_statistic", _str),
         ("k2_sup", _f64),
@@ -129,6 +140,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("k2_final", _f64),
         ("k2_final_stderr", _f64),
         ("k2_n_runs", _i64),
+        ("k2_n_points", _i64),  # recorded K² values behind the sup
         ("k2_sup_source", _str),
         ("bn_mode", _str),
     ),
@@ -143,6 +155,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("delta", _f64),
         ("delta_low", _f64),
         ("delta_high", _f64),
+        ("delta_ci_low", _f64),  # δ at the ends of the C² bound's interval (b*'s interval)
+        ("delta_ci_high", _f64),
         ("established", _bool),
         ("grid", _str),
     ),
@@ -187,8 +201,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("test_accuracy", _f64),
         ("delta", _f64),
     ),
-    # The article's claims, each with the statistic that decides it and a computed verdict.
+    # The article's claims, each with the statistic that decides it and a computed verdict;
+    # ``kind``: finding, identity or consistency (claims.py); text columns hold TeX math.
     "claims": _schema(
+        ("test", _str),
+        ("kind", _str),
+        ("optimizer", _str),
         ("claim", _str),
         ("statistic", _str),
         ("value", _f64),
@@ -197,6 +215,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("threshold", _str),
         ("verdict", _str),
         ("n", _i64),
+        ("fails_if", _str),
         ("note", _str),
     ),
     "correlations": _schema(

@@ -57,6 +57,40 @@ def c2_upper_bound(optimizer: str, critical_batch_size, epsilon, lr, beta=0.0):
     return base * (1.0 - beta)
 
 
+def bstar_lower_bound(optimizer: str, c2, epsilon, lr, beta=0.0):
+    """Theorem 4.4 read forwards: the b* that a variance bound C² implies (a lower bound on
+    b*), the inverse of :func:`c2_upper_bound`.
+
+    SGD:  ηC²/ε²
+    SHB:  ηC²(β² − β + 1)/(ε²β(1 − β)²)
+    NSHB: ηC²/(ε²(1 − β))
+    """
+    _check_optimizer(optimizer)
+    c2, eps, lr, beta = (np.asarray(v, dtype=float) for v in (c2, epsilon, lr, beta))
+    base = lr * c2 / eps**2
+    if optimizer == "sgd":
+        return base
+    if optimizer == "shb":
+        return base * (beta**2 - beta + 1.0) / (beta * (1.0 - beta) ** 2)
+    return base / (1.0 - beta)
+
+
+def floor_share(batch_size, c2, beta, k2):
+    """The share of δ_SHB (eq. 13) at batch size b that its b-independent floor η·sqrt(β̂K²)
+    makes up: sqrt(β̂K² / ((1 + β̂)C²/b + β̂K²)); η cancels."""
+    b, c2, k2 = (np.asarray(v, dtype=float) for v in (batch_size, c2, k2))
+    bh = beta_hat(beta)
+    return np.sqrt(bh * k2 / ((1.0 + bh) * c2 / b + bh * k2))
+
+
+def k2_for_floor_share(share, batch_size, c2, beta):
+    """The K² at which :func:`floor_share` equals ``share`` (0 ≤ share < 1): below it the floor
+    is less than that share of δ_SHB at b. s²(1 + β̂)C² / (b·β̂·(1 − s²))."""
+    s, b, c2 = (np.asarray(v, dtype=float) for v in (share, batch_size, c2))
+    bh = beta_hat(beta)
+    return s**2 * (1.0 + bh) * c2 / (b * bh * (1.0 - s**2))
+
+
 def rastrigin(x):
     """One-dimensional Rastrigin function f(x) = x² − 10 cos(2πx) + 10."""
     x = np.asarray(x, dtype=float)

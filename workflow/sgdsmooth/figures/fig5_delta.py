@@ -1,7 +1,7 @@
 """Figure 5: degree of smoothing δ against batch size, from the estimated C² (and K²).
 
-δ_SHB is drawn with the band that K²'s three summaries (sup, mean, final) span; a curve whose
-b* is not established is dotted."""
+δ_SHB is drawn with the band that K²'s three summaries (sup, mean, final) span; bars at the
+config's batch sizes give δ over b*'s interval; a curve whose b* is not established is dotted."""
 
 from .. import tables
 from . import LABELS, ORDER, PALETTE, log2_batch_axis, main_study, plt, save, setup
@@ -36,6 +36,24 @@ def draw(delta: str, pdf: str, png: str, lr: float) -> None:
                 label=f"{LABELS[opt]}: span over K² sup, mean, final",
             )
         ax.scatter(grid.batch_size, grid.delta, color=PALETTE[opt], s=18, zorder=3)
+        # δ over b*'s interval (through the C² bound), at the configured K².
+        ok = grid.delta.notna() & grid.delta_ci_low.notna() & grid.delta_ci_high.notna()
+        if ok.any():
+            g = grid[ok]
+            shift = {"sgd": 0.96, "shb": 1.0, "nshb": 1.04}[opt]  # SGD's and NSHB's often coincide
+            ax.errorbar(
+                g.batch_size * shift,
+                g.delta,
+                yerr=[
+                    (g.delta - g.delta_ci_low).clip(lower=0),
+                    (g.delta_ci_high - g.delta).clip(lower=0),
+                ],
+                fmt="none",
+                ecolor=PALETTE[opt],
+                elinewidth=1,
+                capsize=2,
+                zorder=3,
+            )
     log2_batch_axis(ax)
     if (d.delta > 0).any():  # without b* there is no δ (NaN), and a log axis needs a value
         ax.set_yscale("log")
