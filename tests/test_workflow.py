@@ -50,7 +50,7 @@ TINY = {
         "n_examples": 256,
         "iterations": 3,
     },
-    "noise": {"epochs": [2], "batches": 2, "per_example": 32},
+    "noise": {"epochs": [2], "batches": 2, "per_example": 32, "cbs_at_stop": True},
     "figures": {"accuracy_bands": [0.3, 0.5]},
     # At b = 128 every run of a protocol (all optimizers, Figure 8's η, all seeds) is one job
     # and one population.

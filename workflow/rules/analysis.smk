@@ -125,7 +125,7 @@ rule claims:
         delta=table("delta"),
         accuracy=table("accuracy"),
         sharpness=[table("sharpness")] if config["sharpness"]["lrs"] else [],
-        noise=[table("noise")] if config["noise"]["epochs"] else [],
+        noise=[table("noise")] if NOISE["epochs"] or CBS_MEASURED else [],
         code=lib("claims", "consistency", "correlate", "theory", "tables"),
     output:
         table("claims"),

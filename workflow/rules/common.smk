@@ -133,7 +133,9 @@ CBS_RUN = f"{R}/runs/cbs/eps{{eps}}/{CELL}/seed{{seed}}/metrics.parquet"
 EPOCH_RUN = f"{R}/runs/epochs/{CELL}/seed{{seed}}/metrics.parquet"
 EPOCH_WEIGHTS = f"{R}/runs/epochs/{CELL}/seed{{seed}}/final.pt"
 EPOCH_NOISE = f"{R}/runs/epochs/{CELL}/seed{{seed}}/noise.parquet"
+CBS_NOISE = f"{R}/runs/cbs/eps{{eps}}/{CELL}/seed{{seed}}/noise.parquet"
 NOISE = config["noise"]
+CBS_MEASURED = bool(NOISE["cbs_epochs"]) or NOISE["cbs_at_stop"]  # CBS runs write noise too
 SHARPNESS_RUN = f"{R}/runs/sharpness/{CELL}/seed{{seed}}/sharpness.parquet"
 TABLE = f"{R}/tables/{{name}}.parquet"
 
@@ -202,6 +204,11 @@ ALL_EPOCH_RUNS = _paths(EPOCH_RUN, CELLS["epochs"], ACC_SEEDS)
 ALL_EPOCH_WEIGHTS = _paths(EPOCH_WEIGHTS, CELLS["epochs"], ACC_SEEDS)
 ALL_SHARPNESS = _paths(SHARPNESS_RUN, grid.sharpness_cells(config), ACC_SEEDS)
 ALL_NOISE = _paths(EPOCH_NOISE, CELLS["epochs"], ACC_SEEDS) if NOISE["epochs"] else []
+ALL_CBS_NOISE = (
+    _paths(CBS_NOISE, CELLS["cbs"], CBS_SEEDS, eps=num(config["cbs"]["epsilon"]))
+    if CBS_MEASURED
+    else []
+)
 
 
 def run_config(wildcards, protocol):

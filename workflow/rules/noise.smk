@@ -7,12 +7,14 @@ localrules:
 
 
 rule noise_table:
-    """The runs' noise measurements, less those of runs the accuracy table marks collapsed
+    """The runs' noise measurements (fixed-epoch runs, and CBS runs where noise.cbs_*
+    asks), less those of runs the accuracy or cbs_runs table marks collapsed
     (collect.without_collapsed): a network at chance says nothing about training's noise.
     """
     input:
-        runs=ALL_NOISE,
+        runs=ALL_NOISE + ALL_CBS_NOISE,
         accuracy=table("accuracy"),
+        cbs_runs=table("cbs_runs"),
         code=lib("collect", "tables"),
     output:
         table("noise"),

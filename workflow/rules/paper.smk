@@ -24,8 +24,9 @@ TABLE_NAMES = ["cbs_runs", "critical_batch_size", "k2", "variance", "delta", "ac
 if SHARP["lrs"]:  # Figure 8 and its tables exist only when the config asks for them
     TABLE_NAMES += ["sharpness", "correlations"]
     FIGURE_NAMES = FIGURE_NAMES + ["fig8_sharpness"]
-if NOISE["epochs"]:
+if NOISE["epochs"] or CBS_MEASURED:
     TABLE_NAMES += ["noise"]
+if NOISE["epochs"]:  # Figure 9 shows the fixed-epoch runs' measurements
     FIGURE_NAMES = FIGURE_NAMES + ["fig9_measured_noise"]
 TABLE_NAMES += ["claims"]
 ALL_TABLES = [table(n) for n in TABLE_NAMES]  # as the table rules write them

@@ -17,6 +17,7 @@ rule train_cbs:
         TRAIN_CODE,
     output:
         expand(CBS_RUN, seed=CBS_SEEDS, allow_missing=True),
+        expand(CBS_NOISE, seed=CBS_SEEDS, allow_missing=True) if CBS_MEASURED else [],
     log:
         f"{R}/logs/train_cbs/eps{{eps}}/{CELL}.log",
     benchmark:
@@ -89,6 +90,11 @@ for _b in POPULATION_B:
             TRAIN_CODE,
         output:
             population_files(CBS_RUN, "cbs", _b, CBS_SEEDS, eps="{eps}"),
+            (
+                population_files(CBS_NOISE, "cbs", _b, CBS_SEEDS, eps="{eps}")
+                if CBS_MEASURED
+                else []
+            ),
         log:
             f"{R}/logs/train_cbs/eps{{eps}}/population/b{_b}.log",
         benchmark:

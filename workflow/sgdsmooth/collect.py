@@ -355,3 +355,17 @@ def without_collapsed(runs: pd.DataFrame, accuracy: pd.DataFrame | None) -> pd.D
     gone = accuracy.loc[accuracy.status == "collapsed", RUN_KEYS].assign(_collapsed=True)
     m = runs.merge(gone, on=RUN_KEYS, how="left")
     return runs[m._collapsed.isna().to_numpy()].reset_index(drop=True)
+
+
+def noise_without_collapsed(
+    noise: pd.DataFrame, accuracy: pd.DataFrame, cbs_runs: pd.DataFrame
+) -> pd.DataFrame:
+    """The noise table less the rows of collapsed runs: a fixed-epoch run's as the
+    ``accuracy`` table marks it, a CBS run's as ``cbs_runs`` does."""
+    if noise.empty:
+        return noise
+    parts = [
+        without_collapsed(noise[noise.protocol == "epochs"], accuracy),
+        without_collapsed(noise[noise.protocol == "cbs"], cbs_runs),
+    ]
+    return pd.concat(parts, ignore_index=True)

@@ -44,6 +44,7 @@ class RunConfig:
     noise_epochs: list[int] = field(
         default_factory=list
     )  # epochs after which noise.measure runs (K² too)
+    noise_at_stop: bool = False  # CBS: measure noise once more where the run stops
     noise_batches: int = 32  # batches of the run's own size b behind the C² estimate
     noise_steps: int = 2  # optimizer steps over which ‖d_t − ∇F_b(x_t)‖² is averaged
     noise_per_example: int = 256  # examples for the per-example C² (0: skip)
@@ -234,6 +235,7 @@ def cell_settings(
         },
         "cuda_graph": graph,
     }
+    n = config["noise"]
     if protocol == "cbs":
         c = config["cbs"]
         eps = c["epsilon"] if epsilon is None else epsilon
@@ -242,8 +244,11 @@ def cell_settings(
             "max_steps": cbs_max_steps(config, batch_size),
             "min_epochs": c["min_epochs"],
             "learned_loss": c.get("learned_loss"),
+            "noise_epochs": n["cbs_epochs"],
+            "noise_at_stop": n["cbs_at_stop"],
+            **{f"noise_{k}": n[k] for k in ("batches", "steps", "per_example")},
         }
-    a, n = config["accuracy"], config["noise"]
+    a = config["accuracy"]
     return common | {
         "epochs": a["epochs"],
         "full_grad_epochs": a["full_grad_epochs"],

@@ -841,6 +841,8 @@ def noise_section(
     opts: list[str],
 ) -> str:
     """A section setting measured C², K², δ and B_simple beside the inferred ones."""
+    if noise is not None:  # the fixed-epoch runs' measurements (CBS runs': the ledger)
+        noise = noise[noise.protocol == "epochs"]
     if noise is None or noise.empty:
         return ""
     n = noise[(noise.lr - lr).abs() < 1e-12]

@@ -232,7 +232,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("beta", _f64),
         ("batch_size", _i64),
         ("seed", _i64),
+        ("protocol", _str),  # the run's: "epochs", or "cbs" (measured along a CBS run)
         ("epoch", _i64),
+        ("step", _i64),  # optimizer steps the measured weights had taken
         ("c2", _f64),
         ("c2_stderr", _f64),
         ("c2_batches", _i64),

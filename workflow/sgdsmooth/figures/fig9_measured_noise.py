@@ -25,7 +25,8 @@ def draw(
     noise: str, variance: str, delta: str, critical_batch_size: str, pdf: str, png: str, lr: float
 ) -> None:
     setup()
-    n = main_study(tables.read_table(noise, "noise"), lr)
+    n = tables.read_table(noise, "noise")
+    n = main_study(n[n.protocol == "epochs"], lr)  # the fixed-epoch runs' (CBS runs': claims)
     n = n[n.epoch == n.epoch.max()]  # the last measurement of every run
     var = main_study(tables.read_table(variance, "variance"), lr)
     d = main_study(tables.read_table(delta, "delta"), lr)

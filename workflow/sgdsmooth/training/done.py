@@ -25,12 +25,17 @@ log = logging.getLogger("sgdsmooth.training")
 DONE = ".done"
 
 
+def measures_noise(cfg: RunConfig) -> bool:
+    """Whether a run writes noise.parquet."""
+    return bool(cfg.noise_epochs) or (cfg.protocol == "cbs" and cfg.noise_at_stop)
+
+
 def run_files(cfg: RunConfig) -> list[str]:
     """The files a finished run writes into its folder (finish_run)."""
     files = ["metrics.parquet"]
     if cfg.protocol == "epochs":
         files.append("final.pt")
-    if cfg.noise_epochs:
+    if measures_noise(cfg):
         files.append("noise.parquet")
     return files
 

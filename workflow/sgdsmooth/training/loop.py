@@ -33,7 +33,7 @@ from ..models import Executor
 from ..optim import make_optimizer
 from ..tables import SCHEMAS, config_hash, write_table
 from .device import configure, device_name, pick_device
-from .done import keep_done, restore_done
+from .done import keep_done, measures_noise, restore_done
 from .population import Population
 from .run import Run, atomic_save, load_checkpoint
 from .signals import Interrupted, stop_requests
@@ -116,7 +116,9 @@ def measure_noise(run: Run) -> dict:
         "beta": 0.0 if c.optimizer == "sgd" else c.beta,
         "batch_size": c.batch_size,
         "seed": c.seed,
+        "protocol": c.protocol,
         "epoch": run.epoch + 1,
+        "step": run.step,
         **values,
         "seconds": time.perf_counter() - start,
     }
@@ -161,7 +163,7 @@ def finish_run(run: Run) -> dict:
             "name": noise.function_name(cfg.batch_size, bool(run.data.augment)),
         },
     }
-    if cfg.noise_epochs:
+    if measures_noise(cfg):
         noise_frame = pd.DataFrame(run.noise_rows, columns=SCHEMAS["noise"].names)
         write_table(noise_frame, out / "noise.parquet", "noise", meta)
     write_table(frame, out / "metrics.parquet", schema, meta)
@@ -220,6 +222,13 @@ def _close_epochs(pop: Population, clock: _Clock) -> None:
     for i, r in enumerate(pop.runs):
         if r in closing:
             measured = epoch_measurements(r, tests[i]) if r.cfg.protocol == "epochs" else None
+            cbs = r.cfg.protocol == "cbs"
+            if cbs and r.status is None and r.epoch + 1 in r.cfg.noise_epochs:
+                r.noise_rows.append(measure_noise(r))
+            if cbs and r.cfg.noise_at_stop and r.status is not None:
+                # where the rule found the stop: on a GPU up to checks_every − 1 steps later
+                # than T (the row's step says where)
+                r.noise_rows.append(measure_noise(r))
             r.close_epoch(clock.wall(r), measured)
             if r.epoch % r.cfg.checkpoint_every == 0 and not r.finished():
                 save_checkpoint(r)
@@ -265,13 +274,14 @@ def _train_population(
 
 
 def populations(runs: list[Run], together: bool) -> list[list[Run]]:
-    """The populations ``runs`` train in: one per point of training, model, batch size and
-    protocol when ``together``, else one per run."""
+    """The populations ``runs`` train in: one per point of training, model, batch size,
+    protocol and augmentation (a population's batches come from one data set) when
+    ``together``, else one per run."""
     if not together:
         return [[r] for r in runs]
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
-        key = (r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.progress_key())
+        key = (r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.data.augment, r.progress_key())
         groups.setdefault(key, []).append(r)
     if len(groups) > 1:
         log.info(

@@ -33,10 +33,14 @@ class Population:
         first = runs[0]
         for r in runs:
             r.begin_epoch()
-        keys = {(r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.steps_per_epoch) for r in runs}
+        keys = {
+            (r.cfg.model, r.cfg.batch_size, r.cfg.protocol, r.steps_per_epoch, r.data.augment)
+            for r in runs
+        }
         if len(keys) > 1 or len({r.progress_key() for r in runs}) > 1:
             raise ValueError(
-                "a population's runs share model, batch size and protocol, and stand at one point"
+                "a population's runs share model, batch size, protocol and augmentation, and "
+                "stand at one point"
             )
         self.runs, self.k, self.b = list(runs), len(runs), first.cfg.batch_size
         self.data: ImageData = first.data
@@ -45,6 +49,8 @@ class Population:
         template = make_model(first.cfg.model, self.data.num_classes, self.data.in_channels)
         self.net = stacked.stack([template] * self.k).to(self.device)
         self.net.load_state_dict(stacked.stacked_state([r.weights for r in runs]))
+        if self.executor.channels_last and self.k == 1:  # (batched GEMMs need no layout)
+            stacked.to_channels_last(self.net)
         self.forward = self.executor.prepare(self.net)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         names = [n for n, p in self.net.named_parameters() if p.requires_grad]

@@ -157,6 +157,20 @@ def stack(nets: list[nn.Module]) -> nn.Module:
     return stacked
 
 
+@torch.no_grad()
+def to_channels_last(net: nn.Module) -> nn.Module:
+    """Each member's convolution kernels in channels-last memory order, in place: row k of a
+    stacked kernel (K, C_out, C_in, kh, kw) is laid out as ``Module.to(memory_format=
+    torch.channels_last)`` lays out member k's, which that call refuses for 5-d tensors.
+    (A kernel's layout, not only its input's, decides a convolution's: an input of one
+    channel is both NCHW and NHWC, and only NHWC kernels make the network run in NHWC.)"""
+    for m in net.modules():
+        if isinstance(m, StackedConv2d):
+            w = m.weight.data
+            m.weight.data = w.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    return net
+
+
 def members(state: dict[str, torch.Tensor]) -> int:
     """K, read off a stacked state dict."""
     return next(iter(state.values())).shape[0]
