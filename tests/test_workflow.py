@@ -366,6 +366,11 @@ ACC = TINY["accuracy"]  # 2 epochs
         (["lr=fast"], "On instance['lr']"),
         (["lr=-1"], "On instance['lr']"),
         (["data_subset=500.0"], "data_subset: must be a whole number"),
+        # A folder name must stay in its folder: archive/.. is the checkout, archive/. all
+        # archives, and the archive rule empties its folder.
+        ({"experiment": ".."}, "experiment: must be a plain name"),
+        (["experiment=."], "experiment: must be a plain name"),
+        (["experiment=a/../.."], "experiment: must be a plain name"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -379,6 +384,15 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (work / "results").exists()
+
+
+def test_archiving_an_experiment_named_dotdot_is_refused_before_anything_is_deleted(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(TINY))
+    before = sorted(p for p in work.rglob("*") if ".snakemake" not in p.parts)
+    proc = smk(work, "--config", "experiment=..", "--", "archive", check=False)
+    assert proc.returncode != 0 and "experiment: must be a plain name" in proc.stderr
+    assert sorted(p for p in work.rglob("*") if ".snakemake" not in p.parts) == before
 
 
 def test_paper_reports_what_was_measured(tiny):

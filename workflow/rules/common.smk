@@ -9,11 +9,14 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from sgdsmooth import grid
-from sgdsmooth.config import cbs_max_steps, cell_settings, train_size
+from sgdsmooth.config import cbs_max_steps, cell_settings, check_path_names, train_size
 from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.sources import library_sources
 from sgdsmooth.tables import config_hash
 
+# Folder names first, with a message that says why: `experiment: ..` would make the archive
+# rule empty the checkout (archive/..).
+check_path_names(config)
 validate(config, "../../config/schema.yaml")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from .paths import safe_rmtree
 from .tables import config_hash, read_metadata
 
 VERSIONS = ("torch", "snakemake", "pandas", "pyarrow", "numpy")
@@ -225,12 +226,14 @@ def write_archive(
     runs,
     config: dict,
     repo: str | Path,
+    inside: str | Path = "archive",
 ) -> dict:
     """Copy a finished study from ``results`` into ``out`` (emptied first) and stamp it;
-    ``stamp.json`` comes last, so that a folder without one is an unfinished archive."""
+    ``stamp.json`` comes last, so that a folder without one is an unfinished archive.
+    ``out`` must lie strictly inside ``inside`` (the folder of archives), or nothing is
+    deleted: an ``out`` of archive/.. would empty the checkout."""
     out, results = Path(out), Path(results)
-    if out.exists():
-        shutil.rmtree(out)
+    safe_rmtree(out, inside)
     for src in [*tables, *figures, *benchmarks, example_run]:
         dest = out / Path(src).relative_to(results)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .names import DATASETS, MODELS, OPTIMIZERS, PRECISIONS, PROTOCOLS, TRAIN_SIZES
+from .paths import check_plain_name
 
 
 class ConfigError(ValueError):
@@ -228,3 +229,16 @@ def cell_settings(
         "noise_epochs": n["epochs"],
         **{f"noise_{k}": n[k] for k in ("batches", "steps", "per_example")},
     }
+
+
+# Workflow config values that name a folder: results/<experiment>/, archive/<experiment>/.
+PATH_NAMES = ("experiment",)
+
+
+def check_path_names(config: dict) -> None:
+    """Refuse a workflow config whose folder names could leave their folder (``..``, ``.``,
+    a '/'): `snakemake archive` empties archive/<experiment>/. Run before the schema, so that
+    this message, which says why, is the one shown; a missing key is the schema's to name."""
+    for key in PATH_NAMES:
+        if key in config:
+            check_plain_name(config[key], key)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import archive, collect, theory
 from .figures import LABELS, ORDER
+from .paths import safe_rmtree
 from .tables import config_hash
 
 # The article's reported values (docs/method.md §7), for the side-by-side table. K: the authors'
@@ -788,7 +789,7 @@ def build_pdf(
     """Compile ``source``/paper.tex with latexmk into ``pdf``; fail loudly on broken refs."""
     source, generated, pdf = Path(source).resolve(), Path(generated).resolve(), Path(pdf).resolve()
     build = pdf.parent / "build"
-    shutil.rmtree(build, ignore_errors=True)
+    safe_rmtree(build, pdf.parent, ignore_errors=True)  # refused if build/ links elsewhere
     build.mkdir(parents=True)
     for f in source.iterdir():
         if f.suffix in (".tex", ".bib", ".sty"):

@@ -1,0 +1,82 @@
+"""Names from the config that stay in their folder, deletes that cannot leave theirs, numbers
+that read back from a path as the value the config gave."""
+
+import pytest
+import torch
+
+from sgdsmooth import archive, config, paths
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../x", "/tmp", "", "a\\b", 3])
+def test_a_folder_name_that_could_leave_its_folder_is_refused_naming_the_key(name):
+    with pytest.raises(paths.UnsafePathError, match=r"^experiment: must be a plain name"):
+        config.check_path_names({"experiment": name})
+
+
+@pytest.mark.parametrize("name", ["default", "fashion_smoke", "paper-2", "v1.2", "_x"])
+def test_plain_folder_names_pass(name):
+    config.check_path_names({"experiment": name})
+
+
+def test_a_delete_aimed_outside_its_folder_is_refused_and_deletes_nothing(tmp_path):
+    inside = tmp_path / "archive"
+    (inside / "default").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("keep me")
+    for target in (inside / "..", inside / ".", inside, tmp_path / "elsewhere", tmp_path):
+        with pytest.raises(paths.UnsafePathError, match="not strictly inside"):
+            paths.safe_rmtree(target, inside)
+    # A link inside the folder that leads out of it is judged by where it leads.
+    (inside / "link").symlink_to(tmp_path)
+    with pytest.raises(paths.UnsafePathError):
+        paths.safe_rmtree(inside / "link", inside)
+    assert (tmp_path / "code.py").read_text() == "keep me" and (inside / "default").is_dir()
+    paths.safe_rmtree(inside / "default", inside)  # what it is meant for
+    assert not (inside / "default").exists()
+    paths.safe_rmtree(inside / "default", inside)  # gone already: nothing to do
+
+
+def test_archiving_to_a_folder_outside_archive_deletes_nothing(tmp_path):
+    # What `experiment: ..` did before the config check: archive/.. is the checkout.
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "Snakefile").write_text("the checkout")
+    with pytest.raises(paths.UnsafePathError):
+        archive.write_archive(
+            tmp_path / "archive" / "..",
+            tmp_path / "results",
+            [],
+            [],
+            None,
+            [],
+            tmp_path / "results" / "run.parquet",
+            [],
+            {"experiment": ".."},
+            tmp_path,
+            inside=tmp_path / "archive",
+        )
+    assert (tmp_path / "Snakefile").read_text() == "the checkout"
+
+
+@pytest.mark.parametrize(
+    "x, text",
+    [
+        (0.1, "0.1"),
+        (512, "512"),
+        (0.0, "0"),
+        (0.9, "0.9"),
+        (1e20, "1e+20"),
+        (1e-05, "1e-05"),
+        (0.1234567, "0.1234567"),  # '%g' would say 0.123457
+        (1234567.0, "1234567"),  # '%g' would say 1.23457e+06
+        (0.1000001, "0.1000001"),
+    ],
+)
+def test_a_number_in_a_path_reads_back_as_the_same_value(x, text):
+    assert paths.path_number(x) == text and float(text) == float(x)
+
+
+def test_a_write_that_fails_names_the_path(tmp_path):
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "checkpoint.pt"  # its folder is a file: the write must fail
+    with pytest.raises(OSError, match=f"cannot write {target}"):
+        with paths.naming(target):
+            torch.save({"x": 1}, target)
