@@ -658,7 +658,7 @@ def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
     assert archived_config == {
         k: v
         for k, v in grid.with_defaults(TINY, SCHEMA).items()
-        if k not in ("source", "archive_paper")
+        if k not in ("source", "archive_paper", "allow_config_change")
     }
     assert stamp["config_hash"] == tables.config_hash(archived_config)
     assert stamp["device"] == "cpu" and stamp["device_source"] == "runs"
@@ -673,7 +673,7 @@ def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
     plan = planned(proc)
     assert set(plan) == REBUILT and not set(plan) & TRAINING_OR_TABLES
     assert (
-        "is not that of" not in proc.stdout + proc.stderr
+        "differs from" not in proc.stdout + proc.stderr
     )  # the archived config is the one it was measured with
     assert not (fresh / "results").exists()
 
@@ -692,6 +692,58 @@ def test_the_paper_rebuilt_from_the_archive_quotes_the_same_numbers(archived):
         original = (tiny / "results" / "tiny" / "paper" / "generated" / f"{tex}.tex").read_text()
         assert (r / "paper" / "generated" / f"{tex}.tex").read_text() == original, tex
     assert planned(smk(fresh, "-n", "--config", "source=archive")) == {}
+
+
+def committed_archive(dest: Path) -> Path:
+    """A copy of the workflow with the committed archive/default/, as a fresh clone has it,
+    and the archive's config as config/test.yaml."""
+    work = copy_workflow(dest)
+    shutil.copytree(ROOT / "archive" / "default", work / "archive" / "default")
+    shutil.copy(work / "archive" / "default" / "config.yaml", work / "config" / "test.yaml")
+    return work
+
+
+def test_the_committed_archive_verifies_and_plans_its_rebuild(tmp_path):
+    work = committed_archive(tmp_path)
+    assert set(planned(smk(work, "-n", "--config", "source=archive"))) == REBUILT
+
+
+def test_a_tampered_archive_is_refused_naming_the_file_before_any_job(tmp_path):
+    work = committed_archive(tmp_path)
+    path = work / "archive" / "default" / "tables" / "critical_batch_size.parquet"
+    crit = tables.read_table(path, "critical_batch_size")
+    crit.loc[crit.optimizer == "sgd", "critical_batch_size"] = 128.0  # the schema is kept
+    tables.write_table(crit, path, "critical_batch_size")
+    proc = smk(work, "--config", "source=archive", check=False)  # not a dry run
+    assert proc.returncode != 0
+    assert (
+        "archive/default/tables/critical_batch_size.parquet: differs from its stamped SHA-256"
+        in proc.stdout + proc.stderr
+    )
+    assert not (work / "results").exists()
+
+
+def test_a_truncated_stamp_is_refused_naming_the_file(tmp_path):
+    work = committed_archive(tmp_path)
+    stamp = work / "archive" / "default" / "stamp.json"
+    stamp.write_text(stamp.read_text()[:200])
+    proc = smk(work, "-n", "--config", "source=archive", check=False)
+    assert proc.returncode != 0
+    assert (
+        "archive/default/stamp.json: not a readable stamp (JSONDecodeError"
+        in proc.stdout + proc.stderr
+    )
+
+
+def test_a_rebuild_with_another_config_is_refused_unless_allowed(tmp_path):
+    work = committed_archive(tmp_path)
+    proc = smk(work, "-n", "--config", "source=archive", "k2_statistic=sup", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "k2_statistic: mean → sup" in out and "allow_config_change=True" in out
+    args = ["source=archive", "k2_statistic=sup", "allow_config_change=True"]
+    proc = smk(work, "-n", "--config", *args)
+    assert set(planned(proc)) == REBUILT and "k2_statistic: mean → sup" in proc.stdout + proc.stderr
 
 
 def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp_path):

@@ -1,6 +1,5 @@
 # Config validation, paths and the run grid: the one place that knows where files live.
 
-import json
 import os
 
 import yaml
@@ -8,11 +7,10 @@ import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from sgdsmooth import grid
+from sgdsmooth import archive, grid
 from sgdsmooth.config import cbs_max_steps, cell_settings, check_path_names, train_size
 from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.sources import library_sources
-from sgdsmooth.tables import config_hash
 
 # Folder names first, with a message that says why: `experiment: ..` would make the archive
 # rule empty the checkout (archive/..).
@@ -154,7 +152,11 @@ def table(name):
 A = f"archive/{config['experiment']}"
 ARCHIVED = config["source"] == "archive"
 # The config that results depend on: all of it but where they are read from and archived.
-STUDY_CONFIG = {k: v for k, v in config.items() if k not in ("source", "archive_paper")}
+STUDY_CONFIG = {
+    k: v
+    for k, v in config.items()
+    if k not in ("source", "archive_paper", "allow_config_change")
+}
 
 
 def from_source(path):
@@ -171,19 +173,24 @@ def table_in(name):
     return from_source(table(name))
 
 
+# What this config changes from the archive's, listed on the paper's title page (only under
+# allow_config_change: otherwise a difference stops the run here).
+CONFIG_CHANGES = []
 if ARCHIVED:
     if not os.path.exists(f"{A}/stamp.json"):
         raise ValueError(
             f"source: archive, but {A}/stamp.json does not exist: archive a finished run "
             "first (`snakemake archive`), or leave source at results"
         )
-    with open(f"{A}/stamp.json") as fh:
-        _archived_hash = json.load(fh)["config_hash"]
-    if _archived_hash != config_hash(STUDY_CONFIG):
+    # Before any job: every archived file as stamped (SHA-256), and the config it measured.
+    CONFIG_CHANGES = archive.check_rebuild(
+        A, STUDY_CONFIG, config["allow_config_change"]
+    )
+    if CONFIG_CHANGES:
         logger.warning(
-            f"source: archive: this config's hash {config_hash(STUDY_CONFIG)} is not that of "
-            f"{A}/config.yaml ({_archived_hash}), which the archive was measured with: the "
-            "paper will quote this config's settings beside the archive's measurements"
+            f"source: archive: this config differs from {A}/config.yaml, which the archive "
+            "was measured with (allow_config_change: the paper's title page lists it): "
+            + "; ".join(CONFIG_CHANGES)
         )
 
 

@@ -156,15 +156,19 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     return text
 
 
-def provenance(state: dict, config: dict, measured: dict | None = None, now=None) -> dict:
+def provenance(
+    state: dict, config: dict, measured: dict | None = None, now=None, changes=()
+) -> dict:
     """Where a report comes from: the checkout that built it (``state``, from
     ``archive.build_state``), the config hash, the date, and under ``source: archive`` the
-    archive's stamp (the checkout that trained and measured)."""
+    archive's stamp (the checkout that trained and measured) and how this config differs
+    from the archive's (``changes``, archive.check_rebuild: allowed by allow_config_change)."""
     return {
         "built": archive.commit_words(state),
         "config_hash": config_hash(config),
         "date": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "measured": archive.commit_words(measured) if measured else None,
+        "config_changes": list(changes),
     }
 
 
@@ -182,6 +186,10 @@ def provenance_tex(prov: dict | None, device: str) -> str:
     )
     if prov["measured"]:
         text += f"; measurements archived from {commit(prov['measured'])}"
+    if prov.get("config_changes"):  # a reader must see that settings and numbers disagree
+        text += "; config differs from the archive's: " + tex_text(
+            ", ".join(prov["config_changes"])
+        )
     return text + "."
 
 
@@ -206,6 +214,8 @@ def report_front(prov: dict, experiment: str, device: str) -> str:
     ]
     if prov["measured"]:
         lines.append(f"- Measurements: archived from {prov['measured']}")
+    if prov.get("config_changes"):
+        lines.append("- Config differs from the archive's: " + ", ".join(prov["config_changes"]))
     return "\n".join(lines) + "\n"
 
 
