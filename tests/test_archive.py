@@ -214,3 +214,20 @@ def test_a_config_that_differs_from_the_archives_is_refused_unless_allowed(tmp_p
     ]
     with pytest.raises(archive.ArchiveError, match="key 'experiment' is 'demo', not 'other'"):
         archive.check_rebuild(tmp_path, cfg | {"experiment": "other"}, allow_change=True)
+
+
+def test_a_script_finds_its_checkout_and_the_archive_there_does_not_count(tmp_path):
+    git(tmp_path, "init", "-q")
+    for name in ("Snakefile", "workflow/rules/common.smk", "workflow/scripts/figure.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    # As Snakemake gives a script its folder: relative to the rules that run it.
+    scriptdir = tmp_path / "workflow" / "rules" / ".." / "scripts"
+    assert archive.repo_root(scriptdir) == tmp_path.resolve()
+    (tmp_path / "archive" / "default").mkdir(parents=True)
+    (tmp_path / "archive" / "default" / "stamp.json").write_text("{}")  # a new archive
+    assert archive.build_state(archive.repo_root(scriptdir))["dirty"] is False
+    (tmp_path / "Snakefile").write_text("edited")
+    assert archive.build_state(archive.repo_root(scriptdir))["changed"] == ["Snakefile"]

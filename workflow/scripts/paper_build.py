@@ -7,7 +7,7 @@ inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.config
 # figure's caption carries its own) and, rebuilt from an archive, the one that measured it.
 measured = archive.read_stamp(Path(inp.stamp).parent) if inp.stamp else None
 changes = snakemake.params.config_changes  # allowed by allow_config_change: on the title page
-state = archive.build_state(Path(snakemake.scriptdir).parents[1])
+state = archive.build_state(archive.repo_root(snakemake.scriptdir))
 prov = paper.provenance(state, cfg, measured, changes=changes)
 device = tables.read_metadata(inp.example_run)["device"]
 paper.write_provenance(out.provenance, out.front, prov, cfg["experiment"], device)

@@ -89,10 +89,18 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
     }
 
 
+def repo_root(scriptdir: str | Path) -> Path:
+    """The checkout a workflow script runs from, given its folder (``snakemake.scriptdir``).
+    Snakemake names that folder workflow/rules/../scripts: resolved first, else its
+    parents[1] is workflow/rules, and build_state's archive/ (workflow/rules/archive)
+    matches nothing, so a new archive marked every figure and paper "uncommitted"."""
+    return Path(scriptdir).resolve().parents[1]
+
+
 def build_state(repo: str | Path, env=os.environ) -> dict:
     """The checkout that builds a figure or the paper: ``git_state`` with ``archive/`` left
     out (committed outputs are not code: writing an archive must not mark the code dirty)."""
-    return git_state(repo, exclude=Path(repo) / "archive", env=env)
+    return git_state(repo, exclude=Path(repo).resolve() / "archive", env=env)
 
 
 def commit_words(state: dict) -> str:
