@@ -1,6 +1,8 @@
 """Names from the config that stay in their folder, deletes that cannot leave theirs, numbers
 that read back from a path as the value the config gave."""
 
+import re
+
 import pytest
 import torch
 
@@ -80,3 +82,26 @@ def test_a_write_that_fails_names_the_path(tmp_path):
     with pytest.raises(OSError, match=f"cannot write {target}"):
         with paths.naming(target):
             torch.save({"x": 1}, target)
+
+
+@pytest.mark.parametrize(
+    "key, grid, message",
+    [
+        ("sharpness.lrs", [0.1, 0.1], "sharpness.lrs: 0.1 and 0.1 are one value"),
+        ("sharpness.lrs", [1, 1.0], "sharpness.lrs: 1 and 1.0 are one value (written 1"),
+        ("noise.epochs", [2, 4, 2], "noise.epochs: 2 and 2 are one value"),
+        ("accuracy.full_grad_epochs", [3, 3], "accuracy.full_grad_epochs: 3 and 3"),
+        ("batch_sizes", [128, 128], "batch_sizes: 128 and 128"),
+    ],
+)
+def test_a_value_listed_twice_in_a_grid_is_refused_naming_the_key(key, grid, message):
+    cfg = {"batch_sizes": [64], "sharpness": {"lrs": [0.1]}, "noise": {}, "accuracy": {}}
+    outer, _, inner = key.rpartition(".")
+    (cfg[outer] if outer else cfg)[inner] = grid
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.check_grids(cfg)
+
+
+def test_values_that_differ_only_beyond_six_digits_are_two_cells():
+    # '%g' wrote both as 0.1 (one folder, one cell); exact paths keep them apart.
+    config.check_grids({"sharpness": {"lrs": [0.1, 0.1000001]}, "batch_sizes": [16, 32]})

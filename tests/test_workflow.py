@@ -368,6 +368,12 @@ ACC = TINY["accuracy"]  # 2 epochs
         (["data_subset=500.0"], "data_subset: must be a whole number"),
         # A folder name must stay in its folder: archive/.. is the checkout, archive/. all
         # archives, and the archive rule empties its folder.
+        # Two equal values of a grid would train into one folder and count as one cell.
+        (
+            {"sharpness": TINY["sharpness"] | {"lrs": [0.1, 0.2, 0.1]}},
+            "sharpness.lrs: 0.1 and 0.1 are one value",
+        ),
+        ({"noise": {"epochs": [2, 2]}}, "noise.epochs: 2 and 2 are one value"),
         ({"experiment": ".."}, "experiment: must be a plain name"),
         (["experiment=."], "experiment: must be a plain name"),
         (["experiment=a/../.."], "experiment: must be a plain name"),
@@ -393,6 +399,16 @@ def test_archiving_an_experiment_named_dotdot_is_refused_before_anything_is_dele
     proc = smk(work, "--config", "experiment=..", "--", "archive", check=False)
     assert proc.returncode != 0 and "experiment: must be a plain name" in proc.stderr
     assert sorted(p for p in work.rglob("*") if ".snakemake" not in p.parts) == before
+
+
+def test_a_run_trains_the_learning_rate_the_config_gives_to_every_digit(tmp_path):
+    # '%g' wrote η = 0.1234567 as lr0.123457 and the run read 0.123457 back from its path.
+    work = copy_workflow(tmp_path)
+    run = "results/tiny/runs/epochs/sgd/lr0.1234567/beta0/b256/seed0/metrics.parquet"
+    smk(work, "--", run, config=TINY | {"lr": 0.1234567})
+    meta = tables.read_metadata(work / run)
+    assert meta["config"]["lr"] == 0.1234567
+    assert tables.read_table(work / run, "epochs").lr.iloc[0] == 0.1234567
 
 
 def test_paper_reports_what_was_measured(tiny):

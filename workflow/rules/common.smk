@@ -8,7 +8,14 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from sgdsmooth import archive, grid
-from sgdsmooth.config import cbs_max_steps, cell_settings, check_path_names, train_size
+from sgdsmooth.config import (
+    cbs_max_steps,
+    cell_settings,
+    check_grids,
+    check_path_names,
+    train_size,
+)
+from sgdsmooth.paths import path_number
 from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.sources import library_sources
 
@@ -90,6 +97,7 @@ def _check_config(cfg, schema):
 
 with open(f"{workflow.basedir}/config/schema.yaml") as _fh:
     _check_config(config, yaml.safe_load(_fh))
+check_grids(config)  # no value twice in a grid list: two would share one folder
 
 R = f"results/{config['experiment']}"
 ENV = "../../envs/sgdsmooth.yaml"  # relative to workflow/rules/
@@ -118,8 +126,9 @@ TRAIN_CODE = lib(
 
 
 def num(x):
-    """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0'."""
-    return f"{float(x):g}"
+    """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0', and exactly
+    (0.1234567 → '0.1234567'): the training rules read η, β and ε back from the path."""
+    return path_number(x)
 
 
 wildcard_constraints:

@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .names import DATASETS, MODELS, OPTIMIZERS, PRECISIONS, PROTOCOLS, TRAIN_SIZES
-from .paths import check_plain_name
+from .paths import check_plain_name, path_number
 
 
 class ConfigError(ValueError):
@@ -242,3 +242,38 @@ def check_path_names(config: dict) -> None:
     for key in PATH_NAMES:
         if key in config:
             check_plain_name(config[key], key)
+
+
+# A workflow config's grid lists: each value names a folder (a cell, a seed) or a row.
+GRID_LISTS = (
+    "batch_sizes",
+    "cbs.seeds",
+    "accuracy.seeds",
+    "accuracy.full_grad_epochs",
+    "noise.epochs",
+    "sharpness.lrs",
+    "sharpness.batch_sizes",
+)
+
+
+def check_grids(config: dict) -> None:
+    """Refuse a value listed twice in a grid list (``sharpness.lrs: [0.1, 0.1]``, or 1 and
+    1.0): both would train into one folder and count as one cell. Values compare as their
+    paths write them (paths.path_number, which is exact). Types are the schema's to check."""
+    for key in GRID_LISTS:
+        values = config
+        for part in key.split("."):
+            values = values.get(part) if isinstance(values, dict) else None
+        if not isinstance(values, list):
+            continue
+        seen = {}
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                continue
+            text = path_number(v)
+            if text in seen:
+                raise ConfigError(
+                    f"{key}: {seen[text]!r} and {v!r} are one value (written {text} in its "
+                    "path), listed twice: list each value once"
+                )
+            seen[text] = v
