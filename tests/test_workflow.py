@@ -57,6 +57,12 @@ TINY = {
 }
 
 
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def copy_workflow(dest: Path) -> Path:
     for name in ("Snakefile", "workflow", "config", "paper", "envs"):
         src = ROOT / name
@@ -409,6 +415,20 @@ def test_a_run_trains_the_learning_rate_the_config_gives_to_every_digit(tmp_path
     meta = tables.read_metadata(work / run)
     assert meta["config"]["lr"] == 0.1234567
     assert tables.read_table(work / run, "epochs").lr.iloc[0] == 0.1234567
+
+
+@pytest.mark.skipif(torch_cuda(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_is_refused_in_one_line_before_any_job(tmp_path):
+    work = copy_workflow(tmp_path)
+    proc = smk(work, "--config", "device=cuda", config=TINY, check=False)
+    assert proc.returncode != 0
+    (line,) = [x for x in (proc.stdout + proc.stderr).splitlines() if "device: cuda" in x]
+    assert line.startswith("device: cuda, but this machine has no CUDA device")
+    assert "Traceback" not in proc.stdout + proc.stderr and not (work / "results").exists()
+    # Planning needs no GPU (the article's grid is planned anywhere), nor does a target
+    # that trains nothing.
+    smk(work, "-n", "--config", "device=cuda")
+    smk(work, "--config", "device=cuda", "--", "fig3")
 
 
 def test_paper_reports_what_was_measured(tiny):

@@ -11,6 +11,7 @@ from sgdsmooth import archive, grid
 from sgdsmooth.config import (
     cbs_max_steps,
     cell_settings,
+    check_device,
     check_grids,
     check_path_names,
     train_size,
@@ -104,6 +105,23 @@ ENV = "../../envs/sgdsmooth.yaml"  # relative to workflow/rules/
 LIB = "workflow/sgdsmooth"
 DEVICE = config.get("device", "auto")
 GPU = 1 if DEVICE.startswith("cuda") else 0
+
+
+onstart:
+    # device: cuda without CUDA, refused in one line before any job. Here, not at parse
+    # time: a dry run plans the article's GPU grid anywhere, under a cluster executor (not
+    # local_exec) the jobs run on GPU nodes, not on this submitting host, and only the jobs
+    # that ask for a GPU (training, sharpness) need one: a rebuild from an archive does not.
+    gpu_jobs = [j for j in workflow.dag.needrun_jobs() if j.resources.get("gpu", 0)]
+    if gpu_jobs and workflow.local_exec and not workflow.touch:
+        import torch
+
+        try:
+            check_device(DEVICE, torch.cuda.device_count())
+        except ValueError as err:
+            raise SystemExit(str(err))  # one line, not a traceback
+
+
 TRAIN = config["train"]
 # What collect.collapse_settings needs to judge collapsed runs: the data set, its thresholds.
 COLLAPSE = {"dataset": config["dataset"], "collapse": config["collapse"]}

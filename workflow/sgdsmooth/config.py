@@ -277,3 +277,18 @@ def check_grids(config: dict) -> None:
                     "path), listed twice: list each value once"
                 )
             seen[text] = v
+
+
+def check_device(device: str, cuda_devices: int) -> None:
+    """Refuse ``device: cuda`` (or ``cuda:N``) on a machine with ``cuda_devices`` CUDA
+    devices when it has none (or no device N), in one line: otherwise every training job
+    fails on its own with torch's "Found no NVIDIA driver" traceback, and is retried."""
+    if not device.startswith("cuda"):
+        return
+    index = int(device.partition(":")[2] or 0)
+    if index >= cuda_devices:
+        have = f"only {cuda_devices} CUDA device(s)" if cuda_devices else "no CUDA device"
+        raise ConfigError(
+            f"device: {device}, but this machine has {have} (torch.cuda): train with "
+            "device: auto or cpu here, or run where the GPU is"
+        )
