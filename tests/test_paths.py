@@ -105,3 +105,23 @@ def test_a_value_listed_twice_in_a_grid_is_refused_naming_the_key(key, grid, mes
 def test_values_that_differ_only_beyond_six_digits_are_two_cells():
     # '%g' wrote both as 0.1 (one folder, one cell); exact paths keep them apart.
     config.check_grids({"sharpness": {"lrs": [0.1, 0.1000001]}, "batch_sizes": [16, 32]})
+
+
+def test_a_table_or_figure_that_cannot_be_written_names_its_path(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from sgdsmooth import tables
+
+    (tmp_path / "results").write_text("")  # a file where the folder belongs: no write can succeed
+    target = tmp_path / "results" / "tables" / "k2.parquet"
+    empty = pd.DataFrame({n: [] for n in tables.SCHEMAS["k2"].names})
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "results"))):
+        tables.write_table(empty, target, "k2")
+    fig = plt.figure()
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "results"))):
+        fig.savefig(tmp_path / "results" / "fig4.pdf")
+    plt.close(fig)
