@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from sgdsmooth import grid, tables
+from sgdsmooth import archive, grid, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -701,6 +701,11 @@ def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
     assert set(stamp["versions"]) == {"python", "torch", "snakemake", "pandas", "pyarrow", "numpy"}
     assert all(stamp["versions"].values()) and stamp["date"]
     assert commit in (a / "README.md").read_text()
+    # Every file but the stamp is hashed in it, and verifies.
+    assert set(stamp["files"]) == {
+        p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file() and p != a / "stamp.json"
+    }
+    assert archive.verify_archive(a) == stamp
 
 
 def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
