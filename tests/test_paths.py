@@ -125,3 +125,15 @@ def test_a_table_or_figure_that_cannot_be_written_names_its_path(tmp_path):
     with pytest.raises(OSError, match=re.escape(str(tmp_path / "results"))):
         fig.savefig(tmp_path / "results" / "fig4.pdf")
     plt.close(fig)
+
+
+def test_the_paper_build_does_not_empty_a_folder_its_build_dir_links_to(tmp_path):
+    from sgdsmooth import paper
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.txt").write_text("keep")
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "build").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(paths.UnsafePathError, match="not strictly inside"):
+        paper.build_pdf(tmp_path, tmp_path, tmp_path / "paper" / "paper.pdf")
+    assert (tmp_path / "elsewhere" / "keep.txt").read_text() == "keep"
