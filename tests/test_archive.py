@@ -1,9 +1,13 @@
 """The archive's stamp without a pipeline: the git state it records, and its README.
 (Archiving a real run and rebuilding the paper from it: tests/test_workflow.py.)"""
 
+import hashlib
+import json
+import re
 import subprocess
 
 import pandas as pd
+import pytest
 
 from sgdsmooth import archive, tables
 
@@ -119,3 +123,111 @@ def test_a_figure_caption_names_its_rule_code_and_commit():
         "SFO against b.\n\nDrawn by rule ``fig4``: ``workflow/scripts/figure.py`` with "
         "``workflow/sgdsmooth/figures/fig4_sfo.py``, at commit fedcba987654.\n"
     )
+
+
+def stamped(folder):
+    """A small archive folder whose stamp records its files' hashes."""
+    for name, text in {
+        "tables/critical_batch_size.parquet": "b* = 32",
+        "tables/accuracy.parquet": "acc",
+        "config.yaml": "experiment: demo\nlr: 0.1\naccuracy: {epochs: 2}\n",
+    }.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    cfg = {"experiment": "demo", "lr": 0.1, "accuracy": {"epochs": 2}}
+    stamp = {"experiment": "demo", "commit": None, "dirty": None}
+    stamp["config_hash"] = tables.config_hash(cfg)
+    (folder / "stamp.json").write_text(json.dumps(stamp))
+    archive.restamp(folder)
+    return cfg
+
+
+def test_the_stamp_records_every_archived_files_sha256(tmp_path):
+    stamped(tmp_path)
+    files = json.loads((tmp_path / "stamp.json").read_text())["files"]
+    assert sorted(files) == [
+        "config.yaml",
+        "tables/accuracy.parquet",
+        "tables/critical_batch_size.parquet",
+    ]  # all but the stamp itself
+    assert (
+        files["config.yaml"] == hashlib.sha256((tmp_path / "config.yaml").read_bytes()).hexdigest()
+    )
+    assert archive.verify_archive(tmp_path)["experiment"] == "demo"
+
+
+def test_an_altered_or_missing_archived_file_is_refused_naming_each(tmp_path):
+    stamped(tmp_path)
+    (tmp_path / "tables" / "critical_batch_size.parquet").write_text("b* = 128")
+    (tmp_path / "tables" / "accuracy.parquet").unlink()
+    with pytest.raises(archive.ArchiveError) as err:
+        archive.verify_archive(tmp_path)
+    assert f"{tmp_path}/tables/critical_batch_size.parquet: differs from its stamped" in str(
+        err.value
+    )
+    assert f"{tmp_path}/tables/accuracy.parquet: missing" in str(err.value)
+    assert "(2 of 3 files)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text[: len(text) // 2], "stamp.json: not a readable stamp (JSONDecodeError"),
+        (lambda text: "", "stamp.json: not a readable stamp"),
+        (lambda text: "[1, 2]", "stamp.json: not a stamp (a JSON object), but list"),
+        (lambda text: json.dumps(_without(text, "config_hash")), "key 'config_hash' is missing"),
+        (lambda text: json.dumps(_without(text, "files")), "key 'files' is missing (the SHA-256"),
+        (lambda text: json.dumps(json.loads(text) | {"files": []}), "key 'files' holds list"),
+        (
+            lambda text: json.dumps(json.loads(text) | {"files": {"../../etc/passwd": "0"}}),
+            "key 'files' lists '../../etc/passwd', outside",
+        ),
+    ],
+)
+def test_a_damaged_stamp_is_refused_naming_the_file_and_the_key(tmp_path, damage, message):
+    stamped(tmp_path)
+    path = tmp_path / "stamp.json"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(archive.ArchiveError, match=re.escape(message)) as err:
+        archive.verify_archive(tmp_path)
+    assert str(err.value).startswith(str(path))
+
+
+def _without(text, key):
+    stamp = json.loads(text)
+    del stamp[key]
+    return stamp
+
+
+def test_a_config_that_differs_from_the_archives_is_refused_unless_allowed(tmp_path):
+    cfg = stamped(tmp_path)
+    assert archive.check_rebuild(tmp_path, cfg, allow_change=False) == []
+    changed = cfg | {"lr": 0.2, "accuracy": {"epochs": 3}, "model": "x"}
+    with pytest.raises(archive.ArchiveError, match="not the one .* was measured with") as err:
+        archive.check_rebuild(tmp_path, changed, allow_change=False)
+    assert "accuracy.epochs: 2 → 3" in str(err.value) and "lr: 0.1 → 0.2" in str(err.value)
+    assert "allow_config_change=True" in str(err.value)
+    assert archive.check_rebuild(tmp_path, changed, allow_change=True) == [
+        "accuracy.epochs: 2 → 3",
+        "lr: 0.1 → 0.2",
+        "model: — → x",
+    ]
+    with pytest.raises(archive.ArchiveError, match="key 'experiment' is 'demo', not 'other'"):
+        archive.check_rebuild(tmp_path, cfg | {"experiment": "other"}, allow_change=True)
+
+
+def test_a_script_finds_its_checkout_and_the_archive_there_does_not_count(tmp_path):
+    git(tmp_path, "init", "-q")
+    for name in ("Snakefile", "workflow/rules/common.smk", "workflow/scripts/figure.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    # As Snakemake gives a script its folder: relative to the rules that run it.
+    scriptdir = tmp_path / "workflow" / "rules" / ".." / "scripts"
+    assert archive.repo_root(scriptdir) == tmp_path.resolve()
+    (tmp_path / "archive" / "default").mkdir(parents=True)
+    (tmp_path / "archive" / "default" / "stamp.json").write_text("{}")  # a new archive
+    assert archive.build_state(archive.repo_root(scriptdir))["dirty"] is False
+    (tmp_path / "Snakefile").write_text("edited")
+    assert archive.build_state(archive.repo_root(scriptdir))["changed"] == ["Snakefile"]

@@ -50,3 +50,21 @@ def test_scheduler_choice_is_respected(tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "3"}
     assert claim_gpu(4, tmp_path, env=env) is None and env["CUDA_VISIBLE_DEVICES"] == "3"
     assert claim_gpu(0, tmp_path, env={}) is None
+
+
+def test_device_cuda_without_cuda_is_refused_in_one_line():
+    import re
+
+    import pytest
+
+    from sgdsmooth.config import ConfigError, check_device
+
+    for device, count, message in [
+        ("cuda", 0, "device: cuda, but this machine has no CUDA device"),
+        ("cuda:1", 1, "device: cuda:1, but this machine has only 1 CUDA device(s)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            check_device(device, count)
+        assert "\n" not in str(err.value)
+    for device, count in [("cuda", 1), ("cuda:1", 2), ("cpu", 0), ("auto", 0)]:
+        check_device(device, count)

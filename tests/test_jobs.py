@@ -180,17 +180,23 @@ def test_jobs_log_keeps_every_attempt_and_starts_afresh_after_a_success(tmp_path
 
 
 def test_the_command_lines_retries_decide_and_the_log_keeps_every_attempt(tmp_path):
-    """The real training rule, made to fail (a GPU that is not there): with --retries 0 it
-    runs once, not three times (no rule sets its own retries); a later snakemake with
-    --retries 1 runs it twice more, and the job's log holds all three attempts."""
+    """The real training rule, made to fail (CIFAR-100 files that are not pickles; a GPU
+    that is not there is refused before any job): with --retries 0 it runs once, not three
+    times (no rule sets its own retries); a later snakemake with --retries 1 runs it twice
+    more, and the job's log holds all three attempts."""
     work = copy_workflow(tmp_path)
     cfg = TINY | {
         "experiment": "retry",
-        "device": "cuda:99",
+        "dataset": "cifar100",
+        "data_root": "broken",
         "optimizers": {"sgd": 0.0},
         "batch_sizes": [256],
         "sharpness": {"lrs": []},
     }
+    for name in ("train", "test", "meta"):
+        path = work / "broken" / "cifar100" / "cifar-100-python" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not a pickle")
     target = "results/retry/runs/epochs/sgd/lr0.1/beta0/b256/seed0/metrics.parquet"
     log = work / "results/retry/logs/train_epochs/sgd/lr0.1/beta0/b256.log"
     (work / "config" / "test.yaml").write_text(yaml.safe_dump(cfg))

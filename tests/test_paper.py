@@ -127,6 +127,20 @@ def test_the_provenance_line_names_commit_config_device_and_archive():
     assert paper.provenance_tex(None, "cpu") == "provenance not recorded"
 
 
+def test_a_config_changed_from_the_archives_is_listed_on_the_title_page():
+    state = {"commit": "0123456789abcdef" * 2, "dirty": False}
+    changes = ["accuracy.epochs: 8 → 9", "k2_statistic: mean → sup"]
+    prov = paper.provenance(state, {"experiment": "x"}, state, changes=changes)
+    assert paper.provenance_tex(prov, "cpu").endswith(
+        "; config differs from the archive's: accuracy.epochs: 8 $\\to$ 9, "
+        "k2\\_statistic: mean $\\to$ sup."
+    )
+    assert "Config differs from the archive's: accuracy.epochs: 8 → 9" in paper.report_front(
+        prov, "x", "cpu"
+    )
+    assert "differs" not in paper.provenance_tex(paper.provenance(state, {}, state), "cpu")
+
+
 def no_bstar_tables() -> dict:
     """Tables of a study where every SGD run collapsed (censored at chance loss, as at η = 50)
     and SHB trained: SGD has no b*."""

@@ -98,3 +98,21 @@ def test_a_tree_with_uncommitted_changes_says_so_on_the_title_page(clone):
     assert "rule paper:" in proc.stdout + proc.stderr
     assert "rule paper_generated" not in proc.stdout + proc.stderr  # only the PDF is rebuilt
     assert f"from commit {commit[:12]} with uncommitted changes;" in pdf_text(d, first_page=True)
+
+
+def test_a_config_allowed_to_differ_from_the_archives_is_listed_on_the_title_page(clone):
+    d, _ = clone
+    refused = run(
+        d,
+        *SNAKEMAKE,
+        *REBUILD,
+        "--config",
+        "source=archive",
+        "k2_statistic=sup",
+        check=False,
+    )
+    assert refused.returncode != 0 and "k2_statistic: mean → sup" in refused.stderr + refused.stdout
+    allowed = ["k2_statistic=sup", "allow_config_change=True"]
+    run(d, *SNAKEMAKE, *REBUILD, "--config", "source=archive", *allowed)
+    title = pdf_text(d, first_page=True)
+    assert "config differs from the archive’s: k2_statistic: mean → sup." in title

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from sgdsmooth import grid, tables
+from sgdsmooth import archive, grid, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -56,6 +56,12 @@ TINY = {
     # and one population.
     "train": {"population_max_batch": 128, "population_jobs": "batch_size"},
 }
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -131,16 +137,10 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
             assert (r / "figures" / f"{fig}.{ext}").stat().st_size > 1000, fig
     assert (r / "paper" / "paper.pdf").exists()
     logs = r / "logs" / "train_cbs" / "eps1.2"
-    assert (
-        "training seeds [0, 1] together:"
-        in (logs / "shb" / "lr0.1" / "beta0.9" / "b128.log").read_text()
-    )
+    # At b = 128 every CBS run (3 optimizers and Figure 8's η, 2 seeds: a collapsing η = 10
+    # and a diverging 1e20 among them) trains in one population; at b = 256 one run at a time.
+    assert "training 12 run(s) together:" in (logs / "population" / "b128.log").read_text()
     assert "together" not in (logs / "sgd" / "lr0.1" / "beta0" / "b256.log").read_text()
-    # Figure 8's group includes the main study's SGD cell at b = 128 (η = 0.1).
-    assert (
-        "at learning rates [0.1, 0.2, 10.0, 1e+20]"
-        in (logs / "sgd" / "fig8" / "b128.log").read_text()
-    )
     assert not (logs / "sgd" / "lr0.1" / "beta0" / "b128.log").exists()
     runs = tables.read_table(r / "tables" / "cbs_runs.parquet", "cbs_runs")
     # 3 optimizers × 2 batch sizes × 2 seeds, plus SGD at η = 0.2, 10 and 1e20 on both: Figure
@@ -182,8 +182,13 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     )
     noise = tables.read_table(r / "tables" / "noise.parquet", "noise")
     keys = ["optimizer", "lr", "beta", "batch_size", "seed"]
-    measured = noise[keys].drop_duplicates().merge(acc[keys + ["status"]], on=keys)
+    fixed, along = noise[noise.protocol == "epochs"], noise[noise.protocol == "cbs"]
+    measured = fixed[keys].drop_duplicates().merge(acc[keys + ["status"]], on=keys)
     assert len(measured) and set(measured.status) == {"ok"}  # no collapsed run's noise
+    # C² where each CBS run stopped (noise.cbs_at_stop), none of a collapsed or diverged run
+    stopped = along[keys + ["step"]].merge(runs[keys + ["status", "steps"]], on=keys)
+    assert len(stopped) == runs.status.isin(["reached", "censored"]).sum()
+    assert set(stopped.status) <= {"reached", "censored"} and (stopped.step >= stopped.steps).all()
     # …but their networks' accuracy and sharpness are results: the correlations count η = 10's.
     corr = tables.read_table(r / "tables" / "correlations.parquet", "correlations")
     measured = sharp[sharp.sharpness.notna()]
@@ -372,6 +377,17 @@ ACC = TINY["accuracy"]  # 2 epochs
         (["lr=fast"], "On instance['lr']"),
         (["lr=-1"], "On instance['lr']"),
         (["data_subset=500.0"], "data_subset: must be a whole number"),
+        # A folder name must stay in its folder: archive/.. is the checkout, archive/. all
+        # archives, and the archive rule empties its folder.
+        # Two equal values of a grid would train into one folder and count as one cell.
+        (
+            {"sharpness": TINY["sharpness"] | {"lrs": [0.1, 0.2, 0.1]}},
+            "sharpness.lrs: 0.1 and 0.1 are one value",
+        ),
+        ({"noise": {"epochs": [2, 2]}}, "noise.epochs: 2 and 2 are one value"),
+        ({"experiment": ".."}, "experiment: must be a plain name"),
+        (["experiment=."], "experiment: must be a plain name"),
+        (["experiment=a/../.."], "experiment: must be a plain name"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -385,6 +401,39 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (work / "results").exists()
+
+
+def test_archiving_an_experiment_named_dotdot_is_refused_before_anything_is_deleted(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(TINY))
+    before = sorted(p for p in work.rglob("*") if ".snakemake" not in p.parts)
+    proc = smk(work, "--config", "experiment=..", "--", "archive", check=False)
+    assert proc.returncode != 0 and "experiment: must be a plain name" in proc.stderr
+    assert sorted(p for p in work.rglob("*") if ".snakemake" not in p.parts) == before
+
+
+def test_a_run_trains_the_learning_rate_the_config_gives_to_every_digit(tmp_path):
+    # '%g' wrote η = 0.1234567 as lr0.123457 and the run read 0.123457 back from its path.
+    work = copy_workflow(tmp_path)
+    run = "results/tiny/runs/epochs/sgd/lr0.1234567/beta0/b256/seed0/metrics.parquet"
+    smk(work, "--", run, config=TINY | {"lr": 0.1234567})
+    meta = tables.read_metadata(work / run)
+    assert meta["config"]["lr"] == 0.1234567
+    assert tables.read_table(work / run, "epochs").lr.iloc[0] == 0.1234567
+
+
+@pytest.mark.skipif(torch_cuda(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_is_refused_in_one_line_before_any_job(tmp_path):
+    work = copy_workflow(tmp_path)
+    proc = smk(work, "--config", "device=cuda", config=TINY, check=False)
+    assert proc.returncode != 0
+    (line,) = [x for x in (proc.stdout + proc.stderr).splitlines() if "device: cuda" in x]
+    assert line.startswith("device: cuda, but this machine has no CUDA device")
+    assert "Traceback" not in proc.stdout + proc.stderr and not (work / "results").exists()
+    # Planning needs no GPU (the article's grid is planned anywhere), nor does a target
+    # that trains nothing.
+    smk(work, "-n", "--config", "device=cuda")
+    smk(work, "--config", "device=cuda", "--", "fig3")
 
 
 def test_paper_reports_what_was_measured(tiny):
@@ -657,13 +706,18 @@ def test_archive_holds_tables_figures_paper_and_a_stamp(archived):
     assert archived_config == {
         k: v
         for k, v in grid.with_defaults(TINY, SCHEMA).items()
-        if k not in ("source", "archive_paper")
+        if k not in ("source", "archive_paper", "allow_config_change")
     }
     assert stamp["config_hash"] == tables.config_hash(archived_config)
     assert stamp["device"] == "cpu" and stamp["device_source"] == "runs"
     assert set(stamp["versions"]) == {"python", "torch", "snakemake", "pandas", "pyarrow", "numpy"}
     assert all(stamp["versions"].values()) and stamp["date"]
     assert commit in (a / "README.md").read_text()
+    # Every file but the stamp is hashed in it, and verifies.
+    assert set(stamp["files"]) == {
+        p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file() and p != a / "stamp.json"
+    }
+    assert archive.verify_archive(a) == stamp
 
 
 def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
@@ -672,7 +726,7 @@ def test_rebuilding_from_the_archive_plans_no_training_or_table_job(archived):
     plan = planned(proc)
     assert set(plan) == REBUILT and not set(plan) & TRAINING_OR_TABLES
     assert (
-        "is not that of" not in proc.stdout + proc.stderr
+        "differs from" not in proc.stdout + proc.stderr
     )  # the archived config is the one it was measured with
     assert not (fresh / "results").exists()
 
@@ -703,6 +757,58 @@ def test_the_rerun_check_against_its_own_archive_finds_nothing_changed(archived)
     assert "Outside the archived interval: 0; archived value outside the new interval: 0" in text
     assert "## b*: 0 of" in text and "Rows only in the archive: none." in text
     assert re.search(r"mean test accuracy: 0 of \d+ cells moved", text)
+
+
+def committed_archive(dest: Path) -> Path:
+    """A copy of the workflow with the committed archive/default/, as a fresh clone has it,
+    and the archive's config as config/test.yaml."""
+    work = copy_workflow(dest)
+    shutil.copytree(ROOT / "archive" / "default", work / "archive" / "default")
+    shutil.copy(work / "archive" / "default" / "config.yaml", work / "config" / "test.yaml")
+    return work
+
+
+def test_the_committed_archive_verifies_and_plans_its_rebuild(tmp_path):
+    work = committed_archive(tmp_path)
+    assert set(planned(smk(work, "-n", "--config", "source=archive"))) == REBUILT
+
+
+def test_a_tampered_archive_is_refused_naming_the_file_before_any_job(tmp_path):
+    work = committed_archive(tmp_path)
+    path = work / "archive" / "default" / "tables" / "critical_batch_size.parquet"
+    crit = tables.read_table(path, "critical_batch_size")
+    crit.loc[crit.optimizer == "sgd", "critical_batch_size"] = 128.0  # the schema is kept
+    tables.write_table(crit, path, "critical_batch_size")
+    proc = smk(work, "--config", "source=archive", check=False)  # not a dry run
+    assert proc.returncode != 0
+    assert (
+        "archive/default/tables/critical_batch_size.parquet: differs from its stamped SHA-256"
+        in proc.stdout + proc.stderr
+    )
+    assert not (work / "results").exists()
+
+
+def test_a_truncated_stamp_is_refused_naming_the_file(tmp_path):
+    work = committed_archive(tmp_path)
+    stamp = work / "archive" / "default" / "stamp.json"
+    stamp.write_text(stamp.read_text()[:200])
+    proc = smk(work, "-n", "--config", "source=archive", check=False)
+    assert proc.returncode != 0
+    assert (
+        "archive/default/stamp.json: not a readable stamp (JSONDecodeError"
+        in proc.stdout + proc.stderr
+    )
+
+
+def test_a_rebuild_with_another_config_is_refused_unless_allowed(tmp_path):
+    work = committed_archive(tmp_path)
+    proc = smk(work, "-n", "--config", "source=archive", "k2_statistic=sup", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "k2_statistic: mean → sup" in out and "allow_config_change=True" in out
+    args = ["source=archive", "k2_statistic=sup", "allow_config_change=True"]
+    proc = smk(work, "-n", "--config", *args)
+    assert set(planned(proc)) == REBUILT and "k2_statistic: mean → sup" in proc.stdout + proc.stderr
 
 
 def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp_path):

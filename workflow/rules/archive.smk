@@ -28,6 +28,8 @@ if not ARCHIVED:
         params:
             # results/<experiment>/, from a table's path (a literal prefix would trip --lint)
             results=lambda w, input: os.path.dirname(os.path.dirname(input.tables[0])),
+            # archive/, the folder of archives: the only one whose subfolder may be replaced
+            archives=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
             config=STUDY_CONFIG,
             repo=workflow.basedir,
         script:

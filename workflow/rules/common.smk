@@ -1,6 +1,5 @@
 # Config validation, paths and the run grid: the one place that knows where files live.
 
-import json
 import os
 from types import SimpleNamespace
 
@@ -9,12 +8,23 @@ import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from sgdsmooth import grid
-from sgdsmooth.config import cbs_max_steps, cell_settings, claims_problems, train_size
+from sgdsmooth import archive, grid
+from sgdsmooth.config import (
+    cbs_max_steps,
+    cell_settings,
+    check_device,
+    check_grids,
+    check_path_names,
+    claims_problems,
+    train_size,
+)
+from sgdsmooth.paths import path_number
 from sgdsmooth.names import TRAIN_SIZES
 from sgdsmooth.sources import library_sources
-from sgdsmooth.tables import config_hash
 
+# Folder names first, with a message that says why: `experiment: ..` would make the archive
+# rule empty the checkout (archive/..).
+check_path_names(config)
 validate(config, "../../config/schema.yaml")
 
 
@@ -89,12 +99,30 @@ def _check_config(cfg, schema):
 
 with open(f"{workflow.basedir}/config/schema.yaml") as _fh:
     _check_config(config, yaml.safe_load(_fh))
+check_grids(config)  # no value twice in a grid list: two would share one folder
 
 R = f"results/{config['experiment']}"
 ENV = "../../envs/sgdsmooth.yaml"  # relative to workflow/rules/
 LIB = "workflow/sgdsmooth"
 DEVICE = config.get("device", "auto")
 GPU = 1 if DEVICE.startswith("cuda") else 0
+
+
+onstart:
+    # device: cuda without CUDA, refused in one line before any job. Here, not at parse
+    # time: a dry run plans the article's GPU grid anywhere, under a cluster executor (not
+    # local_exec) the jobs run on GPU nodes, not on this submitting host, and only the jobs
+    # that ask for a GPU (training, sharpness) need one: a rebuild from an archive does not.
+    gpu_jobs = [j for j in workflow.dag.needrun_jobs() if j.resources.get("gpu", 0)]
+    if gpu_jobs and workflow.local_exec and not workflow.touch:
+        import torch
+
+        try:
+            check_device(DEVICE, torch.cuda.device_count())
+        except ValueError as err:
+            raise SystemExit(str(err))  # one line, not a traceback
+
+
 TRAIN = config["train"]
 # What collect.collapse_settings needs to judge collapsed runs: the data set, its thresholds.
 COLLAPSE = {"dataset": config["dataset"], "collapse": config["collapse"]}
@@ -115,8 +143,9 @@ TRAIN_CODE = lib("training/__init__")  # what every training rule runs
 
 
 def num(x):
-    """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0'."""
-    return f"{float(x):g}"
+    """How a number appears in a path: 0.1 → '0.1', 512 → '512', 0.0 → '0', and exactly
+    (0.1234567 → '0.1234567'): the training rules read η, β and ε back from the path."""
+    return path_number(x)
 
 
 wildcard_constraints:
@@ -151,7 +180,11 @@ def table(name):
 A = f"archive/{config['experiment']}"
 ARCHIVED = config["source"] == "archive"
 # The config that results depend on: all of it but where they are read from and archived.
-STUDY_CONFIG = {k: v for k, v in config.items() if k not in ("source", "archive_paper")}
+STUDY_CONFIG = {
+    k: v
+    for k, v in config.items()
+    if k not in ("source", "archive_paper", "allow_config_change")
+}
 
 
 def from_source(path):
@@ -168,19 +201,24 @@ def table_in(name):
     return from_source(table(name))
 
 
+# What this config changes from the archive's, listed on the paper's title page (only under
+# allow_config_change: otherwise a difference stops the run here).
+CONFIG_CHANGES = []
 if ARCHIVED:
     if not os.path.exists(f"{A}/stamp.json"):
         raise ValueError(
             f"source: archive, but {A}/stamp.json does not exist: archive a finished run "
             "first (`snakemake archive`), or leave source at results"
         )
-    with open(f"{A}/stamp.json") as fh:
-        _archived_hash = json.load(fh)["config_hash"]
-    if _archived_hash != config_hash(STUDY_CONFIG):
+    # Before any job: every archived file as stamped (SHA-256), and the config it measured.
+    CONFIG_CHANGES = archive.check_rebuild(
+        A, STUDY_CONFIG, config["allow_config_change"]
+    )
+    if CONFIG_CHANGES:
         logger.warning(
-            f"source: archive: this config's hash {config_hash(STUDY_CONFIG)} is not that of "
-            f"{A}/config.yaml ({_archived_hash}), which the archive was measured with: the "
-            "paper will quote this config's settings beside the archive's measurements"
+            f"source: archive: this config differs from {A}/config.yaml, which the archive "
+            "was measured with (allow_config_change: the paper's title page lists it): "
+            + "; ".join(CONFIG_CHANGES)
         )
 
 

@@ -85,5 +85,6 @@ rule paper:
         ENV
     params:
         config=STUDY_CONFIG,
+        config_changes=CONFIG_CHANGES,  # from the archive's config (allow_config_change)
     script:
         "../scripts/paper_build.py"

@@ -14,6 +14,7 @@ stamp = archive.write_archive(
     inp.runs,
     p.config,
     p.repo,
+    inside=p.archives,
 )
 with open(snakemake.log[0], "w") as log:
     print(

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 from sgdsmooth import archive, paper, tables
@@ -6,8 +5,10 @@ from sgdsmooth import archive, paper, tables
 inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.config
 # Where this PDF comes from: the checkout building it (the commit of this build, as each
 # figure's caption carries its own) and, rebuilt from an archive, the one that measured it.
-measured = json.loads(Path(inp.stamp).read_text()) if inp.stamp else None
-prov = paper.provenance(archive.build_state(Path(snakemake.scriptdir).parents[1]), cfg, measured)
+measured = archive.read_stamp(Path(inp.stamp).parent) if inp.stamp else None
+changes = snakemake.params.config_changes  # allowed by allow_config_change: on the title page
+state = archive.build_state(archive.repo_root(snakemake.scriptdir))
+prov = paper.provenance(state, cfg, measured, changes=changes)
 device = tables.read_metadata(inp.example_run)["device"]
 paper.write_provenance(out.provenance, out.front, prov, cfg["experiment"], device)
 

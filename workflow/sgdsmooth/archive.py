@@ -10,6 +10,7 @@ the figures and the paper from these files alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -23,9 +24,24 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from .paths import safe_rmtree
 from .tables import config_hash, read_metadata
 
 VERSIONS = ("torch", "snakemake", "pandas", "pyarrow", "numpy")
+STAMP = "stamp.json"
+# What a rebuild from the archive reads from its stamp, and each key's type.
+STAMP_KEYS = {
+    "experiment": str,
+    "commit": (str, type(None)),
+    "dirty": (bool, type(None)),
+    "config_hash": str,
+    "files": dict,
+}
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be trusted as stamped: a damaged stamp, or files that differ
+    from the hashes it records. The message names the file (and the key)."""
 
 
 def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.environ) -> dict:
@@ -73,10 +89,18 @@ def git_state(repo: str | Path, exclude: str | Path | None = None, env=os.enviro
     }
 
 
+def repo_root(scriptdir: str | Path) -> Path:
+    """The checkout a workflow script runs from, given its folder (``snakemake.scriptdir``).
+    Snakemake names that folder workflow/rules/../scripts: resolved first, else its
+    parents[1] is workflow/rules, and build_state's archive/ (workflow/rules/archive)
+    matches nothing, so a new archive marked every figure and paper "uncommitted"."""
+    return Path(scriptdir).resolve().parents[1]
+
+
 def build_state(repo: str | Path, env=os.environ) -> dict:
     """The checkout that builds a figure or the paper: ``git_state`` with ``archive/`` left
     out (committed outputs are not code: writing an archive must not mark the code dirty)."""
-    return git_state(repo, exclude=Path(repo) / "archive", env=env)
+    return git_state(repo, exclude=Path(repo).resolve() / "archive", env=env)
 
 
 def commit_words(state: dict) -> str:
@@ -202,7 +226,8 @@ TeX gets it from \
 for the paper (the other runs are not archived) |
 | `config.yaml` | the configuration the results were measured with |
 | `stamp.json` | date, commit, uncommitted changes, config hash, device, versions, \
-each table's rows and code version |
+each table's rows and code version, the SHA-256 of every other file here (checked before a \
+rebuild) |
 
 Rebuild the figures and the paper from this archive, without training (into `results/{exp}/`;
 nothing here changes):
@@ -225,12 +250,14 @@ def write_archive(
     runs,
     config: dict,
     repo: str | Path,
+    inside: str | Path = "archive",
 ) -> dict:
     """Copy a finished study from ``results`` into ``out`` (emptied first) and stamp it;
-    ``stamp.json`` comes last, so that a folder without one is an unfinished archive."""
+    ``stamp.json`` comes last, so that a folder without one is an unfinished archive.
+    ``out`` must lie strictly inside ``inside`` (the folder of archives), or nothing is
+    deleted: an ``out`` of archive/.. would empty the checkout."""
     out, results = Path(out), Path(results)
-    if out.exists():
-        shutil.rmtree(out)
+    safe_rmtree(out, inside)
     for src in [*tables, *figures, *benchmarks, example_run]:
         dest = out / Path(src).relative_to(results)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -240,5 +267,155 @@ def write_archive(
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     stamp = make_stamp(config, {Path(t).stem: t for t in tables}, runs, repo, exclude=out)
     (out / "README.md").write_text(readme(stamp))
-    (out / "stamp.json").write_text(json.dumps(stamp, indent=2) + "\n")
+    stamp["files"] = file_hashes(out)  # last: every file the folder holds, README included
+    (out / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     return stamp
+
+
+def file_hashes(folder: str | Path) -> dict[str, str]:
+    """The SHA-256 of every file in ``folder`` but its stamp, by POSIX path relative to it."""
+    folder = Path(folder)
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.relative_to(folder).as_posix() != STAMP:
+            with open(path, "rb") as fh:
+                out[path.relative_to(folder).as_posix()] = hashlib.file_digest(
+                    fh, "sha256"
+                ).hexdigest()
+    return out
+
+
+def read_stamp(folder: str | Path) -> dict:
+    """``folder``/stamp.json, checked for the keys a rebuild reads; ArchiveError naming the
+    file and the key when it is not JSON, lacks a key or holds the wrong type (rather than a
+    bare JSONDecodeError or KeyError)."""
+    path = Path(folder) / STAMP
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArchiveError(f"{path}: not a readable stamp ({type(err).__name__}: {err})") from err
+    if not isinstance(stamp, dict):
+        raise ArchiveError(f"{path}: not a stamp (a JSON object), but {type(stamp).__name__}")
+    for key, kind in STAMP_KEYS.items():
+        if key not in stamp:
+            why = (
+                " (the SHA-256 of each archived file: an archive from before they were "
+                "recorded; see `python -m sgdsmooth.archive restamp --help`)"
+                if key == "files"
+                else ""
+            )
+            raise ArchiveError(f"{path}: key {key!r} is missing{why}")
+        if not isinstance(stamp[key], kind):
+            raise ArchiveError(
+                f"{path}: key {key!r} holds {type(stamp[key]).__name__} {stamp[key]!r}"
+            )
+    return stamp
+
+
+def verify_archive(folder: str | Path) -> dict:
+    """The stamp of ``folder``, once every file it lists exists with the SHA-256 it records;
+    else ArchiveError naming each file that is missing or differs. (A file the stamp does
+    not list is not read by a rebuild: rule archive_paper adds paper.pdf after the stamp.)"""
+    folder = Path(folder)
+    stamp = read_stamp(folder)
+    listed = stamp["files"]
+    for name in listed:  # a tampered stamp must not make the check read files elsewhere
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArchiveError(f"{folder / STAMP}: key 'files' lists {name!r}, outside {folder}")
+    found = {n: h for n, h in file_hashes(folder).items() if n in listed}
+    bad = [
+        f"{folder / n}: " + ("missing" if n not in found else "differs from its stamped SHA-256")
+        for n in sorted(listed)
+        if found.get(n) != listed[n]
+    ]
+    if bad:
+        raise ArchiveError(
+            f"{folder} is not the archive its {STAMP} records ({len(bad)} of "
+            f"{len(listed)} files):\n  " + "\n  ".join(bad) + "\nRestore them (git checkout "
+            f"-- {folder}) or archive again; a rebuild from altered files would print "
+            "numbers that were never measured."
+        )
+    return stamp
+
+
+def restamp(folder: str | Path) -> dict:
+    """Record the SHA-256 of every file in ``folder`` in its stamp, leaving every other key
+    as it is: for an archive written before the stamp held hashes, whose files are known to
+    be the ones archived (e.g. unchanged in git since the archiving commit)."""
+    folder = Path(folder)
+    stamp = json.loads((folder / STAMP).read_text(encoding="utf-8"))
+    stamp["files"] = file_hashes(folder)
+    (folder / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    return stamp
+
+
+def _flat(value, key=""):
+    """A nested config as {dotted key: value}."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out |= _flat(v, f"{key}.{k}" if key else str(k))
+        return out
+    return {key: value}
+
+
+def config_changes(archived: dict, current: dict) -> list[str]:
+    """How ``current`` differs from the config an archive was measured with, one
+    "key: archived → current" per key ("—": absent), in key order."""
+    old, new = _flat(archived), _flat(current)
+    return [
+        f"{k}: {old.get(k, '—')} → {new.get(k, '—')}"
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k, "—") != new.get(k, "—")
+    ]
+
+
+def check_rebuild(folder: str | Path, study_config: dict, allow_change: bool) -> list[str]:
+    """Before a rebuild from ``folder``: verify its files (verify_archive), then compare
+    ``study_config`` with the config it was measured with. Returns the differences (empty
+    when none); differences are an ArchiveError unless ``allow_change``."""
+    folder = Path(folder)
+    stamp = verify_archive(folder)
+    if stamp["experiment"] != study_config["experiment"]:
+        raise ArchiveError(
+            f"{folder / STAMP}: key 'experiment' is {stamp['experiment']!r}, not "
+            f"{study_config['experiment']!r}: this is another experiment's archive"
+        )
+    if stamp["config_hash"] == config_hash(study_config):
+        return []
+    archived = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    changes = config_changes(archived, study_config) or [
+        f"config hash {stamp['config_hash']} → {config_hash(study_config)}"
+    ]
+    if not allow_change:
+        raise ArchiveError(
+            f"this config is not the one {folder} was measured with ({folder}/config.yaml):\n  "
+            + "\n  ".join(changes)
+            + f"\nRebuild with --configfile {folder}/config.yaml, or add "
+            "allow_config_change=True to --config to rebuild anyway (the paper's title page "
+            "then lists these differences)."
+        )
+    return changes
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sgdsmooth.archive",
+        description="Archive maintenance. restamp: record the SHA-256 of every file of an "
+        "archive folder in its stamp.json (for an archive stamped before hashes were "
+        "recorded; only when its files are the ones archived). verify: check them.",
+    )
+    parser.add_argument("command", choices=["restamp", "verify"])
+    parser.add_argument("folder", nargs="+", help="archive/<experiment>")
+    args = parser.parse_args(argv)
+    for folder in args.folder:
+        if args.command == "restamp":
+            print(f"{folder}: {len(restamp(folder)['files'])} files hashed into {STAMP}")
+        else:
+            print(f"{folder}: {len(verify_archive(folder)['files'])} files as stamped")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .names import DATASETS, MODELS, OPTIMIZERS, PRECISIONS, PROTOCOLS, TRAIN_SIZES
+from .paths import check_plain_name, path_number
 
 
 class ConfigError(ValueError):
@@ -255,3 +256,66 @@ def cell_settings(
         "noise_epochs": n["epochs"],
         **{f"noise_{k}": n[k] for k in ("batches", "steps", "per_example")},
     }
+
+
+# Workflow config values that name a folder: results/<experiment>/, archive/<experiment>/.
+PATH_NAMES = ("experiment",)
+
+
+def check_path_names(config: dict) -> None:
+    """Refuse a workflow config whose folder names could leave their folder (``..``, ``.``,
+    a '/'): `snakemake archive` empties archive/<experiment>/. Run before the schema, so that
+    this message, which says why, is the one shown; a missing key is the schema's to name."""
+    for key in PATH_NAMES:
+        if key in config:
+            check_plain_name(config[key], key)
+
+
+# A workflow config's grid lists: each value names a folder (a cell, a seed) or a row.
+GRID_LISTS = (
+    "batch_sizes",
+    "cbs.seeds",
+    "accuracy.seeds",
+    "accuracy.full_grad_epochs",
+    "noise.epochs",
+    "sharpness.lrs",
+    "sharpness.batch_sizes",
+)
+
+
+def check_grids(config: dict) -> None:
+    """Refuse a value listed twice in a grid list (``sharpness.lrs: [0.1, 0.1]``, or 1 and
+    1.0): both would train into one folder and count as one cell. Values compare as their
+    paths write them (paths.path_number, which is exact). Types are the schema's to check."""
+    for key in GRID_LISTS:
+        values = config
+        for part in key.split("."):
+            values = values.get(part) if isinstance(values, dict) else None
+        if not isinstance(values, list):
+            continue
+        seen = {}
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                continue
+            text = path_number(v)
+            if text in seen:
+                raise ConfigError(
+                    f"{key}: {seen[text]!r} and {v!r} are one value (written {text} in its "
+                    "path), listed twice: list each value once"
+                )
+            seen[text] = v
+
+
+def check_device(device: str, cuda_devices: int) -> None:
+    """Refuse ``device: cuda`` (or ``cuda:N``) on a machine with ``cuda_devices`` CUDA
+    devices when it has none (or no device N), in one line: otherwise every training job
+    fails on its own with torch's "Found no NVIDIA driver" traceback, and is retried."""
+    if not device.startswith("cuda"):
+        return
+    index = int(device.partition(":")[2] or 0)
+    if index >= cuda_devices:
+        have = f"only {cuda_devices} CUDA device(s)" if cuda_devices else "no CUDA device"
+        raise ConfigError(
+            f"device: {device}, but this machine has {have} (torch.cuda): train with "
+            "device: auto or cpu here, or run where the GPU is"
+        )

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import archive, collect, theory
 from .figures import LABELS, ORDER
+from .paths import safe_rmtree
 from .tables import config_hash
 
 # The article's reported values (docs/method.md §7), for the side-by-side table. K: the authors'
@@ -167,15 +168,19 @@ def learned_sentence(runs: pd.DataFrame, limit: float | None) -> str:
     return text
 
 
-def provenance(state: dict, config: dict, measured: dict | None = None, now=None) -> dict:
+def provenance(
+    state: dict, config: dict, measured: dict | None = None, now=None, changes=()
+) -> dict:
     """Where a report comes from: the checkout that built it (``state``, from
     ``archive.build_state``), the config hash, the date, and under ``source: archive`` the
-    archive's stamp (the checkout that trained and measured)."""
+    archive's stamp (the checkout that trained and measured) and how this config differs
+    from the archive's (``changes``, archive.check_rebuild: allowed by allow_config_change)."""
     return {
         "built": archive.commit_words(state),
         "config_hash": config_hash(config),
         "date": (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         "measured": archive.commit_words(measured) if measured else None,
+        "config_changes": list(changes),
     }
 
 
@@ -193,6 +198,10 @@ def provenance_tex(prov: dict | None, device: str) -> str:
     )
     if prov["measured"]:
         text += f"; measurements archived from {commit(prov['measured'])}"
+    if prov.get("config_changes"):  # a reader must see that settings and numbers disagree
+        text += "; config differs from the archive's: " + tex_text(
+            ", ".join(prov["config_changes"])
+        )
     return text + "."
 
 
@@ -217,6 +226,8 @@ def report_front(prov: dict, experiment: str, device: str) -> str:
     ]
     if prov["measured"]:
         lines.append(f"- Measurements: archived from {prov['measured']}")
+    if prov.get("config_changes"):
+        lines.append("- Config differs from the archive's: " + ", ".join(prov["config_changes"]))
     return "\n".join(lines) + "\n"
 
 
@@ -954,7 +965,7 @@ def build_pdf(
     """Compile ``source``/paper.tex with latexmk into ``pdf``; fail loudly on broken refs."""
     source, generated, pdf = Path(source).resolve(), Path(generated).resolve(), Path(pdf).resolve()
     build = pdf.parent / "build"
-    shutil.rmtree(build, ignore_errors=True)
+    safe_rmtree(build, pdf.parent, ignore_errors=True)  # refused if build/ links elsewhere
     build.mkdir(parents=True)
     for f in source.iterdir():
         if f.suffix in (".tex", ".bib", ".sty"):

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..config import RunConfig
+from ..paths import safe_rmtree
 from ..tables import code_version, config_hash, read_metadata
 
 log = logging.getLogger("sgdsmooth.training")
@@ -130,7 +131,7 @@ def restore_done(cfg: RunConfig, out: str | os.PathLike) -> dict | None:
     problem = _done_problem(cfg, done)
     if problem is not None:
         log.warning("discarding %s, not used: %s; the run is trained", done, problem)
-        shutil.rmtree(done, ignore_errors=True)
+        safe_rmtree(done, out, ignore_errors=True)
         return None
     for name in run_files(cfg):
         _link(done / name, out / name)

@@ -34,12 +34,16 @@ import torch
 from ..config import RunConfig
 from ..data import ImageData
 from ..models import make_model
+from ..paths import naming
 from ..tables import config_hash
 
 
 def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then renamed: a kill leaves the old file or the
+    new one, never half of one. A failed write names the path (torch's error does not)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
+    with naming(tmp):
+        torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
