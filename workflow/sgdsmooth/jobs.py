@@ -157,9 +157,9 @@ def job_log(path: str | os.PathLike, fmt: str = "%(asctime)s %(message)s"):
     try:
         yield attempt
     except BaseException as err:
-        # train.Interrupted (a signal, the Slurm deadline) is an expected end: no traceback.
-        # (Not imported: this module comes before torch.)
-        interrupted = getattr(sys.modules.get("sgdsmooth.train"), "Interrupted", ())
+        # training.Interrupted (a signal, the Slurm deadline) is an expected end: no
+        # traceback. (Not imported: this module comes before torch.)
+        interrupted = getattr(sys.modules.get("sgdsmooth.training.signals"), "Interrupted", ())
         if isinstance(err, interrupted):
             log.warning("attempt %d stopped: %s", attempt, err)
         else:
