@@ -42,7 +42,7 @@ def is_trainer(argv: list[str]) -> bool:
     return (
         bool(argv)
         and Path(argv[0]).name.startswith("python")
-        and ("train_runs.py" in command or "sgdsmooth.train" in command)
+        and ("train_runs.py" in command or "sgdsmooth.training" in command)
     )
 
 
@@ -61,7 +61,7 @@ RULES = {
     params:
         runs=[{RUN!r}],
         seeds=[0],
-        fuse=False,
+        together=False,
     script:
         "{ROOT / "workflow" / "scripts" / "train_runs.py"}"
 """,
@@ -70,7 +70,7 @@ RULES = {
     "shell": """
     shell:
         "python -c 'import sys; from sgdsmooth.jobs import stop_with_parent; "
-        "from sgdsmooth.train import main; stop_with_parent(); main(sys.argv[1:])' "
+        "from sgdsmooth.training.cli import main; stop_with_parent(); main(sys.argv[1:])' "
         "--config run.yaml --out runs/seed0 2> {log}; true"
 """,
 }
@@ -128,7 +128,7 @@ rule train:
                 os.kill(pid, signal.SIGKILL)
         smk_proc.wait(timeout=60)
     log = (tmp_path / "train.log").read_text()
-    assert re.search(r"signal 15 at step \d+: checkpoint written", log), log
+    assert re.search(r"signal 15 at step \d+: 1 checkpoint\(s\) written", log), log
     if rule == "script":
         assert re.search(r"attempt 1 stopped: signal 15", log), log
     assert checkpoint.exists() and not (tmp_path / "runs" / "seed0" / "metrics.parquet").exists()
@@ -160,11 +160,11 @@ def test_jobs_log_keeps_every_attempt_and_starts_afresh_after_a_success(tmp_path
     for n in (1, 2):
         with pytest.raises(RuntimeError), jobs.job_log(log) as attempt:
             assert attempt == n
-            logging.getLogger("sgdsmooth.train").info("training, attempt %d", n)
+            logging.getLogger("sgdsmooth.training").info("training, attempt %d", n)
             raise RuntimeError(f"boom {n}")
         log.unlink()  # as Snakemake does before the next attempt
     with jobs.job_log(log) as attempt:
-        logging.getLogger("sgdsmooth.train").info("done")
+        logging.getLogger("sgdsmooth.training").info("done")
     text = log.read_text()
     assert attempts(log) == [1, 2, 3] and attempt == 3
     for n in (1, 2):

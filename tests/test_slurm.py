@@ -18,7 +18,7 @@ from test_workflow import ROOT, TINY, copy_workflow
 
 from sgdsmooth import tables
 from sgdsmooth.config import RunConfig
-from sgdsmooth.train import train
+from sgdsmooth.training import train
 
 # One optimizer: b = 128 trains its seeds fused and b = 256 one after another, so both training
 # paths meet Slurm; more optimizers would add jobs of the same kind, and minutes to CI.

@@ -10,7 +10,9 @@ import yaml
 
 from sgdsmooth.config import ConfigError, RunConfig
 from sgdsmooth.tables import read_metadata, read_table
-from sgdsmooth.train import Interrupted, Run, main, train
+from sgdsmooth.training import Interrupted, done, loop, open_run, train, train_cells
+from sgdsmooth.training.cli import main
+from sgdsmooth.training.population import Population
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -73,6 +75,26 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, digits, prot
         a = torch.load(tmp_path / "whole" / "final.pt")
         b = torch.load(tmp_path / "parts" / "final.pt")
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_each_epochs_shuffle_and_augmentation_are_drawn_at_its_start_from_the_run_seed(digits):
+    """A run's data stream: at the start of each epoch, its shuffle, then the augmentation
+    draws of the examples that epoch uses, from one generator seeded with the run's seed
+    (so the data do not depend on the population it trains in)."""
+    cfg = epochs_cfg(seed=7, augment=True)
+    run = open_run(cfg, None, digits)
+    g = torch.Generator().manual_seed(7)
+    used = run.steps_per_epoch * cfg.batch_size
+    for _ in range(2):
+        run.begin_epoch()
+        perm = torch.randperm(digits.n_train, generator=g)
+        draws = run.data.draw(used, g)
+        assert torch.equal(run.perm, perm) and run.draws.keys() == draws.keys()
+        assert all(torch.equal(run.draws[k], draws[k]) for k in draws)
+        assert set(draws) == {"dy", "dx", "flip", "angle"}
+        run.begin_epoch()  # drawn once per epoch (a resumed epoch keeps its draws)
+        assert torch.equal(run.perm, perm)
+        run.perm = None  # the epoch ends (Run.close_epoch)
 
 
 def test_cbs_stops_exactly_when_the_running_mean_reaches_epsilon(tmp_path, digits):
@@ -270,7 +292,7 @@ def test_a_signal_checkpoints_and_a_rerun_resumes_to_the_uninterrupted_table(tmp
     cmd = [
         sys.executable,
         "-m",
-        "sgdsmooth.train",
+        "sgdsmooth.training",
         "--out",
         str(out),
         "--optimizer",
@@ -292,7 +314,7 @@ def test_a_signal_checkpoints_and_a_rerun_resumes_to_the_uninterrupted_table(tmp
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
-    assert f"signal {int(sig)} at step" in err and "checkpoint written" in err
+    assert f"signal {int(sig)} at step" in err and "1 checkpoint(s) written" in err
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.parquet").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -318,7 +340,7 @@ def test_every_command_line_run_sets_its_thread_count(tmp_path, digits, caplog):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
     env = {"PYTHONPATH": str(ROOT / "workflow"), "PATH": "/usr/bin:/bin"}  # no OMP_NUM_THREADS
     cli = subprocess.run(
-        [sys.executable, "-m", "sgdsmooth.train", "--config", str(tmp_path / "run.yaml")]
+        [sys.executable, "-m", "sgdsmooth.training", "--config", str(tmp_path / "run.yaml")]
         + ["--out", str(tmp_path / "cli")],
         env=env,
         capture_output=True,
@@ -334,7 +356,7 @@ def test_every_command_line_run_sets_its_thread_count(tmp_path, digits, caplog):
     with pytest.raises(Interrupted):
         train(cfg, tmp_path / "resumed", digits, interrupt_at_step=10)
     torch.set_num_threads(1)
-    with caplog.at_level("WARNING", logger="sgdsmooth.train"):
+    with caplog.at_level("WARNING", logger="sgdsmooth.training"):
         train(cfg, tmp_path / "resumed", digits)
     assert "written at 2 CPU threads, this session has 1" in caplog.text
 
@@ -352,7 +374,7 @@ def test_deadline_checkpoints_like_a_signal(tmp_path, digits):
 
 
 def test_slurm_deadline_only_inside_slurm():
-    from sgdsmooth.train import slurm_deadline
+    from sgdsmooth.training import slurm_deadline
 
     assert slurm_deadline(60, env={}) is None
     job = {"SLURM_JOB_ID": "7"}
@@ -395,30 +417,51 @@ def test_noise_measurements_do_not_disturb_the_run_and_survive_resume(tmp_path, 
 
 
 # -- speed options (models.Executor) ---------------------------------------------------
+def population_of_one(digits, **options):
+    """A fresh run of ``epochs_cfg(**options)`` as its loop trains it: a population of one."""
+    cfg = epochs_cfg(**options)
+    run = open_run(cfg, None, digits)
+    run.begin_epoch()
+    return run, Population([run], loop.executor_for(cfg))
+
+
 def first_losses(digits, steps=4, **options):
-    run = Run(epochs_cfg(**options), digits, torch.device("cpu"))
-    run.perm = torch.randperm(digits.n_train, generator=run.generator)
+    run, pop = population_of_one(digits, **options)
     for _ in range(steps):
-        run.train_step()
-    return torch.stack(run.trace["loss"])
+        pop.train_step()
+    pop.take()
+    return torch.tensor(run.trace["loss"])
 
 
-def test_channels_last_trains_the_same_run(tmp_path, digits, float64):
+def test_channels_last_trains_the_same_run(tmp_path, digits, float64, monkeypatch):
     train(epochs_cfg(epochs=1), tmp_path / "nchw", digits)
     train(epochs_cfg(epochs=1, channels_last=True), tmp_path / "nhwc", digits)
-    pd.testing.assert_frame_equal(table(tmp_path / "nchw"), table(tmp_path / "nhwc"), rtol=1e-9)
-    run = Run(epochs_cfg(channels_last=True), digits, torch.device("cpu"))
-    kernels = [p for p in run.model.parameters() if p.dim() == 4]
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
-    assert any(
-        not p.is_contiguous() for p in kernels
-    )  # (with one input channel the layouts coincide)
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "nchw"), table(tmp_path / "nhwc"), rtol=1e-9, atol=0
+    )
+    # ... and it does run in NHWC: every convolution's kernel is NHWC, and so is every
+    # output but the first's (one input channel: that layer's layouts coincide).
+    real, seen = torch.nn.functional.conv2d, {}
+
+    def spy(x, weight, *args, **kw):
+        out = real(x, weight, *args, **kw)
+        seen[option].append((weight, out))
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    for option in (False, True):
+        seen[option] = []
+        population_of_one(digits, channels_last=option)[1].train_step()
+    nhwc = [
+        [t.is_contiguous(memory_format=torch.channels_last) for t in pair] for pair in seen[True]
+    ]
+    assert nhwc == [[True, False], [True, True], [True, True]]
+    assert all(out.is_contiguous() and weight.is_contiguous() for weight, out in seen[False])
 
 
 def test_compiled_forward_computes_the_same_steps(digits):
     assert isinstance(
-        Run(epochs_cfg(compile=True), digits, torch.device("cpu")).forward,
-        torch._dynamo.OptimizedModule,
+        population_of_one(digits, compile=True)[1].forward, torch._dynamo.OptimizedModule
     )
     torch.testing.assert_close(
         first_losses(digits, compile=True), first_losses(digits), rtol=1e-5, atol=1e-6
@@ -460,17 +503,16 @@ def delete_outputs(folder, seeds=(0, 1)):
 
 @pytest.fixture
 def trained_seeds(monkeypatch):
-    """The seeds that ``train`` is called for inside ``train_cells``; ``interrupt[seed]``
-    stops that seed's run at a step, as a signal would."""
-    import sgdsmooth.train as T
+    """The seeds that ``train_cells`` trains (one population each: ``together`` is off);
+    ``interrupt[seed]`` stops that seed's run at a step, as a signal would."""
+    real, calls, interrupt = loop._train_population, [], {}
 
-    real, calls, interrupt = T.train, [], {}
+    def spy(runs, executor, interrupt_at_step, *args):
+        (run,) = runs
+        calls.append(run.cfg.seed)
+        return real(runs, executor, interrupt.get(run.cfg.seed), *args)
 
-    def spy(cfg, out, data=None, **kw):
-        calls.append(cfg.seed)
-        return real(cfg, out, data, interrupt_at_step=interrupt.get(cfg.seed), **kw)
-
-    monkeypatch.setattr(T, "train", spy)
+    monkeypatch.setattr(loop, "_train_population", spy)
     return calls, interrupt
 
 
@@ -492,8 +534,6 @@ def test_a_failed_job_restores_its_finished_seeds_instead_of_retraining(
     """#17: seed 0 finishes, seed 1 is interrupted, Snakemake deletes the job's outputs; the
     next attempt restores seed 0 from its done-state, resumes seed 1 from its checkpoint, and
     the tables are those of an uninterrupted job."""
-    from sgdsmooth.train import train_cells
-
     calls, interrupt = trained_seeds
     train_cells([JOB_CELL], [0, 1], job_tables(tmp_path / "whole"))
     calls.clear()
@@ -505,7 +545,7 @@ def test_a_failed_job_restores_its_finished_seeds_instead_of_retraining(
     assert (tmp_path / "job" / "seed1" / "checkpoint.pt").exists()
     calls.clear()
     interrupt.clear()
-    with caplog.at_level("INFO", logger="sgdsmooth.train"):
+    with caplog.at_level("INFO", logger="sgdsmooth.training"):
         summaries = train_cells([JOB_CELL], [0, 1], job_tables(tmp_path / "job"))
     assert calls == [1]  # seed 0 was not trained again
     assert f"restored {tmp_path / 'job' / 'seed0'}" in caplog.text
@@ -519,39 +559,37 @@ def test_a_foreign_or_stale_done_state_is_not_used(tmp_path, trained_seeds, capl
     (stale), or whose file was replaced, is discarded with a warning and the run trained."""
     import shutil
 
-    import sgdsmooth.train as T
-
     calls, _ = trained_seeds
     job = tmp_path / "job"
-    T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    train_cells([JOB_CELL], [0, 1], job_tables(job))
     delete_outputs(job)
     # Foreign: seed 0's done-state put in seed 1's folder.
     shutil.rmtree(job / "seed1" / ".done")
     shutil.copytree(job / "seed0" / ".done", job / "seed1" / ".done")
     calls.clear()
-    with caplog.at_level("INFO", logger="sgdsmooth.train"):
-        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    with caplog.at_level("INFO", logger="sgdsmooth.training"):
+        train_cells([JOB_CELL], [0, 1], job_tables(job))
     assert calls == [1]
     assert "seed1/.done, not used: its manifest is of another run: seed 0 (asked: 1)" in caplog.text
     whole = tmp_path / "whole"
-    T.train_cells([JOB_CELL], [0, 1], job_tables(whole))
+    train_cells([JOB_CELL], [0, 1], job_tables(whole))
     assert_same_runs(whole, job)
     # A replaced file: the manifest and the table's metadata are right, its weights are not.
     delete_outputs(job)
     torch.save({"not": torch.zeros(1)}, job / "seed0" / ".done" / "final.pt")
     calls.clear()
     caplog.clear()
-    with caplog.at_level("INFO", logger="sgdsmooth.train"):
-        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    with caplog.at_level("INFO", logger="sgdsmooth.training"):
+        train_cells([JOB_CELL], [0, 1], job_tables(job))
     assert calls == [0]
     assert "final.pt is not the file it recorded" in caplog.text
     # Stale: made by another version of the code.
     delete_outputs(job)
-    monkeypatch.setattr(T, "code_version", lambda: "0.0.0+other")
+    monkeypatch.setattr(done, "code_version", lambda: "0.0.0+other")
     calls.clear()
     caplog.clear()
-    with caplog.at_level("INFO", logger="sgdsmooth.train"):
-        T.train_cells([JOB_CELL], [0, 1], job_tables(job))
+    with caplog.at_level("INFO", logger="sgdsmooth.training"):
+        train_cells([JOB_CELL], [0, 1], job_tables(job))
     assert calls == [0, 1]
     assert caplog.text.count("was made by code") == 2 and "restored" not in caplog.text
     assert_same_runs(whole, job)
@@ -564,7 +602,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_run_starts_afresh(tmp_path,
         train(cfg, tmp_path / "r", digits, interrupt_at_step=30)
     ckpt = tmp_path / "r" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    with caplog.at_level("WARNING", logger="sgdsmooth.train"):
+    with caplog.at_level("WARNING", logger="sgdsmooth.training"):
         train(cfg, tmp_path / "r", digits)
     assert "cannot read" in caplog.text and "the run starts afresh" in caplog.text
     aside = [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith("checkpoint.pt")]
