@@ -23,7 +23,9 @@ from torchvision.transforms import v2
 from sgdsmooth.config import RunConfig
 from sgdsmooth.data import load_digits
 from sgdsmooth.models import make_model
-from sgdsmooth.train import Run
+from sgdsmooth.training import open_run
+from sgdsmooth.training.loop import executor_for
+from sgdsmooth.training.population import Population
 
 
 class PerSample(Dataset):
@@ -60,11 +62,13 @@ def baseline_epoch(data, b, seed) -> float:
 
 def our_epoch(data, b, seed, channels_last=False) -> float:
     cfg = RunConfig(optimizer="shb", beta=0.9, batch_size=b, seed=seed, channels_last=channels_last)
-    run = Run(cfg, data, torch.device("cpu"))
-    run.perm = torch.randperm(data.n_train, generator=run.generator)
+    run = open_run(cfg, None, data)  # a run that writes nothing: one population of one
     start = time.perf_counter()
+    run.begin_epoch()
+    pop = Population([run], executor_for(cfg))
     while run.pos < run.steps_per_epoch:
-        run.train_step()
+        pop.train_step()
+        pop.take()  # on a CPU the loop checks the stopping rule's numbers every step
     return time.perf_counter() - start
 
 

@@ -23,7 +23,8 @@ from snakemake.utils import validate
 from sgdsmooth import noise
 from sgdsmooth.config import RunConfig, cell_settings
 from sgdsmooth.data import load_dataset
-from sgdsmooth.train import Run, train
+from sgdsmooth.optim import make_optimizer
+from sgdsmooth.training import open_run, train
 
 
 def run_config(cfg: dict, optimizer: str, batch_size: int, measured: bool) -> RunConfig:
@@ -48,22 +49,23 @@ def seconds(cfg: RunConfig, data, repeats: int) -> float:
 
 def parts(cfg: RunConfig, data) -> dict[str, float]:
     """One measurement's components, timed separately at an untrained point."""
-    run = Run(cfg, data, torch.device("cpu"))
+    net = open_run(cfg, None, data).network()  # the run's network at its start
+    opt = make_optimizer(cfg.optimizer, list(net.parameters()), cfg.lr, cfg.beta)
     gen = torch.Generator().manual_seed(0)
     b = cfg.batch_size
     out = {}
     start = time.perf_counter()
-    full = noise.full_gradient(run.model, data, b, gen)
+    full = noise.full_gradient(net, data, b, gen)
     out["full gradient (K²)"] = time.perf_counter() - start
     start = time.perf_counter()
-    noise.batch_noise(run.model, data, b, cfg.noise_batches, gen, full)
+    noise.batch_noise(net, data, b, cfg.noise_batches, gen, full)
     out["batch C²"] = time.perf_counter() - start
     start = time.perf_counter()
-    noise.direction_noise(run.model, run.optimizer, data, b, cfg.noise_steps, gen, first_full=full)
+    noise.direction_noise(net, opt, data, b, cfg.noise_steps, gen, first_full=full)
     out["direction noise"] = time.perf_counter() - start
     start = time.perf_counter()
     if cfg.noise_per_example:
-        noise.per_example_noise(run.model, data, b, cfg.noise_per_example, gen, full)
+        noise.per_example_noise(net, data, b, cfg.noise_per_example, gen, full)
     out["per-example C²"] = time.perf_counter() - start
     return out
 

@@ -37,7 +37,7 @@ from snakemake.utils import validate
 from sgdsmooth.config import RunConfig, cell_settings
 from sgdsmooth.data import load_dataset
 from sgdsmooth.tables import read_table
-from sgdsmooth.train import pick_device, train
+from sgdsmooth.training import pick_device, train
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -1,26 +1,32 @@
 """GPU time of a config's whole grid, projected from measured training rates.
 
-    python bench/projection.py bench/results/train_throughput.jsonl [--config config/paper.yaml]
+    python bench/projection.py bench/results/throughput.jsonl [--config config/fashion.yaml]
+    python bench/projection.py --measure --config config/fashion.yaml   # what to measure
 
-Pools the records of ``train_throughput.py`` from one device and day (the newest record of
-the config's model, and every record with its date and hardware) at one precision (fp32
-unless ``--precision``: bf16 is not the default until compared), keeps at each point the
-fastest rate measured there (e.g. a CUDA-graph pass at small b), and adds up the config's
-training jobs as the workflow runs them (sgdsmooth.grid):
+Pools ``train_throughput.py``'s records of one device and day (the newest record of the
+config's model on its data set's images, and every record with its date and hardware) at
+the config's ``train.precision`` (or ``--precision``) and ``train.deterministic``, keeps
+at each point the fastest rate measured there, and adds up the config's training jobs as the
+workflow runs them (``sgdsmooth.grid``):
 
-* a job that trains its runs one after another takes its images at the single run's rate
-  at its batch size;
-* a fused job of k runs at batch size b steps k·b images at once, and its rate is read off
-  the packs measured at the most batch sizes (7 members) at the same number of images per
-  step: a 28-member Figure 8 group at b = 2 counts as 7 members at b = 8. Other pack sizes
-  measured are printed as checks of that reading (``gpu_check.sh`` measures 28 at b = 2):
-  a bigger pack moves k times the weights, gradients and directions per step, which tiny
-  batches do not hide, so a ratio well below 1 means the Figure 8 groups take longer;
-* rates are interpolated linearly in log size–log rate between measured points, flat above
-  them, and proportional to the size below them (a step's time no longer shrinks there);
-* CBS runs count at their whole budget (``cbs.max_sfo``/``max_steps``) when the config
-  sets ``cbs.max_sfo``, an upper bound; otherwise at ``cbs.min_epochs``, a lower one
+* a job whose runs train together (``train.population_max_batch``) is one population of
+  K = its runs at batch size b: it takes its images at the population's total rate at
+  (b, K), replayed as CUDA graphs where b ≤ ``train.cuda_graph_max_batch``;
+* a job that trains its runs one after another takes them at one run's rate at b;
+* a rate at a point not measured is read off the measured ones, linearly in log–log: over K
+  at the same b (proportional to K below the smallest K measured: a step's time stays that
+  of the smallest population; flat above the largest); at a b not measured, over the images
+  a step takes (K·b) among the populations (K > 1) or over b among single runs (K = 1), in
+  the same way; where no population was measured at all, K runs count as K single runs;
+* CBS runs count at their whole budget (``cbs.max_sfo``/``max_steps``) when the config sets
+  ``cbs.max_sfo``, an upper bound; otherwise at ``cbs.min_epochs``, a lower one
   (``workload.run_steps``).
+
+``--measure`` prints instead the ``train_throughput.py`` arguments that measure exactly the
+points the config's jobs need, one line per kind of step (``engine_check.sh`` runs them).
+Records of the format before the population engine (one record of ``rows`` per call, as in
+``results/h200-2026-12-04/``) count with their single runs; their fused packs (grouped
+convolutions, since removed) are left out.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ from sgdsmooth.names import TEST_SIZES, TRAIN_SIZES
 
 # cbs_runs → critical_batch_size → variance → delta → claims → paper_generated → paper → archive
 TAIL_DEPTH = 8
-Points = dict[float, float]  # size (batch size, or images per fused step) → images/s
+Points = dict[float, float]  # size (K, b or images per step) → images/s
 
 
 def log_interp(points: Points, x: float) -> float:
-    """The rate at ``x`` from measured points (see the module docstring)."""
+    """The rate at ``x`` from measured points: linear in log size–log rate between them,
+    proportional to the size below them (a step's time stays that of the smallest), flat
+    above them."""
     pts = sorted((math.log(a), math.log(r)) for a, r in points.items())
     lx = math.log(x)
     if lx <= pts[0][0]:
@@ -54,71 +62,128 @@ def log_interp(points: Points, x: float) -> float:
     return math.exp(pts[-1][1])
 
 
-def rate_points(records: list[dict]) -> tuple[Points, dict[int, Points]]:
-    """Single-run rates by batch size, and fused rates by images per step for each pack
-    size measured; the fastest measured at each point."""
-    single: Points = {}
-    fused: dict[int, Points] = defaultdict(dict)
-    for rec in records:
-        k = rec["members"]
-        for row in rec["rows"]:
-            b = row["batch_size"]
-            single[b] = max(single.get(b, 0.0), row["single"])
-            fused[k][k * b] = max(fused[k].get(k * b, 0.0), row["fused_total"])
-    return single, dict(fused)
-
-
-def base_pack(fused: dict[int, Points]) -> int:
-    """The pack size measured at the most points: the one the projection reads."""
-    return max(fused, key=lambda k: (len(fused[k]), -k))
-
-
-def pack_checks(fused: dict[int, Points]) -> list[tuple[int, float, float, float]]:
-    """(k, images per step, measured rate, the base packs' rate there) for every other pack
-    size: how far the reading by images per step is from packs of that size."""
-    base = base_pack(fused)
-    return [
-        (k, n, rate, log_interp(fused[base], n))
-        for k in sorted(fused)
-        if k != base
-        for n, rate in sorted(fused[k].items())
-    ]
-
-
-def projected_seconds(cfg: dict, single: Points, fused: Points) -> dict[int, float]:
-    """Device seconds of ``cfg``'s training jobs, by batch size, from single-run rates by
-    batch size and fused rates by images per step."""
-    out: dict[int, float] = defaultdict(float)
-    for job in training_jobs(cfg):
-        images = job.runs * run_steps(cfg, job) * job.batch_size
-        rate = (
-            log_interp(fused, job.runs * job.batch_size)
-            if job.fused
-            else log_interp(single, job.batch_size)
-        )
-        out[job.batch_size] += images / rate
-    return dict(sorted(out.items()))
-
-
 def record_dataset(record: dict) -> str:
     """The data set whose image shape a record was measured on (older records: by model)."""
     return record.get("dataset") or ("cifar100" if record["model"] == "resnet18" else "digits")
 
 
-def side_seconds(cfg: dict, single: Points) -> float:
-    """Device seconds of what the fixed-epoch runs do besides their steps, one run at a time:
-    evaluation on the test set after every epoch (a forward pass: a third of a training
-    image) and the full-gradient passes of K² and the noise measurements (forward and
-    backward over the training set, in large chunks), all at the single-run rate of the
-    largest batch measured."""
-    rate = log_interp(single, max(single))
+def rate_rows(record: dict) -> list[dict]:
+    """A record's measured training rates as rows {b, K, graph, rate}: a population of K
+    (K = 1: one run), graphed or not. Baselines, failed measurements and the old format's
+    fused packs are left out."""
+    graph = bool(record["options"].get("cuda_graph"))
+    if "mode" in record:  # train_throughput.py: one record a measurement
+        if record["mode"] == "baseline" or "error" in record:
+            return []
+        return [
+            {"b": record["b"], "K": record["K"], "graph": graph, "rate": record["images_per_s"]}
+        ]
+    return [  # the format before the population engine: one record of rows a call
+        {"b": row["batch_size"], "K": 1, "graph": graph, "rate": row["single"]}
+        for row in record["rows"]
+        if row.get("single") and not math.isnan(row["single"])
+    ]
+
+
+class Rates:
+    """The fastest rate measured at each (b, K), graphed and not; rates in between read off
+    them (module docstring)."""
+
+    def __init__(self, rows: list[dict]):
+        self.points: dict[bool, dict[tuple[int, int], float]] = {False: {}, True: {}}
+        for r in rows:
+            key = (r["b"], r["K"])
+            pts = self.points[r["graph"]]
+            pts[key] = max(pts.get(key, 0.0), r["rate"])
+        self.notes: set[str] = set()
+
+    def rate(self, b: int, k: int, graph: bool) -> float:
+        """Images/s of a population of ``k`` runs at batch size ``b`` (all members)."""
+        pts = self.points[graph]
+        if not pts:
+            self.notes.add(f"no {'graphed' if graph else 'eager'} rates: the others used")
+            pts = self.points[not graph]
+        if (b, k) in pts:
+            return pts[(b, k)]
+        if k > 1 and any(kk > 1 for _, kk in pts):
+            at_b = {kk: r for (bb, kk), r in pts.items() if bb == b}
+            if any(kk > 1 for kk in at_b):
+                return log_interp(at_b, k)
+            by_images: Points = {}
+            for (bb, kk), r in pts.items():
+                if kk > 1:
+                    by_images[bb * kk] = max(by_images.get(bb * kk, 0.0), r)
+            return log_interp(by_images, b * k)
+        singles = {bb: r for (bb, kk), r in pts.items() if kk == 1}
+        if not singles:
+            raise SystemExit(f"no single-run rates to read b = {b} off")
+        if k > 1:
+            self.notes.add("no population measured: a population counts as its runs one by one")
+        return log_interp(singles, b)
+
+    def largest_single(self) -> float:
+        """One run's rate at the largest b measured (evaluation, full gradients): a single
+        run's, else a population member's share."""
+        pts = self.points[False] or self.points[True]
+        b = max(bb for bb, _ in pts)
+        return max(r / kk for (bb, kk), r in pts.items() if bb == b)
+
+
+def graphed(cfg: dict, batch_size: int) -> bool:
+    """Whether the config replays this batch size's steps as CUDA graphs (config.cell_settings)."""
+    return int(batch_size) <= cfg["train"]["cuda_graph_max_batch"]
+
+
+def job_shape(cfg: dict, job) -> tuple[int, int, bool]:
+    """(b, K, graph) of the steps a job takes: K = its runs when they train together."""
+    return job.batch_size, job.runs if job.together else 1, graphed(cfg, job.batch_size)
+
+
+def projected_seconds(cfg: dict, rates: Rates) -> dict[int, float]:
+    """Device seconds of ``cfg``'s training jobs' steps, by batch size."""
+    out: dict[int, float] = defaultdict(float)
+    for job in training_jobs(cfg):
+        b, k, graph = job_shape(cfg, job)
+        images = job.runs * run_steps(cfg, job) * b
+        out[b] += images / rates.rate(b, k, graph)
+    return dict(sorted(out.items()))
+
+
+def side_seconds(cfg: dict, rates: Rates) -> float:
+    """Device seconds of what the fixed-epoch runs do besides their steps: evaluation on the
+    test set after every epoch (a forward pass: a third of a training image) and the
+    full-gradient passes of K² and the noise measurements (forward and backward over the
+    training set, in large chunks), at one run's rate at the largest batch measured."""
     n_test = (
         TEST_SIZES[cfg["dataset"]] * train_size(cfg) / TRAIN_SIZES[cfg["dataset"]]
     )  # a subset cuts both
     passes = len(set(cfg["accuracy"]["full_grad_epochs"]) | set(cfg["noise"]["epochs"]))
     per_run = cfg["accuracy"]["epochs"] * n_test / 3 + passes * train_size(cfg)
     runs = sum(job.runs for job in training_jobs(cfg) if job.protocol == "epochs")
-    return runs * per_run / rate
+    return runs * per_run / rates.largest_single()
+
+
+def measurements(cfg: dict) -> list[list[str]]:
+    """``train_throughput.py`` arguments that measure every (b, K, graph) the config's jobs
+    take: one list per kind of step, batch sizes together."""
+    groups: dict[tuple[int, bool], set[int]] = defaultdict(set)
+    for job in training_jobs(cfg):
+        b, k, graph = job_shape(cfg, job)
+        groups[(k, graph)].add(b)
+    train = cfg["train"]
+    options = ["--model", cfg["model"], "--dataset", cfg["dataset"]]
+    options += ["--deterministic" if train["deterministic"] else "--no-deterministic"]
+    options += ["--bf16"] * (train["precision"] == "bf16")
+    options += ["--channels-last"] * bool(train["channels_last"])
+    lines = []
+    for (k, graph), sizes in sorted(groups.items()):
+        head = ["--batch-sizes", *map(str, sorted(sizes)), *options]
+        if k == 1:
+            lines.append([*head, "--modes", "graph" if graph else "eager"])
+        else:
+            flag = "--population-graph" if graph else "--no-population-graph"
+            lines.append([*head, "--modes", "population", "--populations", str(k), flag])
+    return lines
 
 
 def same_session(
@@ -127,9 +192,11 @@ def same_session(
     precision: str,
     dataset: str | None = None,
     hardware: str | None = None,
+    deterministic: bool | None = None,
 ) -> list[dict]:
     """The records of the newest run of ``model`` (on ``dataset``'s images, when given; on
-    hardware whose name contains ``hardware``, when given) on its device and day, at
+    hardware whose name contains ``hardware``, when given; with deterministic kernels or
+    not, when given: records that do not say were not) on its device and day, at
     ``precision``."""
     ours = [
         r
@@ -138,12 +205,15 @@ def same_session(
         and r["options"]["precision"] == precision
         and (dataset is None or record_dataset(r) == dataset)
         and (hardware is None or hardware.lower() in r["hardware"].lower())
+        and (deterministic is None or r["options"].get("deterministic", False) == deterministic)
+        and rate_rows(r)
     ]
     if not ours:
         raise SystemExit(
             f"no {precision} record of {model}"
             + (f" on {dataset}" if dataset else "")
             + (f" on {hardware}" if hardware else "")
+            + ("" if deterministic is None else f" with deterministic {deterministic}")
         )
     last = ours[-1]
     return [r for r in ours if (r["date"], r["hardware"]) == (last["date"], last["hardware"])]
@@ -151,11 +221,18 @@ def same_session(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", help="train_throughput.py's JSON-lines file")
+    ap.add_argument("results", nargs="?", help="train_throughput.py's JSON-lines file")
     ap.add_argument(
         "--config", nargs="+", default=["config/paper.yaml"], help="config files, merged in order"
     )
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument(
+        "--measure",
+        action="store_true",
+        help="print the train_throughput.py arguments that measure the config's points",
+    )
+    ap.add_argument(
+        "--precision", choices=["fp32", "bf16"], help="default: the config's train.precision"
+    )
     ap.add_argument(
         "--hardware", help="only records whose hardware line contains this (e.g. H200, CPU)"
     )
@@ -163,10 +240,8 @@ def main() -> None:
         "--job-seconds",
         type=float,
         default=0.0,
-        help=(
-            "a job's fixed cost on this device (start, imports, CUDA context, data): "
-            "measured by the caller"
-        ),
+        help="a job's fixed cost on this device (start, imports, CUDA context, data): "
+        "measured by the caller",
     )
     ap.add_argument(
         "--parallel",
@@ -179,30 +254,41 @@ def main() -> None:
         type=float,
         help="exit with status 3 when the projection exceeds this (a device script's check)",
     )
+    ap.add_argument("--json", help="also write the projection here as one JSON object")
     args = ap.parse_args()
     cfg = read_config(*args.config)
+    if args.measure:
+        for line in measurements(cfg):
+            print(" ".join(line))
+        return
+    if not args.results:
+        ap.error("the records file is needed (or --measure)")
     records = [
         json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()
     ]
-    pooled = same_session(records, cfg["model"], args.precision, cfg["dataset"], args.hardware)
-    single, fused = rate_points(pooled)
-    k = base_pack(fused)
-    per_b = projected_seconds(cfg, single, fused[k])
+    args.precision = args.precision or cfg["train"]["precision"]
+    deterministic = cfg["train"]["deterministic"]
+    pooled = same_session(
+        records, cfg["model"], args.precision, cfg["dataset"], args.hardware, deterministic
+    )
+    rates = Rates([row for r in pooled for row in rate_rows(r)])
+    per_b = projected_seconds(cfg, rates)
     print(
         f"{' + '.join(args.config)} ({cfg['model']}) at the {args.precision} rates "
-        f"of {len(pooled)} runs on "
-        f"{pooled[-1]['hardware']}, {pooled[-1]['date']}; fused jobs read off the {k}-member packs:"
+        f"of {len(pooled)} records on {pooled[-1]['hardware']}, {pooled[-1]['date']} "
+        f"(deterministic {deterministic}):"
     )
-    for b, s in per_b.items():
-        print(f"{b:>6} {s / 3600:>9.2f} h")
-    total = sum(per_b.values())
-    print(f"{'all':>6} {total / 3600:>9.2f} h ({total:,.0f} s; {cbs_note(cfg)})")
-    side = side_seconds(cfg, single)
-    total += side
+    for job_b, s in per_b.items():
+        print(f"{job_b:>6} {s / 3600:>9.3f} h")
+    steps = sum(per_b.values())
+    print(f"{'all':>6} {steps / 3600:>9.3f} h ({steps:,.0f} s; {cbs_note(cfg)})")
+    side = side_seconds(cfg, rates)
+    total = steps + side
     print(
         f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; "
         f"with the steps: {total:,.0f} s"
     )
+    fixed = tail = 0.0
     if args.job_seconds:
         jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
         fixed = jobs * args.job_seconds / args.parallel
@@ -215,11 +301,24 @@ def main() -> None:
             f"and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
             f"in all (nothing overlapped on the device): {total:,.0f} s"
         )
-    for other, n, measured, read in pack_checks(fused):
-        print(
-            f"check: {other} members at {n:g} images a step: {measured:,.0f} img/s measured, "
-            f"{read:,.0f} as read off the {k}-member packs (ratio {measured / read:.2f})"
-        )
+    for note in sorted(rates.notes):
+        print(f"note: {note}")
+    if args.json:
+        summary = {
+            "config": args.config,
+            "model": cfg["model"],
+            "hardware": pooled[-1]["hardware"],
+            "date": pooled[-1]["date"],
+            "precision": args.precision,
+            "deterministic": deterministic,
+            "steps_seconds_by_batch": per_b,
+            "side_seconds": side,
+            "fixed_seconds": fixed + tail,
+            "total_seconds": total,
+            "budget_seconds": args.budget_seconds,
+            "notes": sorted(rates.notes),
+        }
+        Path(args.json).write_text(json.dumps(summary) + "\n")
     if args.budget_seconds is not None:
         verdict = "within" if total <= args.budget_seconds else "OVER"
         print(

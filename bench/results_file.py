@@ -18,8 +18,9 @@ def hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def append_record(path: str | Path, hw: str, **fields) -> None:
-    """Append one run's results to a JSON-lines file (made if missing) and say where."""
+def append_record(path: str | Path, hw: str, *, quiet: bool = False, **fields) -> None:
+    """Append one run's results to a JSON-lines file (made if missing) and say where
+    (unless ``quiet``)."""
     record = {
         "date": datetime.date.today().isoformat(),
         "hardware": hw,
@@ -29,4 +30,5 @@ def append_record(path: str | Path, hw: str, **fields) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
-    print(f"appended to {path}")
+    if not quiet:
+        print(f"appended to {path}")

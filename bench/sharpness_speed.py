@@ -17,7 +17,7 @@ import torch
 from sgdsmooth.data import load_digits
 from sgdsmooth.models import make_model
 from sgdsmooth.sharpness import adaptive_sharpness
-from sgdsmooth.train import pick_device
+from sgdsmooth.training import pick_device
 
 
 def timed(model, x, y) -> tuple[float, float]:

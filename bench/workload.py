@@ -4,7 +4,7 @@
 
 Counts, per batch size, the training runs of the config's jobs (sgdsmooth.grid: the
 fixed-epoch and CBS runs of the main study and of Fig. 8), their epochs, images and
-optimizer steps, and the steps the device takes: a fused job's step trains all its runs
+optimizer steps, and the steps the device takes: a population job's step trains all its runs
 at once, so it counts once. A CBS run stops when it reaches ε, which is not known in
 advance: it is counted at its minimum (``min_epochs``) and noted. The floor is images ×
 GFLOP per training image / peak rate (a CIFAR ResNet-18 costs about 1.11 GFLOP forward,
@@ -75,7 +75,7 @@ def workload(cfg: dict) -> dict[int, dict[str, float]]:
         row["epochs"] += job.runs * steps / (train_size(cfg) // job.batch_size)
         row["steps"] += job.runs * steps
         row["images"] += job.runs * steps * job.batch_size
-        row["device_steps"] += steps if job.fused else job.runs * steps
+        row["device_steps"] += steps if job.together else job.runs * steps
     return dict(sorted(per_b.items()))
 
 

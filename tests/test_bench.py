@@ -1,10 +1,12 @@
 """The benchmark scripts run (at tiny sizes) and write what they promise; no timing asserted."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -23,39 +25,51 @@ def run(*args):
     return proc.stdout
 
 
-def test_train_throughput_appends_a_record(tmp_path):
+def records_of(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def test_train_throughput_measures_every_mode_side_by_side(tmp_path):
     results = tmp_path / "tt.jsonl"
     out = run(
         "bench/train_throughput.py",
+        "--smoke",
         "--model",
-        "small_cnn",
+        "mnist_cnn",
         "--batch-sizes",
         "8",
-        "--steps",
+        "--populations",
+        "1",
         "2",
-        "--members",
-        "2",
-        "--images",
-        "512",
         "--channels-last",
-        "--config",
-        "config/config.yaml",
+        "--no-deterministic",
         "--results",
         str(results),
     )
-    assert "fused" in out
-    (record,) = [json.loads(line) for line in results.read_text().splitlines()]
-    (row,) = record["rows"]
-    assert row["batch_size"] == 8 and row["fused_per_model"] == row["fused_total"] / 2
-    assert record["options"] == {
-        "precision": "fp32",
-        "channels_last": True,
-        "compile": False,
-        "cuda_graph": False,
-    }
-    (hours,) = record["projected_hours"].values()
-    assert hours > 0 and "projected time of config/config.yaml" in out
-    assert all(row[k] > 0 for k in ("baseline", "single", "fused_total"))
+    assert "SMOKE" in out
+    records = records_of(results)
+    assert [(r["mode"], r["K"]) for r in records] == [
+        ("baseline", 1),
+        ("eager", 1),
+        ("graph", 1),
+        ("population", 1),
+        ("population", 2),
+    ]
+    for r in records:
+        assert (r["model"], r["dataset"], r["b"], r["smoke"]) == (
+            "mnist_cnn",
+            "fashion_mnist",
+            8,
+            True,
+        )
+        assert r["options"]["deterministic"] is False and r["images_per_s"] > 0
+        assert r["per_member"] == pytest.approx(r["images_per_s"] / r["K"])
+        base = records[0]["images_per_s"]
+        assert r["baseline_ratio"] == pytest.approx(r["per_member"] / base)
+    assert records[0]["options"]["channels_last"] is False  # the baseline stays plain
+    assert records[0]["workers"] >= 1  # its data stay on the CPU, in worker processes
+    assert all(r["options"]["channels_last"] for r in records[1:])
+    assert not any(r["options"]["cuda_graph"] for r in records)  # a CPU has no graphs
 
 
 def test_workload_of_the_article_grid():
@@ -64,7 +78,7 @@ def test_workload_of_the_article_grid():
     # 518 fixed-epoch and 222 CBS runs: (3 × 11 + 4 × 13 − 11) cells × 7 and × 3 seeds.
     assert any(line.split()[:3] == ["all", "518", "222"] for line in last)
     assert "GPU-hours" in last[-1]
-    # b = 2 is Figure 8 only, one fused group per protocol: a device step trains all 4 η ×
+    # b = 2 is Figure 8 only, one population per protocol: a device step trains all 4 η ×
     # seeds, so it takes one run's steps: (200 + 10 epochs) × 25,000 steps an epoch.
     (b2,) = [line.split() for line in last if line.split()[0] == "2"]
     assert int(b2[4].replace(",", "")) == 4 * (200 * 7 + 10 * 3) * 25_000  # run steps
@@ -119,42 +133,57 @@ def test_precision_check_compares_both_precisions(tmp_path):
     )
 
 
-def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
-    # The device check runs rarely and on a lent machine: its flags and imports are checked here.
+def engine_check(cwd, out, *flags, timeout=300):
     env = {
         **os.environ,
-        "GPU_CHECK_SMOKE": "1",
-        "OUT": str(tmp_path),
+        "OUT": str(out),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     proc = subprocess.run(
-        ["bash", "bench/gpu_check.sh"],
-        cwd=ROOT,
+        ["bash", "bench/engine_check.sh", *flags],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
+    unpacked = out / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(out / "engine_check.tar.gz") as tar:  # the one file that comes back
+        tar.extractall(unpacked, filter="data")
+    return proc, unpacked
+
+
+def test_engine_check_runs_every_stage_at_toy_sizes_into_one_tarball(tmp_path):
+    # The device check runs rarely, on a lent machine: its flags, imports and stages are
+    # checked here, on the CPU (the GPU tests skip; the study is left out: the next test).
+    proc, got = engine_check(ROOT, tmp_path, "--smoke")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "every step passed" in proc.stdout
-    steps = [
-        "agreement",
-        "throughput",
-        "throughput_graph",
-        "throughput_bf16",
-        "pack28",
-        "sharpness",
-        "projection",
-    ]
-    assert all((tmp_path / f"{s}.txt").stat().st_size > 0 for s in steps)
-    assert " passed" in (tmp_path / "agreement.txt").read_text()
-    records = [
-        json.loads(line) for line in (tmp_path / "train_throughput.jsonl").read_text().splitlines()
-    ]
-    assert [
-        (r["options"]["cuda_graph"], r["options"]["precision"], r["members"]) for r in records
-    ] == [(False, "fp32", 7), (True, "fp32", 7), (False, "bf16", 7), (False, "fp32", 28)]
-    assert "of 3 runs on" in (tmp_path / "projection.txt").read_text()  # the three fp32 ones
+    assert sorted(os.listdir(tmp_path)) == ["engine_check.tar.gz", "unpacked"]
+    stages = [line.split("\t") for line in (got / "stages.tsv").read_text().splitlines()]
+    names = [name for name, _, _ in stages]
+    assert names[:3] == ["env", "agreement", "table_mnist_b8_det"]
+    assert names[-2:] == ["projection", "targets"] and any(n.startswith("rates_") for n in names)
+    assert all(rc == "0" for _, rc, _ in stages)
+    assert (got / "agreement.xml").exists() and "skipped" in (got / "agreement.log").read_text()
+    records = records_of(got / "throughput.jsonl")
+    b8 = {
+        (r["mode"], r["K"], r["options"]["deterministic"])
+        for r in records
+        if (r["model"], r["b"]) == ("mnist_cnn", 8)
+    }
+    for det in (True, False):  # the b = 8 rows with deterministic kernels and without
+        assert {("baseline", 1, det), ("eager", 1, det), ("graph", 1, det)} <= b8
+        assert ("population", 2, det) in b8
+    # ResNet-18's rows run small_cnn on CIFAR shapes in smoke mode, with their flags.
+    (bf16,) = [r for r in records if r["options"]["precision"] == "bf16"]
+    assert bf16["mode"] == "graph" and bf16["options"]["channels_last"]
+    projection = json.loads((got / "projection.json").read_text())
+    assert projection["total_seconds"] > 0 and projection["deterministic"] is True
+    assert "budget:" in (got / "projection.txt").read_text()
+    targets = records_of(got / "targets.jsonl")
+    assert len(targets) == 5 and targets[-1]["measured"] == projection["total_seconds"]
+    assert "study: skipped" in (got / "engine_check.log").read_text()
 
 
 def test_log_interp_by_hand():
@@ -177,85 +206,162 @@ TINY_GRID = {
     "cbs": {"epsilon": 1, "seeds": [0, 1], "min_epochs": 1},
     "accuracy": {"epochs": 2, "seeds": [0, 1, 2]},
     "sharpness": {"lrs": [0.1, 0.2], "batch_sizes": [8]},
-    "train": {"fuse_max_batch": 8, "fuse_lrs": True},
+    "train": {
+        "population_max_batch": 8,
+        "population_jobs": "batch_size",
+        "cuda_graph_max_batch": 8,
+    },
 }
-# Measured with 2-member packs: fused rates at 16 and 128 images per step.
-ROWS = [
-    {"batch_size": 8, "single": 800.0, "fused_total": 1600.0},
-    {"batch_size": 64, "single": 6400.0, "fused_total": 12800.0},
+
+
+def rec(b, k, rate, graph=True, mode="population", **more):
+    """A train_throughput.py record, as measured on the same device and day."""
+    return {
+        "date": "2026-12-05",
+        "hardware": "NVIDIA H200",
+        "model": "small_cnn",
+        "dataset": "digits",
+        "b": b,
+        "K": k,
+        "mode": mode,
+        "options": {"precision": "fp32", "cuda_graph": graph, "deterministic": True},
+        "images_per_s": rate,
+    } | more
+
+
+# One run at b = 8 (graphed) and 64 (eager); populations of 2 and 8 at b = 8 (graphed).
+RECORDS = [
+    rec(8, 1, 800.0, mode="graph"),
+    rec(8, 2, 1200.0),
+    rec(8, 8, 3200.0),
+    rec(64, 1, 6400.0, graph=False, mode="eager"),
 ]
 
 
 def test_projection_counts_the_workflows_jobs_by_hand():
-    from projection import projected_seconds, rate_points
+    from projection import Rates, projected_seconds, rate_rows
     from workload import SCHEMA
 
     from sgdsmooth.grid import with_defaults
 
     cfg = with_defaults(TINY_GRID, yaml.safe_load(SCHEMA.read_text()))
+    rates = Rates([row for r in RECORDS for row in rate_rows(r)])
     n = 1438
-    single, fused = rate_points([{"members": 2, "rows": ROWS}])
-    by_b = projected_seconds(cfg, single, fused[2])
-    assert by_b[64] == pytest.approx(
-        4
-        * 1
-        * (n // 64)
-        * 64
-        / 6400  # CBS at b = 64: η 0.1 and Fig. 8's 0.2 (its b* needs the main grid), 2 seeds
-        + 3 * 2 * (n // 64) * 64 / 6400
-    )  # fixed-epoch runs: 3 seeds, 2 epochs
-    assert by_b[8] == pytest.approx(
-        4 * 1 * (n // 8) * 8 / 3200  # CBS group at b = 8: 2 η × 2 seeds, 32 images a step
-        + 6 * 2 * (n // 8) * 8 / 4800
-    )  # fixed-epoch group: 2 η × 3 seeds, 48 images a step
+    by_b = projected_seconds(cfg, rates)
+    # b = 64, one run after another (above population_max_batch), eager (above
+    # cuda_graph_max_batch): CBS at η 0.1 and Fig. 8's 0.2 (its b* needs the main grid), 2 seeds
+    # each, 1 epoch; fixed-epoch runs of η 0.1, 3 seeds, 2 epochs.
+    assert by_b[64] == pytest.approx((4 + 3 * 2) * (n // 64) * 64 / 6400)
+    # b = 8: one population job per protocol: CBS 2 η × 2 seeds (K = 4), fixed-epoch 2 η ×
+    # 3 seeds (K = 6); their rates read off K = 2 and 8, linear in log K – log rate.
+    k4 = 1200 * (3200 / 1200) ** 0.5
+    k6 = 1200 * (3200 / 1200) ** (math.log(3) / math.log(4))
+    assert by_b[8] == pytest.approx(4 * (n // 8) * 8 / k4 + 6 * 2 * (n // 8) * 8 / k6)
 
 
-def test_projection_pools_one_sessions_fastest_fp32_rates(tmp_path):
+def test_projection_reads_rates_off_the_nearest_measured_points():
+    from projection import Rates, rate_rows
+
+    rates = Rates([row for r in RECORDS for row in rate_rows(r)])
+    assert rates.rate(8, 8, True) == 3200  # measured
+    assert rates.rate(8, 16, True) == pytest.approx(3200)  # above the largest K: flat
+    assert rates.rate(8, 1, True) == 800
+    # A population at a b not measured: by images a step among the populations (16 and 64).
+    assert rates.rate(4, 8, True) == pytest.approx(1200 * (3200 / 1200) ** (1 / 2))
+    # One run at a b not measured: by b among the single runs; no eager rate at b = 8, so
+    # the eager points read b = 16 (below 64: proportional).
+    assert rates.rate(16, 1, False) == pytest.approx(6400 / 4)
+    # No population measured: K runs count as one after another.
+    singles = Rates([row for r in RECORDS[:1] for row in rate_rows(r)])
+    assert singles.rate(8, 4, True) == pytest.approx(800) and singles.notes
+    # Baselines, failed measurements and the old format's fused packs are no rates.
+    assert rate_rows(rec(8, 1, 5.0, mode="baseline")) == []
+    assert rate_rows(rec(8, 128, 5.0) | {"error": "OutOfMemoryError"}) == []
+    old = {"options": {"cuda_graph": True}, "members": 7, "rows": [
+        {"batch_size": 8, "single": 20984.0, "fused_total": 1948.0 * 7}
+    ]}  # fmt: skip
+    assert rate_rows(old) == [{"b": 8, "K": 1, "graph": True, "rate": 20984.0}]
+
+
+def test_projection_pools_one_sessions_fastest_rates_at_the_configs_settings(tmp_path):
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(TINY_GRID))
-    slow = [
-        dict(r, single=r["single"] / 1e4, fused_total=r["fused_total"] / 1e4) for r in ROWS
-    ]  # hours, not s
-    rec = {
-        "date": "2026-11-29",
-        "hardware": "H200",
-        "model": "small_cnn",
-        "members": 2,
-        "options": {"precision": "fp32"},
-        "rows": slow,
-    }
-    faster = [dict(r, single=2 * r["single"], fused_total=2 * r["fused_total"]) for r in slow]
+    slow = [r | {"images_per_s": r["images_per_s"] / 1e4} for r in RECORDS]  # hours, not s
+    faster = [r | {"images_per_s": 2 * r["images_per_s"]} for r in slow]
+    nondet = {"precision": "fp32", "deterministic": False}
     records = [
-        rec | {"date": "2026-11-01", "rows": faster},  # another day: left out
-        rec,
-        rec | {"options": {"precision": "bf16"}, "rows": faster},  # not fp32: left out
-        rec | {"rows": faster[:1]},  # e.g. CUDA graphs at b = 8: used there
-        # A 4-member pack at b = 8 (32 images a step): printed as a check, not used.
-        rec | {"members": 4, "rows": [dict(slow[0], fused_total=0.16 * 2 ** (2 / 3))]},
+        *[r | {"date": "2026-11-01"} for r in faster],  # another day: left out
+        *slow,
+        *[r | {"options": r["options"] | {"precision": "bf16"}} for r in faster],  # not fp32
+        *[r | {"options": r["options"] | nondet} for r in faster],  # not the config's setting
+        faster[1],  # the same point measured again, faster: used
+        rec(8, 1, 0.0, mode="baseline"),  # not a training rate
     ]
     (tmp_path / "tt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     out = run(
-        "bench/projection.py", str(tmp_path / "tt.jsonl"), "--config", str(tmp_path / "grid.yaml")
+        "bench/projection.py",
+        str(tmp_path / "tt.jsonl"),
+        "--config",
+        str(tmp_path / "grid.yaml"),
+        "--json",
+        str(tmp_path / "p.json"),
     )
-    assert "of 3 runs on H200, 2026-11-29; fused jobs read off the 2-member packs" in out
-    assert "check: 4 members at 32 images a step" in out and "(ratio 0.50)" in out
+    assert "of 5 records on NVIDIA H200, 2026-12-05 (deterministic True)" in out
     n = 1438
     hours = {
         int(line.split()[0]): float(line.split()[1])
         for line in out.splitlines()
         if line.split()[-1] == "h"
     }
-    # b = 64: CBS runs of η 0.1 and 0.2 (2 seeds each) and the 6 fixed-epoch run-epochs of η 0.1.
-    assert hours[64] == pytest.approx((4 + 6) * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
-    # Fused points: 16 images a step at the faster 0.32 img/s, 128 at 1.28: rate ∝ n^(2/3) between.
-    fused = {k: 0.32 * (k / 16) ** (2 / 3) for k in (32, 48)}
+    assert hours[64] == pytest.approx(10 * (n // 64) * 64 / 0.64 / 3600, rel=2e-3)
+    k4 = 0.24 * (0.32 / 0.24) ** 0.5  # K = 2 at its faster rate, K = 8 at its own
+    k6 = 0.24 * (0.32 / 0.24) ** (math.log(3) / math.log(4))
     assert hours[8] == pytest.approx(
-        (4 * (n // 8) * 8 / fused[32] + 12 * (n // 8) * 8 / fused[48]) / 3600, rel=2e-3
+        (4 * (n // 8) * 8 / k4 + 12 * (n // 8) * 8 / k6) / 3600, rel=2e-3
     )
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert summary["steps_seconds_by_batch"]["64"] == pytest.approx(hours[64] * 3600, rel=2e-3)
 
 
-def test_fashion_study_runs_every_step_in_smoke_mode_and_its_archive_gets_a_paper_at_home(tmp_path):
-    # The device command runs rarely, on a lent machine: here every step runs on the CPU on a
-    # 2,048-image slice of the real set (bench/fashion_smoke.yaml), in a copy of the workflow.
+def test_projection_says_what_to_measure():
+    out = run("bench/projection.py", "--measure", "--config", "config/fashion.yaml")
+    lines = out.strip().splitlines()
+    # Fashion: every run of b ≤ 512 as one population per batch size and protocol (3 optimizers
+    # and Figure 8's 3 other η, 3 seeds: 18), graphed; above, one run at a time, eager.
+    same = "--model mnist_cnn --dataset fashion_mnist --deterministic"
+    assert lines == [
+        f"--batch-sizes 1024 2048 4096 8192 {same} --modes eager",
+        f"--batch-sizes 8 16 32 64 128 256 512 {same} --modes population "
+        "--populations 18 --population-graph",
+    ]
+
+
+def test_targets_reads_the_issues_table_off_the_records():
+    from targets import rows
+
+    mnist = {"model": "mnist_cnn", "dataset": "fashion_mnist", "date": "2026-12-05"}
+    records = [
+        rec(8, 32, 250_000.0) | mnist,
+        rec(8, 128, 300_000.0) | mnist,
+        rec(8, 128, 260_000.0) | mnist | {"options": {"precision": "fp32", "deterministic": False}},
+        rec(8, 8, 900_000.0) | mnist,  # fewer than 32 members: not this row
+        rec(8, 7, 9_000.0) | {"model": "resnet18"},
+        rec(512, 1, 90_000.0, mode="graph") | {"model": "resnet18"},  # fp32: not the bf16 row
+    ]
+    table = rows(records, {"total_seconds": 400.0})
+    got = [(r["measure"].split(",")[1].strip(), r["measured"], r["met"]) for r in table]
+    assert got == [
+        ("b = 8", 260_000.0, True),  # deterministic off
+        ("b = 8", 300_000.0, True),  # deterministic on
+        ("b = 64", None, None),
+        ("b = 8", 9_000.0, False),
+        ("b ≥ 512", None, None),
+        ("projected from measured rates", 400.0, True),
+    ]
+
+
+def test_engine_check_runs_the_study_in_smoke_mode_and_its_archive_gets_a_paper_at_home(tmp_path):
+    # The study's stage runs rarely, on a lent machine: here on the CPU on a 2,048-image slice
+    # of the real set (bench/fashion_smoke.yaml), in a copy of the workflow.
     from sgdsmooth.data import fashion_mnist_folder
 
     try:
@@ -276,25 +382,14 @@ def test_fashion_study_runs_every_step_in_smoke_mode_and_its_archive_gets_a_pape
             ),
         )
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "FASHION_SMOKE": "1",
-        "OUT": str(out),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    proc = subprocess.run(
-        ["bash", "bench/fashion_study.sh"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    out.mkdir()
+    proc, got = engine_check(
+        tmp_path, out, "--smoke", "--study", "--stages", "env,rates,projection,study", timeout=900
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    # The projection was made from this machine's measured rates, against the budget (over it
-    # here: the smoke mode goes on regardless).
-    assert "budget:" in (out / "projection.txt").read_text()
-    archived = out / "archive" / "fashion_smoke"
+    # The projection was made from this machine's measured rates, against what the call had left.
+    assert "budget:" in (got / "projection.txt").read_text()
+    archived = got / "archive" / "fashion_smoke"
     stamp = json.loads((archived / "stamp.json").read_text())
     assert stamp["config_hash"] and not (archived / "paper.pdf").exists()  # no TeX on the device
     runs = pd.read_parquet(archived / "tables" / "cbs_runs.parquet")
@@ -348,3 +443,25 @@ def test_the_record_bench_readme_quotes_is_committed():
     )
     readme = " ".join((ROOT / "bench" / "README.md").read_text().split())
     assert quoted in readme
+
+
+def test_the_h200_records_bench_readme_quotes_are_committed_with_their_source():
+    # bench/README.md's GPU section quotes the H200 records of 2026-12-04: they are in git,
+    # say where they came from, and hold the numbers quoted.
+    folder = ROOT / "bench" / "results" / "h200-2026-12-04"
+    source = (folder / "README.md").read_text()
+    assert all(s in source for s in ("device-2026-12-04", "2026-12-04", "49fb10c", "2.11"))
+    readme = " ".join((ROOT / "bench" / "README.md").read_text().split())
+    records = records_of(folder / "rates.jsonl")
+    (graphed,) = [
+        r
+        for r in records
+        if r["model"] == "mnist_cnn" and r["options"]["cuda_graph"] and r["members"] == 12
+    ]
+    singles = [f"{round(row['single']):,}" for row in graphed["rows"]]
+    assert f"| 8 | 3,053 | {singles[0]} | 1,948 |" in readme and all(s in readme for s in singles)
+    concurrent = sum(r["rows"][0]["single"] for r in records_of(folder / "concurrent_graph.jsonl"))
+    assert (
+        f"{round(concurrent, -2):,.0f} img/s: {concurrent / graphed['rows'][0]['single']:.1f}×"
+        in readme
+    )

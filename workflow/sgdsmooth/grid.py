@@ -1,7 +1,7 @@
 """The training grid of a workflow config: its cells, and the jobs that train them.
 
 The workflow's rules (workflow/rules/common.smk) and the benchmarks' workload and GPU-time
-projection (bench/workload.py, bench/train_throughput.py) both read the grid from here, so
+projection (bench/workload.py, bench/projection.py) both read the grid from here, so
 a projection counts exactly the jobs the workflow runs (tests/test_workflow.py compares
 the two on the article's grid). ``cfg`` is a workflow config with the schema's defaults
 filled in (Snakemake's ``validate``, or :func:`with_defaults` outside the workflow).
