@@ -120,6 +120,7 @@ def epoch_run_file(root, kind, seed, table):
     path = root / f"runs/{kind}/sgd/lr0.1/beta0/b64/seed{seed}/{name}.parquet"
     schema = tables.SCHEMAS[table]
     given = {"optimizer": "sgd", "seed": seed, "p": "inf", "bn_mode": "train", "augmented": False}
+    given["protocol"] = "epochs"
     frame = pd.DataFrame({f: [given.get(f, 0)] for f in schema.names}).astype(
         {f: t.to_pandas_dtype() for f, t in zip(schema.names, schema.types)}
     )

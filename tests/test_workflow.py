@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from html import unescape
 from pathlib import Path
 
@@ -250,18 +249,19 @@ def test_a_config_on_the_command_line_replaces_the_default(tiny):
     only_two = TINY | {"optimizers": {"sgd": 0.0, "shb": 0.9}}
     plan = planned(smk(tiny, "-n", "--forceall", config=only_two))
     smk(tiny, "-n", config=TINY)
-    # No NSHB cells from config/config.yaml: SHB at 2 b, SGD at b = 256 (η = 0.1 and Figure 8's
-    # three other η, whose CBS runs cover the main grid), Figure 8's group at b = 128.
-    assert plan["train_cbs"] == 2 + 4 and plan["train_cbs_lrs"] == 1
+    # No NSHB cells from config/config.yaml: at b = 256 SHB and SGD at η = 0.1 and Figure 8's
+    # three other η (whose CBS runs cover the main grid); b = 128 is one population job.
+    assert plan["train_cbs"] == 1 + 4 and plan["train_cbs_population_b128"] == 1
 
 
 def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
     bigger = TINY | {"batch_sizes": [64, 128, 256]}
     plan = planned(smk(tiny, "-n", config=bigger))
     smk(tiny, "-n", config=TINY)  # leave the shared config as it was
-    # One new cell per optimizer, and CBS runs of Figure 8's three other η (b* is located on the
-    # main grid).
-    assert plan["train_cbs"] == 3 + 3 and plan["train_epochs"] == 3
+    # b = 64 ≤ population_max_batch: one population job per protocol holds its new cells (one
+    # per optimizer, and CBS runs of Figure 8's three other η: b* is located on the main grid).
+    assert plan["train_cbs_population_b64"] == 1 and plan["train_epochs_population_b64"] == 1
+    assert not {"train_cbs", "train_epochs"} & set(plan)
     for rule in (
         "cbs_runs",
         "critical_batch_size",
@@ -278,9 +278,9 @@ def test_adding_a_batch_size_trains_only_the_new_runs(tiny):
 def test_changing_epsilon_reruns_cbs_runs_only(tiny):
     plan = planned(smk(tiny, "-n", config=TINY | {"cbs": TINY["cbs"] | {"epsilon": 1.1}}))
     smk(tiny, "-n", config=TINY)
-    # SGD at b = 128 is in the group; Figure 8's three other η have CBS runs at b = 256 too.
-    assert plan["train_cbs"] == 3 * 2 - 1 + 3 and plan["train_cbs_lrs"] == 1
-    assert "train_epochs" not in plan and "train_epochs_lrs" not in plan
+    # b = 128 is one population; at b = 256 three optimizers and Figure 8's three other η.
+    assert plan["train_cbs"] == 3 + 3 and plan["train_cbs_population_b128"] == 1
+    assert not any(rule.startswith("train_epochs") for rule in plan)
 
 
 def test_a_deleted_final_pt_retrains_its_cell(tmp_path):
@@ -809,13 +809,13 @@ def test_a_truncated_stamp_is_refused_naming_the_file(tmp_path):
 
 def test_a_rebuild_with_another_config_is_refused_unless_allowed(tmp_path):
     work = committed_archive(tmp_path)
-    proc = smk(work, "-n", "--config", "source=archive", "k2_statistic=sup", check=False)
+    proc = smk(work, "-n", "--config", "source=archive", "k2_statistic=mean", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "k2_statistic: mean → sup" in out and "allow_config_change=True" in out
-    args = ["source=archive", "k2_statistic=sup", "allow_config_change=True"]
+    assert "k2_statistic: sup → mean" in out and "allow_config_change=True" in out
+    args = ["source=archive", "k2_statistic=mean", "allow_config_change=True"]
     proc = smk(work, "-n", "--config", *args)
-    assert set(planned(proc)) == REBUILT and "k2_statistic: mean → sup" in proc.stdout + proc.stderr
+    assert set(planned(proc)) == REBUILT and "k2_statistic: sup → mean" in proc.stdout + proc.stderr
 
 
 def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp_path):
@@ -829,8 +829,11 @@ def test_the_fashion_study_plans_the_articles_batch_grid_without_data_or_gpu(tmp
     # downloaded.
     for protocol in ("cbs", "epochs"):
         jobs = [j for j in grid.training_jobs(cfg) if j.protocol == protocol]
-        assert Counter(len(j.cells) > 1 for j in jobs) == {
-            False: plan[f"train_{protocol}"],
-            True: plan[f"train_{protocol}_lrs"],
-        }
+        assert sum(len(j.cells) == 1 for j in jobs) == plan[f"train_{protocol}"]
+        for j in jobs:
+            if len(j.cells) > 1:  # every cell of a batch size ≤ 512: one population job
+                assert (
+                    j.batch_size <= 512
+                    and plan[f"train_{protocol}_population_b{j.batch_size}"] == 1
+                )
     assert plan["sharpness"] == 4 * 11 and plan["paper"] == 1 and "download_cifar100" not in plan

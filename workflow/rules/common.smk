@@ -164,7 +164,9 @@ EPOCH_WEIGHTS = f"{R}/runs/epochs/{CELL}/seed{{seed}}/final.pt"
 EPOCH_NOISE = f"{R}/runs/epochs/{CELL}/seed{{seed}}/noise.parquet"
 CBS_NOISE = f"{R}/runs/cbs/eps{{eps}}/{CELL}/seed{{seed}}/noise.parquet"
 NOISE = config["noise"]
-CBS_MEASURED = bool(NOISE["cbs_epochs"]) or NOISE["cbs_at_stop"]  # CBS runs write noise too
+CBS_MEASURED = (
+    bool(NOISE["cbs_epochs"]) or NOISE["cbs_at_stop"]
+)  # CBS runs write noise too
 SHARPNESS_RUN = f"{R}/runs/sharpness/{CELL}/seed{{seed}}/sharpness.parquet"
 TABLE = f"{R}/tables/{{name}}.parquet"
 
@@ -262,10 +264,9 @@ def train_together(wildcards):
     return grid.together(config, wildcards.b)
 
 
-POPULATION_B = grid.population_batch_sizes(
-    config
-)  # batch sizes trained by one job each
-# The per-cell rules' {b}: any batch size but those (a digit must not follow, "/" or "." does).
+# Batch sizes trained by one job each, and the per-cell rules' {b}: any batch size but
+# those (\b: the next character is a separator or a dot, not another digit).
+POPULATION_B = grid.population_batch_sizes(config)
 CELL_B_REGEX = (
     rf"(?!(?:{'|'.join(map(str, POPULATION_B))})\b)\d+" if POPULATION_B else r"\d+"
 )

@@ -303,6 +303,10 @@ def train_runs(
     ``populations``), else one after another."""
     executor = executor or executor_for(runs[0].cfg)
     for group in populations(runs, together):
+        if len(group) == 1:
+            log.info("training %s", group[0].cfg)
+        else:
+            log.info("training %d run(s) together: %s", len(group), [r.cfg for r in group])
         _train_population(group, executor, interrupt_at_step, deadline, progress_every)
     return [r.result or r.summary() for r in runs]
 
@@ -356,12 +360,6 @@ def train_many(
         return summaries
     data = _load(cfgs[todo[0]], data)  # on the device once, shared by every member
     runs = [open_run(cfgs[i], folders[i], data) for i in todo]
-    log.info(
-        "training %d run(s)%s: %s",
-        len(runs),
-        " together" if together else "",
-        [r.cfg for r in runs],
-    )
     for i, summary in zip(
         todo,
         train_runs(
