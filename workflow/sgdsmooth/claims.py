@@ -39,6 +39,8 @@ from scipy import stats
 
 from . import cbs, collect, consistency, theory
 from .correlate import cell_resample, partial_spearman, quadratic_log_fit
+from .names import LABELS
+from .tables import claims_row
 
 HELD, NOT_HELD, UNDETERMINED = "held", "not held", "undetermined"
 IDENTITY = "identity"
@@ -47,7 +49,6 @@ VERDICTS = (HELD, NOT_HELD, UNDETERMINED, IDENTITY, CONSISTENT, INCONSISTENT)
 FINDING, CONSISTENCY = "finding", "consistency"
 KINDS = (FINDING, IDENTITY, CONSISTENCY)
 KEYS = ["optimizer", "lr", "beta", "batch_size"]
-NAMES = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
 # The claims block's keys this module reads beyond the older ones, with config/schema.yaml's
 # defaults, so that a caller with an older block (a test, an archived config) still works.
 DEFAULTS = {"negligible_rho": 0.2, "consistency_factor": 2.0, "early_epoch": 1}
@@ -55,7 +56,7 @@ DEFAULTS = {"negligible_rho": 0.2, "consistency_factor": 2.0, "early_epoch": 1}
 
 def sub(opt: str) -> str:
     """An optimizer as a TeX subscript body: \\mathrm{SHB}."""
-    return f"\\mathrm{{{NAMES[opt]}}}"
+    return f"\\mathrm{{{LABELS[opt]}}}"
 
 
 def verdict(
@@ -92,21 +93,21 @@ def _row(
 ):
     if kind == FINDING and not fails_if:
         raise ValueError(f"finding {test!r} does not say what result would have failed it")
-    return {
-        "test": test,
-        "kind": kind,
-        "optimizer": optimizer,
-        "claim": claim,
-        "statistic": statistic,
-        "value": float(value),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-        "threshold": threshold,
-        "verdict": verdict_,
-        "n": int(n),
-        "fails_if": fails_if,
-        "note": note,
-    }
+    return claims_row(
+        test,
+        kind,
+        optimizer,
+        claim,
+        statistic,
+        value,
+        lo,
+        hi,
+        threshold,
+        verdict_,
+        n,
+        fails_if,
+        note,
+    )
 
 
 def _percentiles(values, level: float) -> tuple[float, float]:
@@ -373,7 +374,7 @@ def concavity_claims(runs: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[di
         ),
     ]
     groups += [
-        ("concave", opt, f"{NAMES[opt]} alone, all finished runs", mine)
+        ("concave", opt, f"{LABELS[opt]} alone, all finished runs", mine)
         for opt, mine in runs.groupby("optimizer", sort=True)
     ]
     for test, opt, label, part in groups:

@@ -36,33 +36,21 @@ from scipy import stats
 
 from . import theory
 from .correlate import cell_resample  # one resampling scheme for the whole ledger
-from .tables import SCHEMAS
+from .names import LABELS
+from .tables import SCHEMAS, claims_row
 
 CONSISTENT, INCONSISTENT, UNDETERMINED = "consistent", "inconsistent", "undetermined"
 KIND = "consistency"
-NAMES = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
 
 
 def _sub(opt: str) -> str:
-    return f"\\mathrm{{{NAMES[opt]}}}"
+    return f"\\mathrm{{{LABELS[opt]}}}"
 
 
 def _row(test, opt, claim, statistic, value, lo, hi, threshold, verdict, n, note, fails_if):
-    return {
-        "test": test,
-        "kind": KIND,
-        "optimizer": opt,
-        "claim": claim,
-        "statistic": statistic,
-        "value": float(value),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-        "threshold": threshold,
-        "verdict": verdict,
-        "n": int(n),
-        "fails_if": fails_if,
-        "note": note,
-    }
+    return claims_row(
+        test, KIND, opt, claim, statistic, value, lo, hi, threshold, verdict, n, fails_if, note
+    )
 
 
 def below(lo: float, hi: float, limit: float) -> str:

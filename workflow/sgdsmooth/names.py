@@ -2,6 +2,7 @@
 (which imports this to check configs) starts fast."""
 
 OPTIMIZERS = ("sgd", "shb", "nshb")
+LABELS = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}  # how text, tables and figures name them
 PROTOCOLS = ("cbs", "epochs")
 DATASETS = ("digits", "cifar100", "fashion_mnist")
 MODELS = ("resnet18", "small_cnn", "mnist_cnn")

@@ -325,7 +325,7 @@ def inconsistent_words(claims: pd.DataFrame | None) -> str:
     if claims is None or claims.empty:
         return "none"
     bad = claims[(claims.kind == "consistency") & (claims.verdict == "inconsistent")]
-    names = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
+    names = LABELS
     words = [
         CHECK_WORDS[r.test].format(o=f"\\mathrm{{{names[r.optimizer]}}}", v=fmt(r.value, 2))
         if r.test in CHECK_WORDS
@@ -349,7 +349,7 @@ def c2_words(opt: str, var: pd.DataFrame, claims: pd.DataFrame | None) -> str:
     """What Theorem 4.4 makes of b*, as far as the ledger's consistency row lets it be said:
     the bound as holding where the C² measured at b* agrees, as contradicted where it does
     not, as untested otherwise. Never a bound the consistency rows contradict."""
-    name = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}[opt]
+    name = LABELS[opt]
     bound = fmt(var.c2_bound.get(opt, math.nan))
     lo = var.c2_bound_low.get(opt, math.nan) if "c2_bound_low" in var else math.nan
     hi = var.c2_bound_high.get(opt, math.nan) if "c2_bound_high" in var else math.nan
@@ -533,7 +533,7 @@ def write_generated(
     budget = config["cbs"].get("max_sfo")
 
     # numbers.tex: one macro per measured or configured number the text mentions.
-    names = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
+    names = LABELS
     m = [
         _macro("Experiment", config["experiment"].replace("_", r"\_")),
         _macro(

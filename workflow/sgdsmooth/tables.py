@@ -355,3 +355,24 @@ def concat_tables(paths, name: str) -> pd.DataFrame:
             }
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def claims_row(
+    test, kind, optimizer, claim, statistic, value, lo, hi, threshold, verdict, n, fails_if, note
+) -> dict:
+    """One row of the claims ledger (schema ``claims``), numbers as floats and counts as ints."""
+    return {
+        "test": test,
+        "kind": kind,
+        "optimizer": optimizer,
+        "claim": claim,
+        "statistic": statistic,
+        "value": float(value),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "threshold": threshold,
+        "verdict": verdict,
+        "n": int(n),
+        "fails_if": fails_if,
+        "note": note,
+    }

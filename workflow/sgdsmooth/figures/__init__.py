@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-LABELS = {"sgd": "SGD", "shb": "SHB", "nshb": "NSHB"}
-ORDER = ["sgd", "shb", "nshb"]
+from ..names import LABELS, OPTIMIZERS
+
+__all__ = ["LABELS"]  # re-exported: every figure names the optimizers so
+ORDER = list(OPTIMIZERS)
 PALETTE = dict(zip(ORDER, sns.color_palette("colorblind", 3)))
 
 
