@@ -222,6 +222,25 @@ def test_measuring_epochs_of_a_cbs_run_have_no_upper_bound():
     RunConfig(protocol="cbs", epochs=2, noise_epochs=[5], full_grad_epochs=[7]).validate()
 
 
+def test_a_cbs_run_measures_noise_after_its_noise_epochs_and_where_it_stops(tmp_path, digits):
+    """noise.cbs_epochs and noise.cbs_at_stop: C² along the CBS runs (the consistency rows);
+    an epoch the run did not finish is not measured, its stop is, at the weights' step."""
+    base = dict(protocol="cbs", batch_size=64, epsilon=1e-9, noise_batches=2)
+    base |= dict(noise_per_example=0, noise_steps=1, noise_at_stop=True)
+    spe = digits.n_train // 64
+    long = RunConfig(**base, max_steps=2 * spe + 3, noise_epochs=[1, 2, 5]).validate()
+    summary = train(long, tmp_path / "long", digits)
+    rows = read_table(tmp_path / "long" / "noise.parquet", "noise")
+    assert summary["status"] == "censored" and set(rows.protocol) == {"cbs"}
+    assert rows.step.tolist() == [spe, 2 * spe, 2 * spe + 3]  # epochs 1 and 2, then the stop
+    assert rows.epoch.tolist() == [1, 2, 3] and (rows.c2 > 0).all()
+    short = RunConfig(**base, max_steps=5, noise_epochs=[1]).validate()
+    train(short, tmp_path / "short", digits)
+    assert read_table(tmp_path / "short" / "noise.parquet", "noise").step.tolist() == [5]
+    assert "noise.parquet" in done.run_files(short)
+    assert "noise.parquet" not in done.run_files(RunConfig(**base | {"noise_at_stop": False}))
+
+
 @pytest.mark.parametrize(
     "yaml_text, flags, key",
     [

@@ -137,6 +137,16 @@ def epoch_measurements(run: Run, test: tuple[float, float]) -> dict:
     return {"test_loss": test[0], "test_accuracy": test[1], "full_grad_norm_sq": full}
 
 
+def cbs_measurements(run: Run) -> None:
+    """A CBS run's noise rows at the end of an epoch: after the epochs ``noise_epochs`` names,
+    and where it stops when ``noise_at_stop`` (where the rule found the stop: on a GPU up to
+    ``checks_every`` − 1 steps after T; the row's step says where)."""
+    if run.status is None and run.epoch + 1 in run.cfg.noise_epochs:
+        run.noise_rows.append(measure_noise(run))
+    if run.cfg.noise_at_stop and run.status is not None:
+        run.noise_rows.append(measure_noise(run))
+
+
 def finish_run(run: Run) -> dict:
     """Write the run's tables (and final weights), remove its checkpoint; the summary."""
     cfg, out = run.cfg, run.out
@@ -221,14 +231,11 @@ def _close_epochs(pop: Population, clock: _Clock) -> None:
     tests = pop.evaluate() if any(r.cfg.protocol == "epochs" for r in closing) else None
     for i, r in enumerate(pop.runs):
         if r in closing:
-            measured = epoch_measurements(r, tests[i]) if r.cfg.protocol == "epochs" else None
-            cbs = r.cfg.protocol == "cbs"
-            if cbs and r.status is None and r.epoch + 1 in r.cfg.noise_epochs:
-                r.noise_rows.append(measure_noise(r))
-            if cbs and r.cfg.noise_at_stop and r.status is not None:
-                # where the rule found the stop: on a GPU up to checks_every − 1 steps later
-                # than T (the row's step says where)
-                r.noise_rows.append(measure_noise(r))
+            if r.cfg.protocol == "epochs":
+                measured = epoch_measurements(r, tests[i])
+            else:
+                measured = None
+                cbs_measurements(r)
             r.close_epoch(clock.wall(r), measured)
             if r.epoch % r.cfg.checkpoint_every == 0 and not r.finished():
                 save_checkpoint(r)
