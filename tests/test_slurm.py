@@ -20,8 +20,9 @@ from sgdsmooth import tables
 from sgdsmooth.config import RunConfig
 from sgdsmooth.training import train
 
-# One optimizer: b = 128 trains its seeds fused and b = 256 one after another, so both training
-# paths meet Slurm; more optimizers would add jobs of the same kind, and minutes to CI.
+# One optimizer: b = 128 is a population job (TINY's train block) and b = 256 trains one run
+# after another, so both kinds of training job meet Slurm; more optimizers would add jobs of
+# the same kind, and minutes to CI.
 SMALL = TINY | {
     "experiment": "slurm",
     "optimizers": {"sgd": 0.0},
@@ -143,6 +144,7 @@ def one_long_run(experiment: str, epochs: int) -> tuple[dict, str]:
         "batch_sizes": [8],
         "accuracy": {"epochs": epochs, "seeds": [0]},
         "sharpness": {"lrs": []},
+        "train": {},  # a job of its own cell (rule train_epochs), not a population job
     }
     return cfg, f"results/{experiment}/runs/epochs/sgd/lr0.1/beta0/b8/seed0/metrics.parquet"
 
