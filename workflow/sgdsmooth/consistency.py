@@ -53,6 +53,12 @@ def _row(test, opt, claim, statistic, value, lo, hi, threshold, verdict, n, note
     )
 
 
+def _open(common: dict, note: str) -> dict:
+    """A check that could not be made: no value, undetermined, and why in its note."""
+    nan = math.nan
+    return _row(**common, value=nan, lo=nan, hi=nan, verdict=UNDETERMINED, n=0, note=note)
+
+
 def below(lo: float, hi: float, limit: float) -> str:
     """consistent when [lo, hi] lies below ``limit``, inconsistent when wholly above it."""
     if math.isnan(lo) or math.isnan(hi):
@@ -175,10 +181,7 @@ def _chain_rows(v, mine: pd.DataFrame, cfg: dict, n_boot: int, rng) -> list[dict
             else f"no $C^2$ measured at $b = {b_star}$"
             + (f" ({bad} estimates NaN or not positive)" if bad else "")
         )
-        return [
-            _row(**c, value=math.nan, lo=math.nan, hi=math.nan, verdict=UNDETERMINED, n=0, note=why)
-            for c in (one, two)
-        ]
+        return [_open(c, why) for c in (one, two)]
     settled = bool(v.established)
     where = _sources(at) + (f"; {bad} estimates NaN or not positive, left out" if bad else "")
     if not (at.protocol == "cbs").any():
@@ -251,15 +254,7 @@ def _delta_row(v, mine: pd.DataFrame, d: pd.DataFrame, cfg: dict, n_boot: int, r
     m = m[(m.delta_empirical > 0) & (m.delta > 0)]
     if m.empty:
         why = "no $b^*$" if pd.isna(v.critical_batch_size) else "no measured smoothing"
-        return _row(
-            **common,
-            value=math.nan,
-            lo=math.nan,
-            hi=math.nan,
-            verdict=UNDETERMINED,
-            n=0,
-            note=why + (f" ({bad} estimates NaN or not positive)" if bad else ""),
-        )
+        return _open(common, why + (f" ({bad} estimates NaN or not positive)" if bad else ""))
     ratio = (m.delta_empirical / m.delta).to_numpy(float)
     r_lo = (m.delta_empirical / m.delta_ci_high).to_numpy(float)
     r_hi = (m.delta_empirical / m.delta_ci_low).to_numpy(float)
@@ -313,15 +308,7 @@ def _bsimple_row(v, mine: pd.DataFrame, cfg: dict, n_boot: int, rng) -> dict:
             else f"no noise measurement at or before epoch {early} (recorded after epochs "
             f"{recorded or 'none'}; add {early} to noise.epochs)"
         )
-        return _row(
-            **common,
-            value=math.nan,
-            lo=math.nan,
-            hi=math.nan,
-            verdict=UNDETERMINED,
-            n=0,
-            note=why + (f"; {bad} estimates NaN or not positive" if bad else ""),
-        )
+        return _open(common, why + (f"; {bad} estimates NaN or not positive" if bad else ""))
     # Each run's earliest measurement within the budget.
     first = early_rows.sort_values("epoch").drop_duplicates(["batch_size", "seed", "protocol"])
     med = float(first.noise_scale.median())

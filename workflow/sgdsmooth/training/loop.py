@@ -187,9 +187,9 @@ def finish_run(run: Run) -> dict:
 class _Clock:
     """Wall time of this session, added to each run's earlier sessions; progress lines."""
 
-    def __init__(self, every: float):
+    def __init__(self, every: float, step: int):
         self.started = self.last = time.perf_counter()
-        self.every, self.last_step = every, 0
+        self.every, self.last_step = every, step  # a resumed run's rate counts from its step
 
     def wall(self, run: Run) -> float:
         return run.wall + time.perf_counter() - self.started
@@ -249,7 +249,7 @@ def _train_population(
     """Train ``runs`` (all at one point) to the end as one population, regrouped as they
     stop."""
     every = checks_every(runs[0].device)
-    clock = _Clock(progress_every)
+    clock = _Clock(progress_every, runs[0].step)
     active = [r for r in runs if not r.finished()]
     pop = None
     with stop_requests() as stop:

@@ -87,10 +87,6 @@ class Run:
             used = self.steps_per_epoch * self.cfg.batch_size
             self.draws = self.data.draw(used, self.generator)
 
-    def batch_slice(self) -> slice:
-        b = self.cfg.batch_size
-        return slice(self.pos * b, (self.pos + 1) * b)
-
     # -- checkpoints ---------------------------------------------------------------------
     @property
     def ckpt(self) -> Path:
