@@ -172,3 +172,44 @@ def test_graphed_runs_write_the_eager_tables_bitwise(tmp_path, digits):
             ta = read_table(a / "metrics.parquet", "cbs_epochs").drop(columns="wall_time")
             tb = read_table(b / "metrics.parquet", "cbs_epochs").drop(columns="wall_time")
             pd.testing.assert_frame_equal(ta, tb, check_exact=True)
+
+
+@cuda
+@pytest.mark.parametrize(
+    "member",
+    [
+        dict(optimizer="shb", lr=0.05, seed=1, epsilon=0.70),  # stops near step 8
+        dict(optimizer="sgd", lr=0.3, seed=3, epsilon=5.0, learned_loss=1.8),  # at 23 (gated)
+    ],
+)
+def test_a_run_stopping_between_checks_keeps_its_weights_bitwise(digits, member):
+    """On the GPU the host looks at the stopping rule every 25 steps (and at an epoch's end,
+    22 steps here); a run that stops in between is frozen on the device, inside the CUDA
+    graph: its weights, direction and noise where it stops are bitwise those of a run checked
+    after every step (one member: the same kernels either way)."""
+    configure(torch.device("cuda"), True)
+    cfg = RunConfig(
+        protocol="cbs",
+        beta=0.9,
+        batch_size=64,
+        max_steps=40,
+        device="cuda",
+        cuda_graph=True,
+        noise_at_stop=True,
+        noise_batches=2,
+        noise_per_example=16,
+        **member,
+    ).validate()
+    late, each = (open_run(cfg, None, digits.to("cuda")) for _ in range(2))
+    loop.train_runs([late], check_every=25)
+    loop.train_runs([each], check_every=1)
+    assert late.status == each.status == "reached"
+    assert late.stop_step == each.stop_step < late.step  # it was frozen for some steps
+    assert [row["step"] for row in late.noise_rows] == [late.stop_step]
+    a, b = (pd.DataFrame(r.noise_rows).drop(columns="seconds") for r in (late, each))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for k, v in late.weights.items():
+        if "running" not in k and "batches" not in k:  # BatchNorm statistics may move on
+            assert torch.equal(v, each.weights[k]), k
+    for k, v in late.directions.items():
+        assert torch.equal(v, each.directions[k]), k

@@ -6,6 +6,7 @@ convolutions by im2col and batched GEMMs, a run alone by the ordinary kernels, s
 round differently; in float32 training amplifies that to 1e-3 within 20 steps and moves a
 CBS stop, in float64 it stays below 1e-10 relative."""
 
+import math
 import os
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from sgdsmooth.training import (
 )
 from sgdsmooth.training.device import configure
 from sgdsmooth.training.population import Population
+from sgdsmooth.training.run import stop_hits
 
 RTOL = 1e-10
 
@@ -184,6 +186,65 @@ def test_a_population_in_channels_last_trains_the_runs_alone(tmp_path, small, fl
     for c, f in zip(cfgs, folders(tmp_path / "alone", 3)):
         train(RunConfig(**(c.to_dict() | {"channels_last": False})), f, small)
     assert_same_runs(tmp_path / "together", tmp_path / "alone", cfgs)
+
+
+def trained_runs(cfgs, data, **options):
+    """The runs of ``cfgs`` trained together (writing nothing), for their state."""
+    runs = [open_run(c, None, data) for c in cfgs]
+    loop.train_runs(runs, **options)
+    return runs
+
+
+def test_a_member_stopping_between_checks_keeps_its_weights_at_the_stop(digits, float64):
+    """Checked every 25 steps (as on a GPU), the SHB member reaches ε at step 7 and the host
+    sees it at step 22 (the epoch's end), the SGD and NSHB members at steps 23 and 24 and the
+    host at step 40: in between they are frozen on the device, so their weights, directions
+    and the noise measured where they stop are those of a check after every step."""
+    cfgs = configs("cbs", CBS, noise_at_stop=True, noise_batches=2, noise_per_example=16)
+    late = trained_runs(cfgs, digits, check_every=25)
+    each = trained_runs(cfgs, digits, check_every=1)
+    assert [r.summary()["steps"] for r in late] == CBS_STEPS
+    assert [r.step for r in late] == [22, 40, 40, 40]  # where the host saw them stop
+    for i, (a, b) in enumerate(zip(late, each)):
+        assert without_loss(a.summary()) == without_loss(b.summary())
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(a.rows).drop(columns="wall_time"),
+            pd.DataFrame(b.rows).drop(columns="wall_time"),
+            rtol=RTOL,
+            atol=0,
+            obj=f"run {i} metrics",
+        )
+        noise_a, noise_b = (pd.DataFrame(r.noise_rows).drop(columns="seconds") for r in (a, b))
+        assert list(noise_a.step) == [CBS_STEPS[i]]
+        pd.testing.assert_frame_equal(noise_a, noise_b, rtol=RTOL, atol=0, obj=f"run {i} noise")
+        # BatchNorm's running statistics are left to move (nothing of a CBS run reads them)
+        weights = {k: v for k, v in a.weights.items() if "running" not in k and "batches" not in k}
+        assert_close_weights(weights, {k: b.weights[k] for k in weights}, what=f"run {i}")
+        assert_close_weights(a.directions, b.directions, what=f"run {i} direction")
+
+
+def test_a_population_refuses_to_go_on_when_its_device_rule_disagrees(digits):
+    """Should the device freeze a member whose run has not stopped (or the reverse), its
+    weights would be wrong: the check after the steps says so instead of going on."""
+    cfgs = configs("cbs", CBS[:2])
+    runs = [open_run(c, None, digits) for c in cfgs]
+    pop = Population(runs, loop.executor_for(cfgs[0]), freeze=True)
+    pop.load_epoch()
+    pop._eps.fill_(math.inf)  # the device's rule fires at once, the runs' does not
+    pop._min_t.zero_()
+    pop._armed.fill_(True)
+    pop.train_step()
+    with pytest.raises(RuntimeError, match="disagrees.*shb seed 1 .run: training, device: stopped"):
+        pop.take()
+
+
+def test_the_stopping_rule_fires_when_the_running_mean_reaches_epsilon_after_min_steps():
+    """(1/t)·Σ‖g_k‖ ≤ ε, equality included, and only from t = min_steps on."""
+    sums = torch.tensor([3.0, 4.0, 4.5, 4.6], dtype=torch.float64)
+    t = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    assert stop_hits(sums, t, 1.5, 0).tolist() == [False, False, True, True]
+    assert stop_hits(sums, t, 1.5, 4).tolist() == [False, False, False, True]
+    assert stop_hits(sums, t, 5.0, 2).tolist() == [False, True, True, True]
 
 
 # -- 2. a population of one is the plain network ---------------------------------------

@@ -83,7 +83,7 @@ def _watch(processes: list[tuple[int, str]], sig: int, interval: float) -> None:
 def stop_with_parent(sig: int = signal.SIGTERM, interval: float = 1.0) -> list[int]:
     """Send ``sig`` to this process when the process that started it, or the snakemake
     process above that one, ends; returns the pids watched. SIGTERM makes a training run
-    checkpoint and leave (``train.stop_requests``); before training, it ends the process.
+    checkpoint and leave (``training.signals.stop_requests``); before training, it ends the process.
 
     Without this a trainer outlives a killed snakemake and keeps writing into a run folder
     that nobody waits for. Two mechanisms. The kernel signals the trainer when its parent

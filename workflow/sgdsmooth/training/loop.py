@@ -80,7 +80,9 @@ def save_checkpoint(run: Run) -> None:
 
 def checks_every(device: torch.device) -> int:
     # Checking the stopping rule needs the norms on the host; on a GPU batch the checks so
-    # that the device is not synchronised every step (the stopping step stays exact).
+    # that the device is not synchronised every step. The stopping step stays exact (every
+    # step's norm is kept) and so do the weights there (a stopped member freezes on the
+    # device, Population's ``freeze``).
     return 1 if device.type == "cpu" else 25
 
 
@@ -118,7 +120,7 @@ def measure_noise(run: Run) -> dict:
         "seed": c.seed,
         "protocol": c.protocol,
         "epoch": run.epoch + 1,
-        "step": run.step,
+        "step": run.weights_step,
         **values,
         "seconds": time.perf_counter() - start,
     }
@@ -139,8 +141,8 @@ def epoch_measurements(run: Run, test: tuple[float, float]) -> dict:
 
 def cbs_measurements(run: Run) -> None:
     """A CBS run's noise rows at the end of an epoch: after the epochs ``noise_epochs`` names,
-    and where it stops when ``noise_at_stop`` (where the rule found the stop: on a GPU up to
-    ``checks_every`` − 1 steps after T; the row's step says where)."""
+    and at its stop T when ``noise_at_stop`` (at the weights after step T, also where the
+    rule is checked only every few steps)."""
     if run.status is None and run.epoch + 1 in run.cfg.noise_epochs:
         run.noise_rows.append(measure_noise(run))
     if run.cfg.noise_at_stop and run.status is not None:
@@ -244,11 +246,10 @@ def _close_epochs(pop: Population, clock: _Clock) -> None:
 
 
 def _train_population(
-    runs: list[Run], executor: Executor, interrupt_at_step, deadline, progress_every
+    runs: list[Run], executor: Executor, interrupt_at_step, deadline, progress_every, every
 ) -> None:
     """Train ``runs`` (all at one point) to the end as one population, regrouped as they
-    stop."""
-    every = checks_every(runs[0].device)
+    stop; their stopping rules are checked every ``every`` steps."""
     clock = _Clock(progress_every, runs[0].step)
     active = [r for r in runs if not r.finished()]
     pop = None
@@ -257,7 +258,7 @@ def _train_population(
             for r in active:
                 r.begin_epoch()
             if pop is None or pop.runs != active:  # (re)stack only when a member has left
-                pop = Population(active, executor)
+                pop = Population(active, executor, freeze=every > 1)
             pop.load_epoch()
             while not any(r.epoch_over() for r in active):
                 pop.train_step()
@@ -305,16 +306,19 @@ def train_runs(
     interrupt_at_step: int | None = None,
     deadline: float | None = None,
     progress_every: float = 10.0,
+    check_every: int | None = None,
 ) -> list[dict]:
     """Train opened runs to the end; their summaries. ``together``: as populations (see
-    ``populations``), else one after another."""
+    ``populations``), else one after another. ``check_every``: steps between looks at the
+    stopping rules (default ``checks_every``: 1 on a CPU, 25 on a GPU)."""
     executor = executor or executor_for(runs[0].cfg)
+    every = check_every or checks_every(runs[0].device)
     for group in populations(runs, together):
         if len(group) == 1:
             log.info("training %s", group[0].cfg)
         else:
             log.info("training %d run(s) together: %s", len(group), [r.cfg for r in group])
-        _train_population(group, executor, interrupt_at_step, deadline, progress_every)
+        _train_population(group, executor, interrupt_at_step, deadline, progress_every, every)
     return [r.result or r.summary() for r in runs]
 
 

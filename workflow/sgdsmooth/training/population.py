@@ -11,6 +11,14 @@ The loss is the sum of the members' mean losses, so each member's gradient is ex
 own; nothing in the network mixes members, so a member's numbers do not depend on who else
 is in the population (up to float rounding: with K = 1 the layers use the ordinary kernels,
 with K > 1 batched GEMMs).
+
+A CBS member that meets its stopping rule between two checks (on a GPU the host looks at the
+steps every few, ``loop.checks_every``) must not take the steps that remain until the check:
+with ``freeze`` the step applies the rule on the device too (``run.stop_hits``, as
+``Run.record`` will) and from then on updates that member by η = 0, d ← 1·d + 0·g, which
+leaves its weights and direction exactly as they were after its step T. Its BatchNorm running
+statistics go on averaging batch statistics (at those weights) until it leaves: nothing of a
+CBS run reads them, every measurement of one uses BatchNorm in train mode (``noise.BN_MODE``).
 """
 
 from __future__ import annotations
@@ -22,14 +30,15 @@ from ..data import ImageData
 from ..models import Executor, make_model
 from ..optim import coefficients, stacked_step
 from . import stacked
-from .run import Run
+from .run import Run, stop_hits
 
 
 class Population:
     """The stacked network, directions and coefficients of ``runs`` (all at one point of
-    training); ``release`` hands each run its weights back."""
+    training); ``release`` hands each run its weights back. ``freeze``: a member that stops
+    stays where it stopped until the host sees it (CBS runs checked every few steps)."""
 
-    def __init__(self, runs: list[Run], executor: Executor | None = None):
+    def __init__(self, runs: list[Run], executor: Executor | None = None, freeze: bool = False):
         first = runs[0]
         for r in runs:
             r.begin_epoch()
@@ -72,6 +81,21 @@ class Population:
         self._pos = torch.zeros((), dtype=torch.int64, device=self.device)
         self._offsets = torch.arange(self.b, device=self.device)
         self._step = None  # made at the first step (Executor.capture)
+        self.freeze = freeze and first.cfg.protocol == "cbs"
+        if self.freeze:
+            self._rule_state()
+
+    def _rule_state(self) -> None:
+        """The stopping rule's numbers on the device, one per member: Σ‖g_k‖ (float64, added
+        a step at a time as ``Run.record`` adds it), t, ε, the least t, whether the rule is
+        armed this epoch (set by ``load_epoch``) and whether the member still moves."""
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self._norm_sum = torch.tensor([r.norm_sum for r in self.runs], **f64)
+        self._t = torch.tensor([float(r.step) for r in self.runs], **f64)
+        self._eps = torch.tensor([r.cfg.epsilon for r in self.runs], **f64)
+        self._min_t = torch.tensor([float(r.min_steps()) for r in self.runs], **f64)
+        self._armed = torch.tensor([r.learned() for r in self.runs], device=self.device)
+        self._moving = torch.ones(self.k, dtype=torch.bool, device=self.device)
 
     # -- one step ------------------------------------------------------------------------
     def load_epoch(self) -> None:
@@ -82,6 +106,8 @@ class Population:
         for k, v in self.draws.items():
             v.copy_(torch.stack([r.draws[k] for r in self.runs]))
         self._epoch = self.runs[0].epoch
+        if self.freeze:  # a finished epoch may have armed the rule (cbs.learned_loss)
+            self._armed.copy_(torch.tensor([r.learned() for r in self.runs]))
 
     def batch(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's mini-batch number ``pos`` of the epoch, member-major: (K·b, C, H, W)
@@ -113,14 +139,36 @@ class Population:
         for p in self.params:
             p.grad = None
         losses.sum().backward()
-        sq = sum(p.grad.pow(2).reshape(self.k, -1).sum(1) for p in self.params)
-        stacked_step(self.params, self.directions, **self.coef)
+        norms = sum(p.grad.pow(2).reshape(self.k, -1).sum(1) for p in self.params).sqrt()
+        stacked_step(self.params, self.directions, **self._coefficients())
+        if self.freeze:
+            self._apply_rule(norms.detach())
         correct = (out.argmax(1) == y).view(self.k, self.b).sum(1)
-        return losses.detach(), sq.sqrt().detach(), correct
+        return losses.detach(), norms.detach(), correct
+
+    def _coefficients(self) -> dict[str, torch.Tensor]:
+        """The members' (η, β, a); a member that has stopped gets (0, 1, 0): d ← d, x ← x."""
+        if not self.freeze:
+            return self.coef
+        moving = self._moving.to(self.coef["lr"].dtype)
+        return {
+            "lr": self.coef["lr"] * moving,
+            "beta": torch.where(self._moving, self.coef["beta"], 1.0),
+            "scale": self.coef["scale"] * moving,
+        }
+
+    @torch.no_grad()
+    def _apply_rule(self, norms: torch.Tensor) -> None:
+        """After a step: members whose rule fires at this step stop moving from the next."""
+        self._norm_sum.add_(norms.double())
+        self._t.add_(1.0)
+        hit = self._armed & stop_hits(self._norm_sum, self._t, self._eps, self._min_t)
+        self._moving.logical_and_(~hit)
 
     def _state(self) -> list[torch.Tensor]:
         """Every tensor a step changes (a CUDA graph's warm-up must put them back)."""
-        return [*self.params, *self.net.buffers(), *self.directions]
+        rule = [self._norm_sum, self._t, self._moving] if self.freeze else []
+        return [*self.params, *self.net.buffers(), *self.directions, *rule]
 
     def take(self) -> None:
         """Hand the steps since the last call to the runs (one host transfer), each of which
@@ -132,6 +180,24 @@ class Population:
         for i, r in enumerate(self.runs):
             if r.status is None:
                 r.record(losses[:, i], norms[:, i], correct[:, i])
+        if self.freeze:
+            self._check_rule()
+
+    def _check_rule(self) -> None:
+        """The device's stopping rule stopped exactly the members whose runs reached ε: a
+        member frozen early, or left moving past its T, would have wrong weights."""
+        moving = self._moving.tolist()
+        wrong = [
+            f"{r.cfg.optimizer} seed {r.cfg.seed} (run: {r.status or 'training'}, "
+            f"device: {'moving' if m else 'stopped'})"
+            for r, m in zip(self.runs, moving)
+            if m == (r.status == "reached")
+        ]
+        if wrong:
+            raise RuntimeError(
+                f"the stopping rule on the device disagrees with the runs' at step "
+                f"{self.runs[0].step}: {'; '.join(wrong)}"
+            )
 
     # -- members -------------------------------------------------------------------------
     @torch.no_grad()

@@ -24,6 +24,7 @@ population it trains in, and a resumed run is the same as an uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -45,6 +46,15 @@ def atomic_save(obj, path: Path) -> None:
     with naming(tmp):
         torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def stop_hits(norm_sums, t, epsilon, min_steps):
+    """The CBS stopping rule's test after step t, elementwise over tensors that broadcast:
+    the running mean of the gradient norms (1/t)·Σ_{k≤t}‖g_k‖ is at most ε, and t ≥
+    ``min_steps``. (The rule's third condition, that the run has learned, holds or fails for
+    a whole epoch: the caller's.) The one statement of the rule: ``Run.record`` applies it to
+    the steps since its last check, a population's step to its members on the device."""
+    return (norm_sums / t <= epsilon) & (t >= min_steps)
 
 
 class Run:
@@ -128,10 +138,14 @@ class Run:
             return
         if self.cfg.protocol != "cbs":
             return
-        sums = self.norm_sum + torch.cumsum(norms.double(), 0)
+        # Σ‖g_k‖ added one step at a time, as a population's step adds it on the device
+        # (Population.freeze), so that both find the same T to the last bit.
+        sums = torch.tensor(
+            list(itertools.accumulate(norms.double().tolist(), initial=self.norm_sum))[1:],
+            dtype=torch.float64,
+        )
         t = torch.arange(first, self.step + 1, dtype=torch.float64)
-        min_steps = self.cfg.min_epochs * self.steps_per_epoch
-        hit = ((sums / t) <= self.cfg.epsilon) & (t >= min_steps)
+        hit = stop_hits(sums, t, self.cfg.epsilon, self.min_steps())
         if hit.any() and not self.learned():  # asked only when the rule would fire
             hit[:] = False
         if hit.any():
@@ -143,6 +157,17 @@ class Run:
         self.norm_sum = (
             float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
         )
+
+    def min_steps(self) -> int:
+        """The fewest steps after which the stopping rule may fire: ``min_epochs`` epochs."""
+        return self.cfg.min_epochs * self.steps_per_epoch
+
+    @property
+    def weights_step(self) -> int:
+        """The step the run's weights stand at: its stopping step once it has stopped (a
+        stopped member's later steps in its population leave its weights alone), else its
+        step."""
+        return self.stop_step if self.stop_step is not None else self.step
 
     def armed_epoch(self) -> int | None:
         """The epoch after which the stopping rule is armed: 0 without ``learned_loss``, else
