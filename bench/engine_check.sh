@@ -17,7 +17,8 @@
 #               (train.cuda_graph_max_batch: 0)
 #   table       issue 23's target table, side by side (bench/train_throughput.py): mnist_cnn
 #               (Fashion shapes) at b = 8: the CPU-data DataLoader baseline, one run eager and
-#               graphed, populations of 1, 8, 32, 128, with deterministic kernels and without;
+#               graphed, populations of 1, 8, 32, 128, with deterministic kernels and without,
+#               and K = 32 as CBS runs (the stopping rule on the device: what it costs);
 #               b = 64, populations of 32 and 128; resnet18 (CIFAR shapes) at b = 8, a population
 #               of 7; resnet18 at b = 512, one run, bf16, channels_last, CUDA graph
 #   paper       (only when --stages names it) the points config/paper.yaml's jobs take, ResNet-18,
@@ -149,6 +150,7 @@ fi
 if wants table; then
   mnist=(--model mnist_cnn --dataset fashion_mnist)
   box table_mnist_b8_det 75 "${tt[@]}" "${mnist[@]}" --batch-sizes 8 --populations 1 8 32 128 --deterministic
+  box table_mnist_b8_cbs 30 "${tt[@]}" "${mnist[@]}" --batch-sizes 8 --modes population --populations 32 --protocol cbs
   box table_mnist_b8_nondet 75 "${tt[@]}" "${mnist[@]}" --batch-sizes 8 --populations 1 8 32 128 --no-deterministic
   box table_mnist_b64 45 "${tt[@]}" "${mnist[@]}" --batch-sizes 64 --modes baseline graph population --populations 32 128
   box table_resnet_b8 60 "${tt[@]}" --model resnet18 --batch-sizes 8 --modes baseline graph population --populations 7

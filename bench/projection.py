@@ -20,7 +20,8 @@ workflow runs them (``sgdsmooth.grid``):
   the same way; where no population was measured at all, K runs count as K single runs;
 * CBS runs count at their whole budget (``cbs.max_sfo``/``max_steps``) when the config sets
   ``cbs.max_sfo``, an upper bound; otherwise at ``cbs.min_epochs``, a lower one
-  (``workload.run_steps``).
+  (``workload.run_steps``); at the fixed-epoch step's rate (the CBS step's, which also applies
+  the stopping rule on the device, is measured beside it: ``targets.py``).
 
 ``--measure`` prints instead the ``train_throughput.py`` arguments that measure exactly the
 points the config's jobs need, one line per kind of step (``engine_check.sh`` runs them).
@@ -67,13 +68,19 @@ def record_dataset(record: dict) -> str:
     return record.get("dataset") or ("cifar100" if record["model"] == "resnet18" else "digits")
 
 
+def cbs_step(record: dict) -> bool:
+    """Whether a record measured the CBS step (``--protocol cbs``): a side measurement of what
+    the stopping rule on the device costs; projections use fixed-epoch steps."""
+    return record.get("options", {}).get("protocol") == "cbs"
+
+
 def rate_rows(record: dict) -> list[dict]:
     """A record's measured training rates as rows {b, K, graph, rate}: a population of K
-    (K = 1: one run), graphed or not. Baselines, failed measurements and the old format's
-    fused packs are left out."""
+    (K = 1: one run), graphed or not. Baselines, failed measurements, CBS steps and the old
+    format's fused packs are left out."""
     graph = bool(record["options"].get("cuda_graph"))
     if "mode" in record:  # train_throughput.py: one record a measurement
-        if record["mode"] == "baseline" or "error" in record:
+        if record["mode"] == "baseline" or "error" in record or cbs_step(record):
             return []
         return [
             {"b": record["b"], "K": record["K"], "graph": graph, "rate": record["images_per_s"]}

@@ -5,6 +5,8 @@
 One row per target (the b = 8 population row once per deterministic setting measured): the
 best rate measured for it in RECORDS, the target, the rate before the population engine
 (``results/h200-2026-12-04/``), and whether it is met; a row with nothing measured says so.
+One more row, without a target: what a CBS population's step costs against a fixed-epoch one
+(the stopping rule on the device, ``train_throughput.py --protocol cbs``), as a rate ratio.
 Writes one JSON record per row to ``--out``. Prints, asserts nothing: the measurements are
 the benchmark's, the verdicts are for the reader.
 """
@@ -31,6 +33,8 @@ FASHION_BEFORE_S = 4_276.0
 
 def matches(record: dict, model: str, b: int, k: int, mode: str, precision: str) -> bool:
     if "error" in record or record.get("mode") != mode or record["model"] != model:
+        return False
+    if record["options"].get("protocol", "epochs") != "epochs":
         return False
     if record["options"]["precision"] != precision:
         return False
@@ -65,6 +69,7 @@ def rows(records: list[dict], projection: dict | None) -> list[dict]:
                     },
                 }
             out.append(row)
+    out.append(cbs_cost(records))
     row = {
         "measure": "config/fashion.yaml, projected from measured rates",
         "unit": "s",
@@ -78,6 +83,43 @@ def rows(records: list[dict], projection: dict | None) -> list[dict]:
         row |= {"measured": total, "met": total <= FASHION_BUDGET_S}
     out.append(row)
     return out
+
+
+CBS_POINT = ("mnist_cnn", 8, 32)  # (model, b, K) where the CBS step is measured
+
+
+def cbs_cost(records: list[dict]) -> dict:
+    """The CBS step's rate over the fixed-epoch step's, both at ``CBS_POINT`` with the same
+    options (graphed, deterministic, fp32): 1 would be free."""
+    model, b, k = CBS_POINT
+    row = {
+        "measure": f"{model}, b = {b}, K = {k}: CBS step / fixed-epoch step",
+        "unit": "ratio",
+        "target": None,
+        "before": None,
+        "measured": None,
+        "met": None,
+    }
+    at = [
+        r
+        for r in records
+        if "error" not in r
+        and r.get("mode") == "population"
+        and r["model"] == model
+        and (r["b"], r["K"]) == (b, k)
+    ]
+    cbs = [r for r in at if r["options"].get("protocol") == "cbs"]
+    for c in cbs[-1:]:
+        same = {key: v for key, v in c["options"].items() if key != "protocol"}
+        epochs = [
+            r
+            for r in at
+            if r["options"].get("protocol", "epochs") == "epochs"
+            and {key: v for key, v in r["options"].items() if key != "protocol"} == same
+        ]
+        if epochs:
+            row["measured"] = c["images_per_s"] / epochs[-1]["images_per_s"]
+    return row
 
 
 def main() -> None:
@@ -95,9 +137,13 @@ def main() -> None:
     for r in table:
         det = r.get("record", {}).get("options", {}).get("deterministic")
         name = r["measure"] + ("" if det is None else f" (det. {'on' if det else 'off'})")
-        measured = "—" if r["measured"] is None else f"{r['measured']:,.0f}"
-        met = {True: "yes", False: "NO", None: "not measured"}[r["met"]]
-        print(f"{name:<52} {r['before']:>9,.0f} {r['target']:>9,.0f} {measured:>10}  {met}")
+        digits = ".2f" if r["unit"] == "ratio" else ",.0f"
+        measured, before, target = (
+            "—" if r[key] is None else format(r[key], digits)
+            for key in ("measured", "before", "target")
+        )
+        met = {True: "yes", False: "NO", None: "—" if r["target"] is None else "not measured"}
+        print(f"{name:<52} {before:>9} {target:>9} {measured:>10}  {met[r['met']]}")
     if args.out:
         Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in table))
 

@@ -23,6 +23,11 @@ For each batch size b on the command line it measures, in this order:
     graphed on CUDA unless ``--no-population-graph``; a K that does not fit in memory is
     recorded with its error and the larger ones are skipped.
 
+``--protocol cbs`` takes (b)–(d) as CBS runs take them (their rule never fires here): on a
+GPU each step then also applies the stopping rule on the device and freezes members that
+met it (``Population``'s ``freeze``); measured beside the fixed-epoch step, it says what that
+costs. ``projection.py`` projects from fixed-epoch records only.
+
 ``--bf16`` and ``--channels-last`` apply to (b)–(d); the baseline stays plain fp32. The
 process's kernels are deterministic or not as ``--deterministic/--no-deterministic`` say
 (``training.device.configure``, the option ``train.deterministic``; default on, as the
@@ -192,9 +197,13 @@ def baseline_step(cpu_data: ImageData, model_name: str, b: int, device, workers:
 
 
 # -- (b)-(d) the training engine -------------------------------------------------------------
-def population_step(data: ImageData, model_name: str, b: int, k: int, executor: Executor):
+def population_step(
+    data: ImageData, model_name: str, b: int, k: int, executor: Executor, protocol: str = "epochs"
+):
     """One step of a population of ``k`` runs, as the training loop takes it (with the host
-    transfer of the stopping rule's numbers every ``checks_every`` steps); epochs wrap."""
+    transfer of the stopping rule's numbers every ``checks_every`` steps); epochs wrap. CBS
+    runs get an ε no run reaches."""
+    never = {"epsilon": 1e-30, "max_steps": 10**12} if protocol == "cbs" else {}
     options = {
         "precision": executor.precision,
         "channels_last": executor.channels_last,
@@ -212,14 +221,16 @@ def population_step(data: ImageData, model_name: str, b: int, k: int, executor: 
             batch_size=b,
             seed=i,
             epochs=1_000_000,
+            protocol=protocol,
+            **never,
             **options,
         )
         runs.append(open_run(cfg, None, data))  # writes nothing
     for r in runs:
         r.begin_epoch()
-    pop = Population(runs, executor)
-    pop.load_epoch()
     every = checks_every(data.train_x.device)
+    pop = Population(runs, executor, freeze=every > 1)
+    pop.load_epoch()
 
     def step():
         pop.train_step()
@@ -248,6 +259,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="deterministic kernels (train.deterministic; default on)",
+    )
+    ap.add_argument(
+        "--protocol",
+        choices=("epochs", "cbs"),
+        default="epochs",
+        help="(b)-(d) step as fixed-epoch or as CBS runs (the stopping rule on the device)",
     )
     ap.add_argument("--bf16", action="store_true", help="(b)-(d) autocast to bfloat16")
     ap.add_argument("--channels-last", action="store_true", help="(b)-(d) in NHWC layout")
@@ -326,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
                     "precision": precision,
                     "channels_last": args.channels_last,
                     "cuda_graph": graph and device.type == "cuda",
+                    "protocol": args.protocol,
                 }
             record["options"] = options | {"deterministic": args.deterministic, "tf32": tf32}
             record["smoke"] = args.smoke
@@ -336,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
                     if mode == "baseline":
                         step = baseline_step(cpu_data, args.model, b, device, args.workers)
                     else:
-                        step = population_step(data, args.model, b, k, executor)
+                        step = population_step(data, args.model, b, k, executor, args.protocol)
                     steps, seconds = timed(step, device, args)
                 except (torch.OutOfMemoryError, RuntimeError) as err:
                     record["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"

@@ -175,6 +175,7 @@ def test_engine_check_runs_every_stage_at_toy_sizes_into_one_tarball(tmp_path):
     for det in (True, False):  # the b = 8 rows with deterministic kernels and without
         assert {("baseline", 1, det), ("eager", 1, det), ("graph", 1, det)} <= b8
         assert ("population", 2, det) in b8
+    assert any(r["options"].get("protocol") == "cbs" for r in records)  # the CBS step's row
     # ResNet-18's rows run small_cnn on CIFAR shapes in smoke mode, with their flags.
     (bf16,) = [r for r in records if r["options"]["precision"] == "bf16"]
     assert bf16["mode"] == "graph" and bf16["options"]["channels_last"]
@@ -182,7 +183,7 @@ def test_engine_check_runs_every_stage_at_toy_sizes_into_one_tarball(tmp_path):
     assert projection["total_seconds"] > 0 and projection["deterministic"] is True
     assert "budget:" in (got / "projection.txt").read_text()
     targets = records_of(got / "targets.jsonl")
-    assert len(targets) == 5 and targets[-1]["measured"] == projection["total_seconds"]
+    assert len(targets) == 6 and targets[-1]["measured"] == projection["total_seconds"]
     assert "study: skipped" in (got / "engine_check.log").read_text()
 
 
@@ -277,6 +278,8 @@ def test_projection_reads_rates_off_the_nearest_measured_points():
     # Baselines, failed measurements and the old format's fused packs are no rates.
     assert rate_rows(rec(8, 1, 5.0, mode="baseline")) == []
     assert rate_rows(rec(8, 128, 5.0) | {"error": "OutOfMemoryError"}) == []
+    cbs = {"precision": "fp32", "cuda_graph": True, "deterministic": True, "protocol": "cbs"}
+    assert rate_rows(rec(8, 8, 5.0, options=cbs)) == []  # the CBS step: a side measurement
     old = {"options": {"cuda_graph": True}, "members": 7, "rows": [
         {"batch_size": 8, "single": 20984.0, "fused_total": 1948.0 * 7}
     ]}  # fmt: skip
@@ -339,9 +342,13 @@ def test_targets_reads_the_issues_table_off_the_records():
     from targets import rows
 
     mnist = {"model": "mnist_cnn", "dataset": "fashion_mnist", "date": "2026-12-05"}
+    options = {"precision": "fp32", "cuda_graph": True, "deterministic": True}
+    cbs = options | {"protocol": "cbs"}
     records = [
         rec(8, 32, 250_000.0) | mnist,
+        rec(8, 32, 225_000.0, options=cbs) | mnist,  # the CBS step: 0.9 of the other's rate
         rec(8, 128, 300_000.0) | mnist,
+        rec(8, 128, 350_000.0, options=cbs) | mnist,  # no target's rate
         rec(8, 128, 260_000.0) | mnist | {"options": {"precision": "fp32", "deterministic": False}},
         rec(8, 8, 900_000.0) | mnist,  # fewer than 32 members: not this row
         rec(8, 7, 9_000.0) | {"model": "resnet18"},
@@ -355,8 +362,10 @@ def test_targets_reads_the_issues_table_off_the_records():
         ("b = 64", None, None),
         ("b = 8", 9_000.0, False),
         ("b ≥ 512", None, None),
+        ("b = 8", pytest.approx(0.9), None),  # the CBS step's cost: a ratio, no target
         ("projected from measured rates", 400.0, True),
     ]
+    assert table[-2]["unit"] == "ratio" and table[-2]["target"] is None
 
 
 def test_engine_check_runs_the_study_in_smoke_mode_and_its_archive_gets_a_paper_at_home(tmp_path):
