@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgdsmooth.config import RunConfig
+from sgdsmooth.config import ConfigError, RunConfig
 from sgdsmooth.models import make_model
 from sgdsmooth.optim import make_optimizer
 from sgdsmooth.tables import read_metadata, read_table
@@ -236,6 +236,17 @@ def test_a_population_refuses_to_go_on_when_its_device_rule_disagrees(digits):
     pop.train_step()
     with pytest.raises(RuntimeError, match="disagrees.*shb seed 1 .run: training, device: stopped"):
         pop.take()
+
+
+@pytest.mark.parametrize("key, value", [("deterministic", False), ("precision", "bf16")])
+def test_runs_that_differ_in_a_setting_of_the_process_are_refused(tmp_path, digits, key, value):
+    """Data, device, kernels and executor are set once for a process's runs: a run that asks
+    for other ones is refused, naming the key, before anything trains."""
+    cfgs = configs("cbs", CBS[:2])
+    cfgs[1] = RunConfig(**(cfgs[1].to_dict() | {key: value}))
+    with pytest.raises(ConfigError, match=f"^{key}: runs trained in one process must agree"):
+        train_many(cfgs, folders(tmp_path, 2), digits)
+    assert not any(f.exists() for f in folders(tmp_path, 2))
 
 
 def test_the_stopping_rule_fires_when_the_running_mean_reaches_epsilon_after_min_steps():

@@ -319,3 +319,30 @@ def check_device(device: str, cuda_devices: int) -> None:
             f"device: {device}, but this machine has {have} (torch.cuda): train with "
             "device: auto or cpu here, or run where the GPU is"
         )
+
+
+# What a training process sets once for all the runs it trains: their data (loaded once),
+# device and kernel settings (training.device.configure) and executor (models.Executor).
+PROCESS_KEYS = (
+    "dataset",
+    "data_root",
+    "data_subset",
+    "device",
+    "deterministic",
+    "precision",
+    "channels_last",
+    "compile",
+    "cuda_graph",
+)
+
+
+def check_one_process(cfgs: list[RunConfig]) -> None:
+    """Refuse runs that cannot train in one process because they differ in a setting the
+    process takes once (``PROCESS_KEYS``): the first run's would silently hold for all."""
+    for key in PROCESS_KEYS:
+        values = {getattr(c, key) for c in cfgs}
+        if len(values) > 1:
+            raise ConfigError(
+                f"{key}: runs trained in one process must agree on it (got "
+                f"{sorted(values, key=repr)!r})"
+            )

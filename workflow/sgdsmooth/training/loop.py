@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from .. import noise
-from ..config import RunConfig
+from ..config import RunConfig, check_one_process
 from ..data import ImageData, load_dataset
 from ..models import Executor
 from ..optim import make_optimizer
@@ -311,6 +311,7 @@ def train_runs(
     """Train opened runs to the end; their summaries. ``together``: as populations (see
     ``populations``), else one after another. ``check_every``: steps between looks at the
     stopping rules (default ``checks_every``: 1 on a CPU, 25 on a GPU)."""
+    check_one_process([r.cfg for r in runs])
     executor = executor or executor_for(runs[0].cfg)
     every = check_every or checks_every(runs[0].device)
     for group in populations(runs, together):
@@ -365,6 +366,7 @@ def train_many(
 ) -> list[dict]:
     """Train runs into their folders, together as populations (or one after another);
     finished runs come back from their done-states untrained."""
+    check_one_process(cfgs)
     summaries = [restore_done(c, f) for c, f in zip(cfgs, folders)]
     todo = [i for i, s in enumerate(summaries) if s is None]
     if not todo:
