@@ -234,7 +234,8 @@ def test_a_population_refuses_to_go_on_when_its_device_rule_disagrees(digits):
     pop._min_t.zero_()
     pop._armed.fill_(True)
     pop.train_step()
-    with pytest.raises(RuntimeError, match="disagrees.*shb seed 1 .run: training, device: stopped"):
+    wrong = "disagrees.*shb η 0.05 β 0.9 seed 1 .run: training, device: stopped"
+    with pytest.raises(RuntimeError, match=wrong):
         pop.take()
 
 
@@ -247,6 +248,55 @@ def test_runs_that_differ_in_a_setting_of_the_process_are_refused(tmp_path, digi
     with pytest.raises(ConfigError, match=f"^{key}: runs trained in one process must agree"):
         train_many(cfgs, folders(tmp_path, 2), digits)
     assert not any(f.exists() for f in folders(tmp_path, 2))
+
+
+def test_a_run_looks_at_the_steps_of_a_check_in_order(digits):
+    """Steps handed over together read as if checked one by one: a stop before the first
+    non-finite loss stands (a frozen member's later steps do not count), a non-finite loss
+    before the stop ends the run as diverged."""
+    cfg = configs("cbs", [dict(optimizer="sgd", lr=0.1, seed=0, epsilon=0.5)])[0]
+    nan = math.nan
+    for losses, norms, status, stop in [
+        ([1.0, 1.0, nan, 1.0], [0.9, 0.05, 0.1, 0.1], "reached", 2),  # (0.9 + 0.05)/2 ≤ 0.5
+        ([1.0, nan, 1.0, 1.0], [0.9, 0.05, 0.1, 0.1], "diverged", None),
+        ([1.0, 1.0, 1.0, 1.0], [0.9, 0.9, 0.9, 0.9], None, None),
+    ]:
+        run = open_run(cfg, None, digits)
+        run.step = 4
+        run.record(torch.tensor(losses), torch.tensor(norms), torch.zeros(4))
+        assert (run.status, run.stop_step) == (status, stop)
+        assert len(run.trace["loss"]) == 4
+
+
+def test_a_fixed_epoch_population_past_the_cbs_step_budget_still_checks_every_few_steps(
+    small, monkeypatch
+):
+    """``max_steps`` is the CBS protocol's budget: a fixed-epoch run past it is looked at
+    every ``check_every`` steps (here: at its epochs' ends), not after every step."""
+    cfgs = configs("epochs", [dict(optimizer="sgd", lr=0.1, seed=0, epochs=2, max_steps=3)])
+    looked = []
+    real = loop.Run.record
+
+    def spy(self, losses, *args):
+        looked.append(len(losses))
+        real(self, losses, *args)
+
+    monkeypatch.setattr(loop.Run, "record", spy)
+    trained_runs(cfgs, small, check_every=25)
+    assert looked == [10, 10]  # 10 steps an epoch
+
+
+def test_a_frozen_member_that_meets_a_non_finite_loss_is_reported(digits):
+    """Its zero gradient would have been NaN: the check says so instead of going on."""
+    cfgs = configs("cbs", CBS[:2])
+    runs = [open_run(c, None, digits) for c in cfgs]
+    pop = Population(runs, loop.executor_for(cfgs[0]), freeze=True)
+    r = runs[0]
+    r.status, r.stop_step, r.step = "reached", 1, 3
+    r.trace["loss"] = [1.0, math.nan, 1.0]
+    pop._moving[0] = False
+    with pytest.raises(RuntimeError, match="shb η 0.05 β 0.9 seed 1 .frozen at step 1, then a"):
+        pop._check_rule()
 
 
 def test_the_stopping_rule_fires_when_the_running_mean_reaches_epsilon_after_min_steps():

@@ -13,9 +13,11 @@ What a replay needs (and ``CapturedStep`` provides):
   creates its state). They would train the network, so the training state is saved before
   them and put back, in place, afterwards: the first replayed step is the run's first step.
 
-The learning rate and β are baked into the graph as constants, which is right here: they
-are fixed for a run (docs/method.md §2). Replays write into the same output tensors, so ``__call__``
-returns copies that a run can keep in its trace.
+Whatever the step reads from tensors (a population's per-member η, β and a, the stopping
+rule's state with ``freeze``) is read at each replay from the same device tensors, so a
+value written into them between replays counts; Python numbers would be baked in. Replays
+write into the same output tensors, so ``__call__`` returns copies that a run can keep in its
+trace.
 """
 
 from __future__ import annotations

@@ -218,11 +218,12 @@ class _Clock:
 
 def _check_due(pop: Population, every: int) -> bool:
     """Whether to hand the steps to the runs now: every ``every`` steps, at the end of an
-    epoch and at a step budget."""
+    epoch and at a CBS run's step budget (a fixed-epoch run has none: ``max_steps`` is the
+    CBS protocol's, and past it a check every step would sync the device every step)."""
     return (
         len(pop.pending) >= every
         or pop.runs[0].pos >= pop.runs[0].steps_per_epoch
-        or any(r.step >= r.cfg.max_steps for r in pop.runs)
+        or any(r.cfg.protocol == "cbs" and r.step >= r.cfg.max_steps for r in pop.runs)
     )
 
 

@@ -15,13 +15,17 @@ with K > 1 batched GEMMs).
 A CBS member that meets its stopping rule between two checks (on a GPU the host looks at the
 steps every few, ``loop.checks_every``) must not take the steps that remain until the check:
 with ``freeze`` the step applies the rule on the device too (``run.stop_hits``, as
-``Run.record`` will) and from then on updates that member by η = 0, d ← 1·d + 0·g, which
-leaves its weights and direction exactly as they were after its step T. Its BatchNorm running
-statistics go on averaging batch statistics (at those weights) until it leaves: nothing of a
-CBS run reads them, every measurement of one uses BatchNorm in train mode (``noise.BN_MODE``).
+``Run.record`` will) and from then on gives that member a zero gradient (its loss counts
+zero) and η = 0, β = 1: its weights and direction stay those after its step T (bitwise, but
+that a −0 may turn +0; as long as its losses at those weights stay finite, which the host
+checks). Its BatchNorm running statistics go on averaging batch statistics (at those weights)
+until it leaves: nothing of a CBS run reads them, every measurement of one uses BatchNorm in
+train mode (``noise.BN_MODE``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +142,8 @@ class Population:
             losses = F.cross_entropy(out, y, reduction="none").view(self.k, self.b).mean(1)
         for p in self.params:
             p.grad = None
-        losses.sum().backward()
+        # A stopped member's loss counts zero: its gradient is 0 (not 0·g, NaN if g is not finite)
+        (losses * self._moving if self.freeze else losses).sum().backward()
         norms = sum(p.grad.pow(2).reshape(self.k, -1).sum(1) for p in self.params).sqrt()
         stacked_step(self.params, self.directions, **self._coefficients())
         if self.freeze:
@@ -147,7 +152,8 @@ class Population:
         return losses.detach(), norms.detach(), correct
 
     def _coefficients(self) -> dict[str, torch.Tensor]:
-        """The members' (η, β, a); a member that has stopped gets (0, 1, 0): d ← d, x ← x."""
+        """The members' (η, β, a); a member that has stopped gets (0, 1, 0) and a zero gradient
+        (``eager_step``): d ← 1·d + 0·0, x ← x − 0·d, its weights and direction as they were."""
         if not self.freeze:
             return self.coef
         moving = self._moving.to(self.coef["lr"].dtype)
@@ -184,15 +190,17 @@ class Population:
             self._check_rule()
 
     def _check_rule(self) -> None:
-        """The device's stopping rule stopped exactly the members whose runs reached ε: a
-        member frozen early, or left moving past its T, would have wrong weights."""
-        moving = self._moving.tolist()
-        wrong = [
-            f"{r.cfg.optimizer} seed {r.cfg.seed} (run: {r.status or 'training'}, "
-            f"device: {'moving' if m else 'stopped'})"
-            for r, m in zip(self.runs, moving)
-            if m == (r.status == "reached")
-        ]
+        """The device's stopping rule stopped exactly the members whose runs reached ε (a
+        member frozen early, or left moving past its T, would have wrong weights), and no
+        frozen member met a non-finite loss (its zero gradient would not have been zero)."""
+        wrong = []
+        for r, moving in zip(self.runs, self._moving.tolist()):
+            name = f"{r.cfg.optimizer} η {r.cfg.lr} β {r.cfg.beta} seed {r.cfg.seed}"
+            if moving == (r.status == "reached"):
+                device = "moving" if moving else "stopped"
+                wrong.append(f"{name} (run: {r.status or 'training'}, device: {device})")
+            elif not moving and not all(map(math.isfinite, r.trace["loss"][r.counted() :])):
+                wrong.append(f"{name} (frozen at step {r.stop_step}, then a non-finite loss)")
         if wrong:
             raise RuntimeError(
                 f"the stopping rule on the device disagrees with the runs' at step "

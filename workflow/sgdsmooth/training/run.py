@@ -127,32 +127,39 @@ class Run:
 
     # -- the stopping rule ---------------------------------------------------------------
     def record(self, losses: torch.Tensor, norms: torch.Tensor, correct: torch.Tensor) -> None:
-        """Take the steps since the last check (host tensors, one entry a step), then look
-        at them: divergence, then the stopping rule."""
+        """Take the steps since the last check (host tensors, one entry a step), then look at
+        them in order, as a check after every step would: the first step with a non-finite
+        loss ends the run as diverged, unless the stopping rule fired before it (a member
+        frozen at its T steps on until the host looks, ``Population``'s ``freeze``)."""
         first = self.step - len(losses) + 1  # global index t of losses[0]
         self.trace["loss"] += losses.tolist()
         self.trace["norm"] += norms.tolist()
         self.trace["correct"] += correct.tolist()
-        if not torch.isfinite(losses).all():
+        bad = (~torch.isfinite(losses)).nonzero()
+        finite = int(bad[0]) if len(bad) else len(losses)  # the steps before the first bad one
+        if self.cfg.protocol == "cbs" and finite:
+            self._stopping_rule(norms[:finite], first)
+        if self.status is None and finite < len(losses):
             self.status = "diverged"
-            return
-        if self.cfg.protocol != "cbs":
-            return
+
+    def _stopping_rule(self, norms: torch.Tensor, first: int) -> None:
+        """The CBS rule over steps ``first``, ``first`` + 1, … (their norms): reached at the
+        first step it fires, censored at the budget; Σ‖g_k‖ carried to the next check."""
         # Σ‖g_k‖ added one step at a time, as a population's step adds it on the device
         # (Population.freeze), so that both find the same T to the last bit.
         sums = torch.tensor(
             list(itertools.accumulate(norms.double().tolist(), initial=self.norm_sum))[1:],
             dtype=torch.float64,
         )
-        t = torch.arange(first, self.step + 1, dtype=torch.float64)
+        t = torch.arange(first, first + len(norms), dtype=torch.float64)
         hit = stop_hits(sums, t, self.cfg.epsilon, self.min_steps())
         if hit.any() and not self.learned():  # asked only when the rule would fire
             hit[:] = False
         if hit.any():
             self.stop_step = first + int(hit.nonzero()[0])
             self.status = "reached"
-        elif self.step >= self.cfg.max_steps:
-            self.stop_step = self.step
+        elif first + len(norms) - 1 >= self.cfg.max_steps:
+            self.stop_step = first + len(norms) - 1
             self.status = "censored"
         self.norm_sum = (
             float(sums[-1]) if self.status is None else float(sums[self.stop_step - first])
