@@ -196,5 +196,8 @@ def test_replicates_where_a_variable_is_constant_are_counted_not_dropped_silentl
     assert abs(valid[("delta", "kendall")] - n_boot * 8 / 9) < 60
     assert abs(valid[("delta", "quadratic_ln_delta_curvature")] - n_boot * 2 / 9) < 60
     assert valid[("delta", "quadratic_ln_delta_vertex")] == 0
+    drawn = t.n_boot  # out of how many: every replicate drawn, none for the fitted peak
+    assert drawn[("delta", "quadratic_ln_delta_vertex")] == 0
+    assert (drawn.drop(("delta", "quadratic_ln_delta_vertex")) == n_boot).all()
     # sharpness varies within every cell: every replicate has a value
     assert valid[("sharpness", "spearman")] == n_boot

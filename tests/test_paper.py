@@ -374,5 +374,5 @@ def test_the_correlations_table_says_its_intervals_are_over_cells():
     assert "bootstrap over the cells" in caption and "6 in all" in caption
     assert "not over networks" in caption
     assert "& $n$ & cells & replicates" in text
-    assert "& 18 & 6 & 30 \\\\" in text  # Spearman of adaptive sharpness: 18 networks, 6 cells
+    assert "& 18 & 6 & 30/30 \\\\" in text  # Spearman of adaptive sharpness: 18 networks, 6 cells
     assert "& 18 & 6 & -- \\\\" in text  # the fitted peak has no interval

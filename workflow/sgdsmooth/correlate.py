@@ -97,13 +97,13 @@ def correlations(
     curvature and vertex of the quadratic fit in ln δ. The coefficients are computed on all
     rows; their 95 % intervals from the cell-level bootstrap (:func:`cell_bootstrap`: cells
     with replacement, seeds within them). Each row says what it rests on: ``n`` rows (runs),
-    ``n_cells`` cells, and ``n_boot_valid`` of the ``n_boot`` replicates that gave a finite
-    value (0 where the row has no interval)."""
+    ``n_cells`` cells, and ``n_boot_valid`` of the ``n_boot`` replicates drawn that gave a
+    finite value (both 0 where the row has no interval)."""
     rng = np.random.default_rng(seed)
     rows = []
 
-    def row(pred, method, value, sub, interval=(np.nan, np.nan, 0)):
-        lo, hi, valid = interval
+    def row(pred, method, value, sub, interval=None):
+        lo, hi, valid = interval or (np.nan, np.nan, 0)
         return {
             "predictor": pred,
             "method": method,
@@ -112,6 +112,7 @@ def correlations(
             "ci_high": hi,
             "n": len(sub),
             "n_cells": len(np.unique(cell_labels(sub))),
+            "n_boot": n_boot if interval else 0,
             "n_boot_valid": valid,
         }
 
@@ -123,7 +124,7 @@ def correlations(
             interval = (
                 cell_bootstrap(lambda i, fn=fn, x=x, y=y: _rank(fn, x[i], y[i]), cells, n_boot, rng)
                 if len(x) > 2
-                else (np.nan, np.nan, 0)
+                else None
             )
             rows.append(row(pred, name, _rank(fn, x, y), sub, interval))
     sub = df[[*CELL, "delta", target]].dropna(subset=["delta", target])

@@ -812,7 +812,7 @@ def sharpness_section(
                 ci,
                 str(r.n),
                 str(r.n_cells),
-                str(r.n_boot_valid) if r.n_boot_valid else "--",
+                f"{r.n_boot_valid}/{r.n_boot}" if r.n_boot else "--",
             ]
         )
     cells = int(corr.n_cells.max())
@@ -841,8 +841,8 @@ def sharpness_section(
         f"(learning rate $\\times$ batch size, {cells} in all; a row's own in \\emph{{cells}}) "
         "drawn with replacement and the seeds within each drawn cell, not over networks: the "
         "seeds of a cell share its $\\delta$ and are not independent. \\emph{Replicates}: "
-        "the bootstrap replicates with a value (one in which a variable is constant has none "
-        "and is left out).}\n"
+        "the bootstrap replicates with a value, of those drawn (one in which a variable is "
+        "constant has none and is left out).}\n"
         "\\label{tab:correlations}\n"
         + _tabular(
             ["predictor", "statistic", "value", "95\\,\\% interval", "$n$", "cells", "replicates"],

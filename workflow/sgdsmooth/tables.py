@@ -229,6 +229,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("ci_high", _f64),
         ("n", _i64),
         ("n_cells", _i64),
+        ("n_boot", _i64),
         ("n_boot_valid", _i64),
     ),
     "noise": _schema(
