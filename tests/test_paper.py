@@ -345,3 +345,34 @@ def test_ledger_text_keeps_its_math_and_escapes_its_prose():
     assert paper.tex_mixed("the best $\\delta_{\\mathrm{SHB}}$ lies in 50 % of_it") == (
         "the best $\\delta_{\\mathrm{SHB}}$ lies in 50 \\% of\\_it"
     )
+
+
+def test_the_correlations_table_says_its_intervals_are_over_cells():
+    """The caption and the text name the bootstrap over cells and how many there are; each
+    row gives its networks, cells and bootstrap replicates with a value (none: a dash)."""
+    from sgdsmooth import correlate
+
+    gen = np.random.default_rng(0)
+    cells = [(lr, b) for lr in (0.1, 1.0) for b in (64, 128, 256)]
+    sharp = pd.DataFrame(
+        [
+            dict(optimizer="sgd", lr=lr, beta=0.0, batch_size=b, seed=s, rho=2e-4, p="inf")
+            for lr, b in cells
+            for s in range(3)
+        ]
+    )
+    sharp = sharp.assign(
+        delta=np.sqrt(sharp.lr / sharp.batch_size),
+        sharpness=gen.uniform(1, 2, len(sharp)),
+        sharpness_plain=gen.uniform(1, 2, len(sharp)),
+        test_accuracy=gen.uniform(0.5, 0.6, len(sharp)),
+    )
+    corr = correlate.correlations(sharp, n_boot=30)
+    text = paper.sharpness_section(corr, sharp)
+    assert "intervals over its 6 cells" in text
+    caption = text.split("\\caption{", 1)[1].split("\\label", 1)[0]
+    assert "bootstrap over the cells" in caption and "6 in all" in caption
+    assert "not over networks" in caption
+    assert "& $n$ & cells & replicates" in text
+    assert "& 18 & 6 & 30/30 \\\\" in text  # Spearman of adaptive sharpness: 18 networks, 6 cells
+    assert "& 18 & 6 & -- \\\\" in text  # the fitted peak has no interval

@@ -200,6 +200,9 @@ def test_tiny_run_produces_every_table_figure_and_the_paper(tiny):
     measured = sharp[sharp.sharpness.notna()]
     assert 10 in set(measured.lr)
     assert set(corr[corr.predictor == "sharpness"].n) == {len(measured)}
+    # …and resample their cells (η × b), not the networks as if independent.
+    cells = len(measured[["optimizer", "lr", "beta", "batch_size"]].drop_duplicates())
+    assert set(corr[corr.predictor == "sharpness"].n_cells) == {cells}
 
 
 def test_second_run_schedules_nothing(tiny):

@@ -38,7 +38,14 @@ import pandas as pd
 from scipy import stats
 
 from . import cbs, collect, consistency, theory
-from .correlate import cell_resample, partial_spearman, quadratic_log_fit
+from .correlate import (
+    CELL,
+    cell_bootstrap,
+    cell_labels,
+    cell_resample,
+    partial_spearman,
+    quadratic_log_fit,
+)
 from .names import LABELS
 from .tables import claims_row
 
@@ -48,7 +55,8 @@ CONSISTENT, INCONSISTENT = consistency.CONSISTENT, consistency.INCONSISTENT
 VERDICTS = (HELD, NOT_HELD, UNDETERMINED, IDENTITY, CONSISTENT, INCONSISTENT)
 FINDING, CONSISTENCY = "finding", "consistency"
 KINDS = (FINDING, IDENTITY, CONSISTENCY)
-KEYS = ["optimizer", "lr", "beta", "batch_size"]
+KEYS = list(CELL)
+MAIN_CELL = ("optimizer", "batch_size")  # a cell at the main η (one β per optimizer)
 # The claims block's keys this module reads beyond the older ones, with config/schema.yaml's
 # defaults, so that a caller with an older block (a test, an archived config) still works.
 DEFAULTS = {"negligible_rho": 0.2, "consistency_factor": 2.0, "early_epoch": 1}
@@ -116,10 +124,6 @@ def _percentiles(values, level: float) -> tuple[float, float]:
         return math.nan, math.nan
     q = 100 * (1 - level) / 2
     return float(np.percentile(v, q)), float(np.percentile(v, 100 - q))
-
-
-def _cells(df: pd.DataFrame, keys=("optimizer", "batch_size")) -> np.ndarray:
-    return df[list(keys)].astype(str).agg("/".join, axis=1).to_numpy()
 
 
 # -- critical batch sizes ---------------------------------------------------------------
@@ -344,7 +348,7 @@ def concavity(
     if len(x) < 4 or len(np.unique(x)) < 3:
         return (math.nan,) * 5 + (0,)
     a, vertex = quadratic_log_fit(x, y)
-    cells = _cells(r)
+    cells = cell_labels(r, MAIN_CELL)
     curv, inside, skipped = [], [], 0
     for _ in range(n_boot):
         i = cell_resample(cells, rng)
@@ -452,12 +456,13 @@ def beyond_steps_claim(runs: pd.DataFrame, cfg: dict, n_train: int, n_boot: int,
     steps = (r.epochs * (n_train // r.batch_size)).to_numpy(float)
     x, y = r.delta.to_numpy(float), r.test_accuracy.to_numpy(float)
     value = partial_spearman(y, x, steps)
-    cells = _cells(r)
-    reps = [
-        partial_spearman(y[i], x[i], steps[i])
-        for i in (cell_resample(cells, rng) for _ in range(n_boot))
-    ]
-    lo, hi = _percentiles(reps, cfg["level"])
+    lo, hi, valid = cell_bootstrap(
+        lambda i: partial_spearman(y[i], x[i], steps[i]),
+        cell_labels(r, MAIN_CELL),
+        n_boot,
+        rng,
+        cfg["level"],
+    )
     if math.isnan(lo):
         v = UNDETERMINED
     elif lo > 0 or hi < 0:
@@ -469,7 +474,7 @@ def beyond_steps_claim(runs: pd.DataFrame, cfg: dict, n_train: int, n_boot: int,
     rho_d, rho_t = _spearman(x, y), _spearman(steps, y)
     note = (
         f"Spearman with accuracy: $\\delta$ {rho_d:.2f}, steps {rho_t:.2f}; "
-        f"{int(np.isnan(reps).sum())} replicates without a coefficient left out"
+        f"{n_boot - valid} replicates without a coefficient left out"
     )
     return [_row(**row, value=value, lo=lo, hi=hi, verdict_=v, n=len(r), note=note)]
 
@@ -630,12 +635,15 @@ def sharpness_claims(
                 )
                 continue
             value = abs(_spearman(x_d, y)) - abs(_spearman(x_s, y))
-            cells = _cells(part, ("lr", "batch_size"))
-            reps = []
-            for _ in range(n_boot):
-                i = cell_resample(cells, rng)
-                reps.append(abs(_spearman(x_d[i], y[i])) - abs(_spearman(x_s[i], y[i])))
-            lo, hi = _percentiles(reps, cfg["level"])
+            lo, hi, _ = cell_bootstrap(
+                lambda i, x_d=x_d, x_s=x_s, y=y: (
+                    abs(_spearman(x_d[i], y[i])) - abs(_spearman(x_s[i], y[i]))
+                ),
+                cell_labels(part, ("lr", "batch_size")),  # SGD alone: its cells are η × b
+                n_boot,
+                rng,
+                cfg["level"],
+            )
             rows.append(
                 _row(
                     **common,

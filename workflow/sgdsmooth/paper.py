@@ -790,7 +790,9 @@ PREDICTORS = {
 def sharpness_section(
     corr: pd.DataFrame | None, sharp: pd.DataFrame | None, adaptive: bool = True
 ) -> str:
-    """A subsection with the rank correlations of accuracy with both sharpness variants and δ."""
+    """A subsection with the rank correlations of accuracy with both sharpness variants and δ:
+    coefficients on all networks, intervals from the bootstrap over cells (η × b) and the
+    seeds within them, with the networks, cells and valid replicates each row rests on."""
     if corr is None or sharp is None or corr.empty:
         return ""
     names = {
@@ -809,8 +811,11 @@ def sharpness_section(
                 fmt(r.coefficient, 3),
                 ci,
                 str(r.n),
+                str(r.n_cells),
+                f"{r.n_boot_valid}/{r.n_boot}" if r.n_boot else "--",
             ]
         )
+    cells = int(corr.n_cells.max())
     rho = fmt(float(sharp.rho.iloc[0]))
     p = "\\infty" if sharp.p.iloc[0] == "inf" else sharp.p.iloc[0]
     measured = sharp.sharpness.notna().sum()
@@ -828,12 +833,22 @@ def sharpness_section(
         f"Figure~\\ref{{fig:fig8_sharpness}} puts first "
         "and the ledger compares with $\\delta$ first. "
         "Table~\\ref{tab:correlations} gives the rank correlation of test accuracy with each "
-        "(95\\,\\% bootstrap intervals over networks) and a quadratic fit of accuracy in "
-        "$\\ln\\delta$.\n"
+        f"(95\\,\\% bootstrap intervals over its {cells} cells $\\eta \\times b$ and the seeds "
+        "within them) and a quadratic fit of accuracy in $\\ln\\delta$.\n"
         "\\begin{table}[tbp]\n\\centering\n"
-        "\\caption{Test accuracy against sharpness and against $\\delta$.}\n"
+        "\\caption{Test accuracy against sharpness and against $\\delta$. Values on all $n$ "
+        "networks; 95\\,\\% intervals from a bootstrap over the cells "
+        f"(learning rate $\\times$ batch size, {cells} in all; a row's own in \\emph{{cells}}) "
+        "drawn with replacement and the seeds within each drawn cell, not over networks: the "
+        "seeds of a cell share its $\\delta$ and are not independent. \\emph{Replicates}: "
+        "the bootstrap replicates with a value, of those drawn (one in which a variable is "
+        "constant has none and is left out).}\n"
         "\\label{tab:correlations}\n"
-        + _tabular(["predictor", "statistic", "value", "95\\,\\% interval", "$n$"], rows, "llrrr")
+        + _tabular(
+            ["predictor", "statistic", "value", "95\\,\\% interval", "$n$", "cells", "replicates"],
+            rows,
+            "llrrrrr",
+        )
         + "\\end{table}\n"
     )
 

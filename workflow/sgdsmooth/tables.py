@@ -218,6 +218,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("fails_if", _str),
         ("note", _str),
     ),
+    # Rank correlations of accuracy with sharpness and δ (correlate.py): the coefficient on
+    # all ``n`` rows (runs), its interval from the bootstrap over the ``n_cells`` cells and
+    # the seeds within them, and how many replicates gave a finite value (0: no interval).
     "correlations": _schema(
         ("predictor", _str),
         ("method", _str),
@@ -225,6 +228,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("ci_low", _f64),
         ("ci_high", _f64),
         ("n", _i64),
+        ("n_cells", _i64),
+        ("n_boot", _i64),
+        ("n_boot_valid", _i64),
     ),
     "noise": _schema(
         ("optimizer", _str),
