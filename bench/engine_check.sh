@@ -7,7 +7,7 @@
 #                   OUT=/tmp/ec bash bench/engine_check.sh --smoke --study  (also the study's
 #                   pipeline on a 2,048-image slice, bench/fashion_smoke.yaml: minutes; in a copy
 #                   of the repository, as tests/test_bench.py does: it writes results/, archive/)
-#   a later call:   ... bash bench/engine_check.sh --stages env,rates,projection,study
+#   a later call:   ... bash bench/engine_check.sh --stages env,rates,concurrency,projection,study
 #
 # Stages, in order, each time-boxed (`timeout`) within ENGINE_LIMIT_S (540 s) for the whole call,
 # so that a stage that fails or hangs leaves the others' results:
@@ -24,6 +24,9 @@
 #   paper       (only when --stages names it) the points config/paper.yaml's jobs take, ResNet-18,
 #               and that grid's projected time: paper_projection.json (a few minutes)
 #   rates       the points the Fashion study's jobs take (bench/projection.py --measure)
+#   concurrency the study's population step in 1, 2, 4, 8 processes at once (bench/concurrency.py):
+#               the fastest sets the study's train.threads (cores / processes), which the
+#               projection and the study then use
 #   projection  the study's projected time from those rates (bench/projection.py) and the target
 #               table's verdicts (bench/targets.py)
 #   study       if the projection fits in what is left of the call (or ENGINE_FORCE_STUDY=1): the
@@ -39,7 +42,7 @@ set -uo pipefail
 
 smoke=0
 study=1
-stages=env,agreement,table,rates,projection,study
+stages=env,agreement,table,rates,concurrency,projection,study
 while (($#)); do
   case $1 in
     --smoke) smoke=1 study=0 ;;
@@ -183,6 +186,27 @@ if wants rates; then
     box "rates_$i" 60 "${tt[@]}" "${extra[@]}"
     i=$((i + 1))
   done
+fi
+
+# -- concurrency: how many jobs at once on the GPU; the study then runs that many -------------------
+if wants concurrency; then
+  # The study's population step (K = 18: config/fashion.yaml's runs at one b, as projection.py
+  # --measure prints), 1, 2, 4 and 8 processes at once (bench/concurrency.py).
+  conc=(python3 bench/concurrency.py --cores "$cores" --results "$work/concurrency.jsonl")
+  ((smoke)) && conc+=(--smoke)
+  if box concurrency 90 "${conc[@]}" -- --model mnist_cnn --dataset fashion_mnist --batch-sizes 8 \
+    --modes population --populations 18; then
+    best=$(sed -n 's/^fastest: \([0-9]*\) process.*/\1/p' "$work/concurrency.log" | tail -n 1)
+    if [[ -n $best ]]; then # train.threads = cores / best, merged into the study's override
+      threads=$((cores / best > 0 ? cores / best : 1))
+      python3 -c 'import sys, yaml
+path, threads = sys.argv[1], int(sys.argv[2])
+cfg = yaml.safe_load(open(path)) or {}
+cfg.setdefault("train", {})["threads"] = threads
+yaml.safe_dump(cfg, open(path, "w"))' "$override" "$threads"
+      say "concurrency: $best job(s) at once measured fastest: the study runs with train.threads $threads"
+    fi
+  fi
 fi
 
 # -- projection -----------------------------------------------------------------------------------

@@ -47,8 +47,10 @@ FLOP floor (3 × the model's forward FLOPs per image, ``models.forward_flops``, 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -118,10 +120,21 @@ def timed(
     step: Callable[[], None], device: torch.device, args: argparse.Namespace
 ) -> tuple[int, float]:
     """(steps, seconds) of ``step`` after ``args.warmup`` untimed steps: as many steps as fill
-    ``args.seconds`` at the step time of a short probe, within [min_steps, max_steps]."""
+    ``args.seconds`` at the step time of a short probe, within [min_steps, max_steps]. With
+    ``--barrier``: after the warm-up, wait for the other processes, then step for
+    ``args.seconds`` of wall time, so that processes sharing a device time the same window."""
     for _ in range(args.warmup):
         step()
     sync(device)
+    if args.barrier:
+        wait_for_all(Path(args.barrier), args.barrier_count)
+        start = time.perf_counter()
+        n = 0
+        while n < args.min_steps or time.perf_counter() - start < args.seconds:
+            step()
+            n += 1
+        sync(device)
+        return n, time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(args.min_steps):
         step()
@@ -133,6 +146,17 @@ def timed(
         step()
     sync(device)
     return n, time.perf_counter() - start
+
+
+def wait_for_all(folder: Path, count: int, timeout: float = 600.0) -> None:
+    """Say this process is ready (a file in ``folder``) and wait until ``count`` are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while sum(1 for _ in folder.iterdir()) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"--barrier {folder}: {count} processes never got ready")
+        time.sleep(0.01)
 
 
 # -- (a) the usual way ---------------------------------------------------------------------
@@ -282,6 +306,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=5000)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--peak-tflops", type=float, default=790.0)
+    ap.add_argument("--barrier", help="concurrency.py: a folder where processes meet")
+    ap.add_argument("--barrier-count", type=int, default=1, help="how many meet there")
     ap.add_argument("--results", default="bench/results/throughput.jsonl")
     ap.add_argument(
         "--smoke",

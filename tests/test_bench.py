@@ -164,6 +164,13 @@ def test_engine_check_runs_every_stage_at_toy_sizes_into_one_tarball(tmp_path):
     names = [name for name, _, _ in stages]
     assert names[:3] == ["env", "agreement", "table_mnist_b8_det"]
     assert names[-2:] == ["projection", "targets"] and any(n.startswith("rates_") for n in names)
+    assert names[-3] == "concurrency"  # measured before the projection, which uses it
+    conc = records_of(got / "concurrency.jsonl")
+    assert [r["processes"] for r in conc] == [1, 2] and all(r["images_per_s"] > 0 for r in conc)
+    assert conc[1]["images_per_s"] == pytest.approx(sum(conc[1]["per_process"]))
+    fastest = max(conc, key=lambda r: r["images_per_s"])["processes"]
+    threads = 2 // fastest  # smoke: 2 cores; the study's override gets the fastest's threads
+    assert f"the study runs with train.threads {threads}" in (got / "engine_check.log").read_text()
     assert all(rc == "0" for _, rc, _ in stages)
     assert (got / "agreement.xml").exists() and "skipped" in (got / "agreement.log").read_text()
     records = records_of(got / "throughput.jsonl")
