@@ -232,8 +232,11 @@ print(read_config(*sys.argv[1:])['train']['threads'])" "${configs[@]/#/../}" "$o
   budget=$(($(left) - reserve - 30)) # the study must fit in what is left of this call
   ((budget < 0)) && budget=0
   say "a job's fixed cost: $job_s s; $parallel jobs at once; the study may take $budget s"
+  shared=() # the measured gain of that many jobs at once, if the concurrency stage ran
+  [[ -s $work/concurrency.jsonl ]] && shared=(--concurrency "$work/concurrency.jsonl")
   box projection 30 python3 bench/projection.py "$records" --config "${configs[@]}" "$override" \
-    --job-seconds "$job_s" --parallel "$parallel" --budget-seconds "$budget" --json "$work/projection.json"
+    --job-seconds "$job_s" --parallel "$parallel" --budget-seconds "$budget" --json "$work/projection.json" \
+    "${shared[@]}"
   projected=$?
   if ((projected == 3)); then # over the budget is a verdict, not a failure
     kept=()

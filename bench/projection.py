@@ -23,6 +23,9 @@ workflow runs them (``sgdsmooth.grid``):
   (``workload.run_steps``); at the fixed-epoch step's rate (the CBS step's, which also applies
   the stopping rule on the device, is measured beside it: ``targets.py``).
 
+With ``--concurrency`` (``concurrency.py``'s records) the device time is divided by the
+measured gain of ``--parallel`` processes at once over one; without it nothing overlaps.
+
 ``--measure`` prints instead the ``train_throughput.py`` arguments that measure exactly the
 points the config's jobs need, one line per kind of step (``engine_check.sh`` runs them).
 Records of the format before the population engine (one record of ``rows`` per call, as in
@@ -170,6 +173,19 @@ def side_seconds(cfg: dict, rates: Rates) -> float:
     return runs * per_run / rates.largest_single()
 
 
+def concurrency_ratio(path: str | Path, processes: int) -> tuple[float, str]:
+    """How much more work ``processes`` jobs at once do on the device than one: the newest
+    of ``concurrency.py``'s records with that many processes (its total rate over one
+    process's, measured in the same run), and where it was measured; 1 when none has it."""
+    records = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    found = [r for r in records if r["processes"] == processes and r.get("ratio_to_one")]
+    if not found:
+        return 1.0, f"no concurrency.py record of {processes} processes: taken as 1"
+    r, point = found[-1], found[-1]["point"]
+    where = f"measured at b = {point['b']}, K = {point['K']}, {r['date']}; taken for every job"
+    return float(r["ratio_to_one"]), where
+
+
 def measurements(cfg: dict) -> list[list[str]]:
     """``train_throughput.py`` arguments that measure every (b, K, graph) the config's jobs
     take: one list per kind of step, batch sizes together."""
@@ -261,6 +277,11 @@ def main() -> None:
         type=float,
         help="exit with status 3 when the projection exceeds this (a device script's check)",
     )
+    ap.add_argument(
+        "--concurrency",
+        help="concurrency.py's records: the device time is divided by the total rate of "
+        "--parallel processes at once over one's (default: nothing overlaps on the device)",
+    )
     ap.add_argument("--json", help="also write the projection here as one JSON object")
     args = ap.parse_args()
     cfg = read_config(*args.config)
@@ -295,6 +316,14 @@ def main() -> None:
         f"evaluation and full-gradient passes of the fixed-epoch runs: {side:,.0f} s; "
         f"with the steps: {total:,.0f} s"
     )
+    shared = 1.0
+    if args.concurrency:
+        shared, where = concurrency_ratio(args.concurrency, args.parallel)
+        total /= shared
+        print(
+            f"{args.parallel} jobs at once do {shared:.2f}× the work of one ({where}): "
+            f"{total:,.0f} s"
+        )
     fixed = tail = 0.0
     if args.job_seconds:
         jobs = len(training_jobs(cfg)) + len({(c[1], c[3]) for c in sharpness_cells(cfg)})
@@ -306,7 +335,8 @@ def main() -> None:
             f"jobs' fixed costs: {jobs} training and sharpness jobs × {args.job_seconds:.1f} s "
             f"/ {args.parallel} at once = {fixed:,.0f} s, "
             f"and the analysis after them, {TAIL_DEPTH} jobs deep: {tail:,.0f} s; "
-            f"in all (nothing overlapped on the device): {total:,.0f} s"
+            f"in all{'' if args.concurrency else ' (nothing overlapped on the device)'}: "
+            f"{total:,.0f} s"
         )
     for note in sorted(rates.notes):
         print(f"note: {note}")
@@ -320,6 +350,7 @@ def main() -> None:
             "deterministic": deterministic,
             "steps_seconds_by_batch": per_b,
             "side_seconds": side,
+            "concurrency_ratio": shared,
             "fixed_seconds": fixed + tail,
             "total_seconds": total,
             "budget_seconds": args.budget_seconds,

@@ -330,6 +330,27 @@ def test_projection_pools_one_sessions_fastest_rates_at_the_configs_settings(tmp
     )
     summary = json.loads((tmp_path / "p.json").read_text())
     assert summary["steps_seconds_by_batch"]["64"] == pytest.approx(hours[64] * 3600, rel=2e-3)
+    assert summary["concurrency_ratio"] == 1.0  # none given: nothing overlaps on the device
+
+    # concurrency.py measured 2 processes at 1.6× one: 2 jobs at once take 1/1.6 of the time
+    point = {"model": "small_cnn", "dataset": "digits", "b": 8, "K": 2, "mode": "population"}
+    conc = [
+        {"date": "2026-12-05", "processes": n, "ratio_to_one": r, "point": point}
+        for n, r in ((1, 1.0), (2, 1.6), (4, 1.9))
+    ]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in conc))
+    args = [str(tmp_path / "tt.jsonl"), "--config", str(tmp_path / "grid.yaml")]
+    out = run(
+        "bench/projection.py", *args, "--parallel", "2", "--concurrency", str(tmp_path / "c.jsonl"),
+        "--json", str(tmp_path / "c.json"),
+    )  # fmt: skip
+    shared = json.loads((tmp_path / "c.json").read_text())
+    assert shared["concurrency_ratio"] == 1.6 and "2 jobs at once do 1.60×" in out
+    assert shared["total_seconds"] == pytest.approx(summary["total_seconds"] / 1.6)
+    out = run(
+        "bench/projection.py", *args, "--parallel", "3", "--concurrency", str(tmp_path / "c.jsonl")
+    )
+    assert "no concurrency.py record of 3 processes: taken as 1" in out
 
 
 def test_projection_says_what_to_measure():
