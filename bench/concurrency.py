@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from results_file import append_record  # bench/
@@ -52,25 +54,35 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
 
 
 def measure(n: int, point: list[str], seconds: float, work: Path) -> list[dict]:
-    """The records of ``n`` processes measuring ``point`` at once."""
+    """The records of ``n`` processes measuring ``point`` at once. Should one fail, the others
+    (waiting at the barrier for it) are stopped, as they are when this process is."""
     barrier = work / f"barrier{n}"
     files = [work / f"n{n}_p{i}.jsonl" for i in range(n)]
+    logs = [f.with_suffix(".log") for f in files]
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "train_throughput.py"), *point,
              "--seconds", str(seconds), "--barrier", str(barrier), "--barrier-count", str(n),
              "--results", str(f)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=log.open("w"),
         )
-        for f in files
+        for f, log in zip(files, logs)
     ]  # fmt: skip
-    errors = [p.communicate()[1] for p in procs]
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode for p in procs):
+                break
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     records = []
-    for proc, f, err in zip(procs, files, errors):
+    for proc, f, log in zip(procs, files, logs):
         if proc.returncode != 0:
-            raise SystemExit(f"{n} processes: one failed:\n{err[-2000:]}")
+            raise SystemExit(f"{n} processes: one failed:\n{log.read_text()[-2000:]}")
         (record,) = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
         if "error" in record:
             raise SystemExit(f"{n} processes: {record['error']}")
@@ -80,6 +92,9 @@ def measure(n: int, point: list[str], seconds: float, work: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args, point = parse(argv)
+    # A time limit's SIGTERM (engine_check's box) unwinds through measure(), which stops
+    # the processes it started: none may stay on the GPU after this one.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"train_throughput.py {' '.join(point)}; {args.seconds} s a window")
     print(f"{'processes':>9} {'img/s in all':>13} {'per process':>12} {'/ one':>6}")
     totals = {}

@@ -148,7 +148,7 @@ def timed(
     return n, time.perf_counter() - start
 
 
-def wait_for_all(folder: Path, count: int, timeout: float = 600.0) -> None:
+def wait_for_all(folder: Path, count: int, timeout: float = 300.0) -> None:
     """Say this process is ready (a file in ``folder``) and wait until ``count`` are."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / str(os.getpid())).touch()
