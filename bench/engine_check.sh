@@ -121,6 +121,21 @@ finish() {
   exit 0
 }
 
+# measure_points NAME CONFIG...: the (b, K) points the configs' jobs take (projection.py
+# --measure), one train_throughput.py stage each, NAME_0, NAME_1, …
+measure_points() {
+  local name=$1 i=0 line extra lines
+  shift
+  python3 bench/projection.py --measure --config "$@" >"$work/$name.txt" ||
+    say "$name: projection.py --measure failed"
+  mapfile -t lines <"$work/$name.txt"
+  for line in "${lines[@]}"; do
+    read -ra extra <<<"$line"
+    box "${name}_$i" 60 "${tt[@]}" "${extra[@]}"
+    i=$((i + 1))
+  done
+}
+
 override="$work/override.yaml" # no TeX on the device: the archive's paper is built at home
 echo "archive_paper: false" >"$override"
 say "stages $stages; $limit s in all; smoke $smoke; work folder $work"
@@ -162,30 +177,14 @@ fi
 
 # -- paper (only when asked for): the article grid's rates and projection, no budget -----------------
 if wants paper; then
-  python3 bench/projection.py --measure --config config/paper.yaml >"$work/paper_measure.txt" ||
-    say "paper: projection.py --measure failed"
-  mapfile -t lines <"$work/paper_measure.txt"
-  i=0
-  for line in "${lines[@]}"; do
-    read -ra extra <<<"$line"
-    box "paper_rates_$i" 60 "${tt[@]}" "${extra[@]}"
-    i=$((i + 1))
-  done
+  measure_points paper_rates config/paper.yaml
   box paper_projection 30 python3 bench/projection.py "$records" --config config/paper.yaml \
     --json "$work/paper_projection.json"
 fi
 
 # -- rates: what the Fashion study's jobs take ------------------------------------------------
 if wants rates; then
-  python3 bench/projection.py --measure --config "${configs[@]}" "$override" >"$work/measure.txt" ||
-    say "rates: projection.py --measure failed"
-  mapfile -t lines <"$work/measure.txt"
-  i=0
-  for line in "${lines[@]}"; do
-    read -ra extra <<<"$line"
-    box "rates_$i" 60 "${tt[@]}" "${extra[@]}"
-    i=$((i + 1))
-  done
+  measure_points rates "${configs[@]}" "$override"
 fi
 
 # -- concurrency: how many jobs at once on the GPU; the study then runs that many -------------------

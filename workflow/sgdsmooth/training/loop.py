@@ -120,7 +120,7 @@ def measure_noise(run: Run) -> dict:
         "seed": c.seed,
         "protocol": c.protocol,
         "epoch": run.epoch + 1,
-        "step": run.weights_step,
+        "step": run.last_step,
         **values,
         "seconds": time.perf_counter() - start,
     }

@@ -98,8 +98,12 @@ class Population:
         self._t = torch.tensor([float(r.step) for r in self.runs], **f64)
         self._eps = torch.tensor([r.cfg.epsilon for r in self.runs], **f64)
         self._min_t = torch.tensor([float(r.min_steps()) for r in self.runs], **f64)
-        self._armed = torch.tensor([r.learned() for r in self.runs], device=self.device)
+        self._armed = self._learned().to(self.device)
         self._moving = torch.ones(self.k, dtype=torch.bool, device=self.device)
+
+    def _learned(self) -> torch.Tensor:
+        """Whether each member's rule is armed (``Run.learned``), on the host."""
+        return torch.tensor([r.learned() for r in self.runs])
 
     # -- one step ------------------------------------------------------------------------
     def load_epoch(self) -> None:
@@ -111,7 +115,7 @@ class Population:
             v.copy_(torch.stack([r.draws[k] for r in self.runs]))
         self._epoch = self.runs[0].epoch
         if self.freeze:  # a finished epoch may have armed the rule (cbs.learned_loss)
-            self._armed.copy_(torch.tensor([r.learned() for r in self.runs]))
+            self._armed.copy_(self._learned())
 
     def batch(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's mini-batch number ``pos`` of the epoch, member-major: (K·b, C, H, W)

@@ -170,10 +170,10 @@ class Run:
         return self.cfg.min_epochs * self.steps_per_epoch
 
     @property
-    def weights_step(self) -> int:
-        """The step the run's weights stand at: its stopping step once it has stopped (a
-        stopped member's later steps in its population leave its weights alone), else its
-        step."""
+    def last_step(self) -> int:
+        """The run's last step that counts: its stopping step once it has stopped, else its
+        step. Its weights stand there too (a stopped member's later steps in its population
+        leave them alone)."""
         return self.stop_step if self.stop_step is not None else self.step
 
     def armed_epoch(self) -> int | None:
@@ -220,7 +220,7 @@ class Run:
         n = self.counted()
         losses = torch.tensor(self.trace["loss"][:n], dtype=torch.float64)
         norms = torch.tensor(self.trace["norm"][:n], dtype=torch.float64)
-        step = self.stop_step if self.stop_step is not None else self.step
+        step = self.last_step
         row = {
             "epoch": self.epoch + 1,
             "step": step,
@@ -248,7 +248,7 @@ class Run:
         self.perm, self.draws = None, {}
 
     def summary(self) -> dict:
-        steps = self.stop_step if self.stop_step is not None else self.step
+        steps = self.last_step
         armed = self.armed_epoch() if self.cfg.protocol == "cbs" else None
         complete = [row for row in self.rows if self._complete(row)] or self.rows[-1:]
         return {
